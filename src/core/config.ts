@@ -1,0 +1,167 @@
+import { hostname } from 'node:os';
+import { z } from 'zod';
+
+export const SERVICES = ['auth', 'collect', 'dispatch', 'push'] as const;
+export type ServiceName = (typeof SERVICES)[number];
+
+export const DEFAULT_PORTS: Record<ServiceName, number> = {
+  auth: 7001,
+  collect: 7002,
+  dispatch: 7003,
+  push: 7101,
+};
+
+/** Development values for secrets left unset outside production. Printed at start-up. */
+export const DEV_SECRETS = {
+  AUTH_ADMIN_KEY: 'dev-admin-key',
+  INGEST_API_KEY: 'dev-ingest-key',
+  JWT_SECRET: 'dev-jwt-secret-do-not-use-in-production',
+  INTERNAL_SECRET: 'dev-internal-secret',
+} as const;
+type SecretName = keyof typeof DEV_SECRETS;
+
+/** Which secrets each service cannot run without. */
+const SECRETS_NEEDED: Record<ServiceName, SecretName[]> = {
+  auth: ['AUTH_ADMIN_KEY', 'JWT_SECRET', 'INTERNAL_SECRET'],
+  collect: ['INGEST_API_KEY', 'INTERNAL_SECRET'],
+  dispatch: ['INTERNAL_SECRET'],
+  push: ['INTERNAL_SECRET'],
+};
+
+const duration = z
+  .string()
+  .regex(/^\d+(ms|s|m|h)$/, 'a duration such as 500ms, 2s, 1m or 1h')
+  .transform(parseDurationMs);
+
+const seconds = z.coerce.number().int().positive();
+
+const envSchema = z.object({
+  NODE_ENV: z.string().default('development'),
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  HOST: z.string().default('127.0.0.1'),
+  PORT: z.coerce.number().int().min(0).max(65535).optional(),
+  ADVERTISE_ADDRESS: z.string().optional(),
+  INSTANCE_ID: z.string().optional(),
+
+  CONSUL_HTTP_ADDR: z.string().default('127.0.0.1:8500'),
+  CONSUL_HTTP_TOKEN: z.string().optional(),
+  CONSUL_CHECK_INTERVAL: duration.default(1000),
+  CONSUL_CHECK_TIMEOUT: duration.default(1000),
+  CONSUL_DEREGISTER_AFTER: duration.default(60_000),
+  CONSUL_SYNC_INTERVAL: duration.default(5000),
+
+  REDIS_URL: z.string().default('redis://127.0.0.1:6379'),
+  MONGODB_URL: z.string().optional(),
+  MONGODB_DB: z.string().default('push_cluster'),
+
+  AUTH_ADMIN_KEY: z.string().min(1).optional(),
+  INGEST_API_KEY: z.string().min(1).optional(),
+  INTERNAL_SECRET: z.string().min(1).optional(),
+  JWT_SECRET: z.string().min(1).optional(),
+  JWT_ALGORITHM: z.enum(['HS256', 'RS256', 'ES256']).default('HS256'),
+  JWT_PRIVATE_KEY: z.string().optional(),
+  JWT_PUBLIC_KEY: z.string().optional(),
+  JWT_ISSUER: z.string().default('push-cluster'),
+  JWT_AUDIENCE: z.string().default('push-cluster'),
+  TOKEN_TTL_SECONDS: seconds.default(3600),
+  TOKEN_MAX_TTL_SECONDS: seconds.default(30 * 24 * 3600),
+
+  MAX_BODY_BYTES: z.coerce.number().int().positive().default(1024 * 1024),
+  MESSAGE_TTL_SECONDS: seconds.default(7 * 24 * 3600),
+  ROUTE_TTL_SECONDS: seconds.default(30),
+  WS_MAX_PAYLOAD: z.coerce.number().int().positive().default(64 * 1024),
+  WS_MAX_BUFFERED_BYTES: z.coerce.number().int().positive().default(4 * 1024 * 1024),
+  WS_PING_INTERVAL: duration.default(20_000),
+  TOKEN_CACHE_SECONDS: z.coerce.number().int().min(0).default(30),
+  PEER_TIMEOUT: duration.default(5000),
+});
+
+export type Env = z.infer<typeof envSchema>;
+
+export interface Config extends Omit<Env, SecretName> {
+  service: ServiceName;
+  port: number;
+  advertiseAddress: string;
+  production: boolean;
+  secrets: Record<SecretName, string>;
+  /** Secrets that got a development value because they were unset. */
+  devSecrets: SecretName[];
+}
+
+export class ConfigError extends Error {}
+
+/** Reads and validates the environment once, for one service. Throws ConfigError with every problem. */
+export function loadConfig(
+  service: ServiceName,
+  env: NodeJS.ProcessEnv = process.env,
+  overrides: { port?: number } = {},
+): Config {
+  const parsed = envSchema.safeParse(env);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`);
+    throw new ConfigError(`invalid configuration:\n  ${problems.join('\n  ')}`);
+  }
+  const e = parsed.data;
+  const production = e.NODE_ENV === 'production';
+  const secrets = {} as Record<SecretName, string>;
+  const devSecrets: SecretName[] = [];
+  const missing: SecretName[] = [];
+  for (const name of Object.keys(DEV_SECRETS) as SecretName[]) {
+    const value = e[name];
+    if (value !== undefined) secrets[name] = value;
+    else if (!production) {
+      secrets[name] = DEV_SECRETS[name];
+      if (SECRETS_NEEDED[service].includes(name)) devSecrets.push(name);
+    } else if (SECRETS_NEEDED[service].includes(name)) missing.push(name);
+    else secrets[name] = '';
+  }
+  if (service === 'auth' && e.JWT_ALGORITHM !== 'HS256') {
+    const idx = missing.indexOf('JWT_SECRET');
+    if (idx >= 0) missing.splice(idx, 1);
+    if (!e.JWT_PRIVATE_KEY || !e.JWT_PUBLIC_KEY) {
+      throw new ConfigError(`JWT_ALGORITHM=${e.JWT_ALGORITHM} needs JWT_PRIVATE_KEY and JWT_PUBLIC_KEY (PEM)`);
+    }
+  }
+  if (missing.length > 0) {
+    throw new ConfigError(
+      `NODE_ENV=production and ${missing.join(', ')} ${missing.length > 1 ? 'are' : 'is'} not set: ` +
+        `${service} will not start with a development secret in production`,
+    );
+  }
+  const port = overrides.port ?? e.PORT ?? DEFAULT_PORTS[service];
+  const advertiseAddress = e.ADVERTISE_ADDRESS ?? (e.HOST === '0.0.0.0' ? hostname() : e.HOST);
+  const { AUTH_ADMIN_KEY: _a, INGEST_API_KEY: _i, INTERNAL_SECRET: _s, JWT_SECRET: _j, ...rest } = e;
+  return {
+    ...rest,
+    service,
+    port,
+    advertiseAddress,
+    production,
+    secrets,
+    devSecrets,
+  };
+}
+
+/** The config as it may be logged: secrets and credentials in URLs hidden. */
+export function redactConfig(config: Config): Record<string, unknown> {
+  const { secrets: _secrets, JWT_PRIVATE_KEY, ...rest } = config;
+  return {
+    ...rest,
+    JWT_PRIVATE_KEY: JWT_PRIVATE_KEY ? '[redacted]' : undefined,
+    CONSUL_HTTP_TOKEN: rest.CONSUL_HTTP_TOKEN ? '[redacted]' : undefined,
+    REDIS_URL: redactUrl(rest.REDIS_URL),
+    MONGODB_URL: rest.MONGODB_URL ? redactUrl(rest.MONGODB_URL) : undefined,
+  };
+}
+
+function redactUrl(url: string): string {
+  return url.replace(/\/\/([^@/]*)@/, '//[redacted]@');
+}
+
+export function parseDurationMs(text: string): number {
+  const m = /^(\d+)(ms|s|m|h)$/.exec(text);
+  if (!m) throw new Error(`not a duration: ${text}`);
+  const n = Number(m[1]);
+  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[m[2] as 'ms' | 's' | 'm' | 'h'];
+  return n * unit;
+}

@@ -1,0 +1,105 @@
+import type { ConsulClient as Consul } from './consul.js';
+import type { Logger } from './logger.js';
+
+/** One passing instance of a service, as Consul reports it. */
+export interface Instance {
+  id: string;
+  service: string;
+  address: string;
+  port: number;
+  meta: Record<string, string>;
+  tags: string[];
+}
+
+interface HealthEntry {
+  Service: { ID: string; Service: string; Address: string; Port: number; Meta: Record<string, string> | null; Tags: string[] | null };
+  Node: { Address: string };
+}
+
+export interface ServiceViewOptions {
+  consul: Consul;
+  log: Logger;
+  service: string;
+  /** How long one blocking query may wait for a change. */
+  waitSeconds?: number;
+  onChange?: (instances: readonly Instance[]) => void;
+}
+
+/**
+ * A live in-memory view of the passing instances of one service, kept current with
+ * Consul blocking queries, so that no request needs a Consul round-trip. While Consul
+ * cannot be reached, the last known set is kept and the watch retries with backoff.
+ */
+export class ServiceView {
+  private list: readonly Instance[] = [];
+  private byId = new Map<string, Instance>();
+  private watch: ReturnType<Consul['watch']> | undefined;
+  private failing = false;
+  private firstAnswer: Promise<void>;
+  private resolveFirst!: () => void;
+
+  constructor(private readonly o: ServiceViewOptions) {
+    this.firstAnswer = new Promise((resolve) => (this.resolveFirst = resolve));
+  }
+
+  /** Starts watching; resolves on Consul's first answer, or after `timeoutMs` with an empty view. */
+  async start(timeoutMs = 5000): Promise<void> {
+    const { consul, service } = this.o;
+    this.watch = consul.watch({
+      method: consul.health.service,
+      options: { service, passing: 'true', wait: `${this.o.waitSeconds ?? 30}s` },
+      backoffFactor: 100,
+      backoffMax: 5000,
+    });
+    this.watch.on('change', (entries: HealthEntry[]) => this.update(entries));
+    this.watch.on('error', (err: Error) => {
+      if (!this.failing) {
+        this.o.log.warn({ service, err: err.message, kept: this.list.length }, 'consul watch failing: keeping the last known instances');
+      }
+      this.failing = true;
+    });
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([this.firstAnswer, new Promise<void>((r) => (timer = setTimeout(r, timeoutMs)))]);
+    clearTimeout(timer);
+  }
+
+  stop(): void {
+    this.watch?.end();
+    this.watch = undefined;
+  }
+
+  /** True while Consul cannot be reached and the view shows the last known set. */
+  get stale(): boolean {
+    return this.failing;
+  }
+
+  instances(): readonly Instance[] {
+    return this.list;
+  }
+
+  get(id: string): Instance | undefined {
+    return this.byId.get(id);
+  }
+
+  private update(entries: HealthEntry[]): void {
+    if (this.failing) this.o.log.info({ service: this.o.service }, 'consul watch recovered');
+    this.failing = false;
+    const next = entries.map(
+      (e): Instance => ({
+        id: e.Service.ID,
+        service: e.Service.Service,
+        address: e.Service.Address || e.Node.Address,
+        port: e.Service.Port,
+        meta: e.Service.Meta ?? {},
+        tags: e.Service.Tags ?? [],
+      }),
+    );
+    const before = [...this.byId.keys()].sort().join(',');
+    this.list = next;
+    this.byId = new Map(next.map((i) => [i.id, i]));
+    const after = [...this.byId.keys()].sort().join(',');
+    if (before !== after) this.o.log.info({ service: this.o.service, instances: after.split(',').filter(Boolean) }, 'passing instances changed');
+    this.resolveFirst();
+    this.o.onChange?.(this.list);
+  }
+}

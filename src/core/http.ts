@@ -1,0 +1,173 @@
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { timingSafeEqual } from 'node:crypto';
+import Koa, { type Context, type Next } from 'koa';
+import getRawBody from 'raw-body';
+import type { Logger } from './logger.js';
+import type { ErrorBody } from './protocol.js';
+import { INTERNAL_SECRET_HEADER } from './protocol.js';
+
+/** An error with the HTTP status and the machine-readable code a client gets. */
+export class HttpError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export function errorBody(code: string, message: string): ErrorBody {
+  return { error: { code, message } };
+}
+
+/** A Koa app whose every error, thrown or not found, answers in the one JSON error shape. */
+export function createApp(log: Logger): Koa {
+  const app = new Koa();
+  app.proxy = false;
+  app.use(async (ctx: Context, next: Next) => {
+    try {
+      await next();
+      if (ctx.status === 404 && ctx.body === undefined) {
+        throw new HttpError(404, 'not_found', `no route for ${ctx.method} ${ctx.path}`);
+      }
+    } catch (err) {
+      if (err instanceof HttpError) {
+        ctx.status = err.status;
+        ctx.body = errorBody(err.code, err.message);
+      } else {
+        log.error({ err, method: ctx.method, path: ctx.path }, 'request failed');
+        ctx.status = 500;
+        ctx.body = errorBody('internal', 'internal error');
+      }
+    }
+  });
+  // Koa would otherwise print every error to stderr a second time.
+  app.silent = true;
+  return app;
+}
+
+/** Reads and parses a JSON body, with the status a client needs for each way it can be wrong. */
+export async function readJson(ctx: Context, limitBytes: number): Promise<unknown> {
+  const type = ctx.request.type;
+  if (type && type !== 'application/json') {
+    throw new HttpError(415, 'unsupported_media_type', 'send the body as application/json');
+  }
+  let text: string;
+  try {
+    text = await getRawBody(ctx.req, { limit: limitBytes, encoding: 'utf8', length: ctx.get('content-length') || undefined });
+  } catch (err) {
+    const e = err as { type?: string; status?: number };
+    if (e.type === 'entity.too.large') {
+      throw new HttpError(413, 'payload_too_large', `the body is larger than ${limitBytes} bytes`);
+    }
+    if (e.type === 'request.size.invalid' || e.type === 'request.aborted') {
+      throw new HttpError(400, 'invalid_body', 'the body ended before its announced length');
+    }
+    throw new HttpError(400, 'invalid_body', 'the body could not be read as UTF-8 text');
+  }
+  if (text.length === 0) throw new HttpError(400, 'invalid_json', 'the body is empty: send a JSON object');
+  try {
+    return JSON.parse(text) as unknown;
+  } catch (err) {
+    throw new HttpError(400, 'invalid_json', `the body is not valid JSON: ${(err as Error).message}`);
+  }
+}
+
+/** The bearer token of a request, or undefined. */
+export function bearer(header: string | undefined): string | undefined {
+  const m = header ? /^Bearer\s+(.+)$/i.exec(header.trim()) : null;
+  return m?.[1];
+}
+
+export function sameSecret(given: string | undefined, expected: string): boolean {
+  if (given === undefined) return false;
+  const a = Buffer.from(given);
+  const b = Buffer.from(expected);
+  return a.length === b.length && timingSafeEqual(a, b);
+}
+
+/** Requires `Authorization: Bearer <key>`. */
+export function requireBearer(ctx: Context, key: string, what: string): void {
+  if (!sameSecret(bearer(ctx.get('authorization') || undefined), key)) {
+    throw new HttpError(401, 'unauthorized', `a valid ${what} is required as "Authorization: Bearer <key>"`);
+  }
+}
+
+/** Guards /internal/ routes: only peers holding INTERNAL_SECRET may call them. */
+export function internalOnly(secret: string) {
+  return async (ctx: Context, next: Next): Promise<void> => {
+    if (ctx.path.startsWith('/internal/') && !sameSecret(ctx.get(INTERNAL_SECRET_HEADER) || undefined, secret)) {
+      throw new HttpError(401, 'unauthorized', 'internal route: peers only');
+    }
+    await next();
+  };
+}
+
+/** A readiness probe: what the process needs to do its job, each answering or throwing. */
+export type HealthProbe = () => Promise<void> | void;
+
+/**
+ * GET /health: 200 when every probe passes, else 503 with the reasons.
+ * The body does not change between calls with the same outcome, so Consul's
+ * health index moves only when the status does.
+ */
+export function healthRoute(probes: Record<string, HealthProbe>, isDraining: () => boolean) {
+  return async (ctx: Context, next: Next): Promise<void> => {
+    if (ctx.path !== '/health' || ctx.method !== 'GET') return next();
+    const failures: Record<string, string> = {};
+    if (isDraining()) failures.lifecycle = 'draining';
+    await Promise.all(
+      Object.entries(probes).map(async ([name, probe]) => {
+        try {
+          await withTimeout(Promise.resolve(probe()), 800, `${name} did not answer within 800ms`);
+        } catch (err) {
+          failures[name] = (err as Error).message;
+        }
+      }),
+    );
+    const ok = Object.keys(failures).length === 0;
+    ctx.status = ok ? 200 : 503;
+    ctx.body = ok ? { status: 'ok' } : { status: 'unavailable', failures };
+  };
+}
+
+export async function withTimeout<T>(p: Promise<T>, ms: number, message: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([
+      p,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(message)), ms);
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Listens and resolves with the bound port (useful with port 0). */
+export async function listen(server: Server, host: string, port: number): Promise<number> {
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  return (server.address() as AddressInfo).port;
+}
+
+export function httpServer(app: Koa): Server {
+  const server = createServer(app.callback());
+  server.keepAliveTimeout = 65_000;
+  return server;
+}
+
+export async function closeServer(server: Server): Promise<void> {
+  await new Promise<void>((resolve) => {
+    server.close(() => resolve());
+    server.closeIdleConnections();
+  });
+}

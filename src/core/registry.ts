@@ -1,0 +1,108 @@
+import type { ConsulClient as Consul } from './consul.js';
+import type { Logger } from './logger.js';
+
+export interface RegistrationOptions {
+  consul: Consul;
+  log: Logger;
+  /** Unique per instance: Consul's ServiceID. */
+  id: string;
+  name: string;
+  address: string;
+  port: number;
+  tags?: string[];
+  /** Read at every sync, so live values (a push node's connection count) reach Consul. */
+  meta: () => Record<string, string>;
+  checkIntervalMs: number;
+  checkTimeoutMs: number;
+  deregisterAfterMs: number;
+  /** How often to confirm the agent still knows this instance and to refresh its meta. */
+  syncIntervalMs: number;
+}
+
+const seconds = (ms: number): string => `${Math.max(1, Math.round(ms / 1000))}s`;
+const msText = (ms: number): string => `${ms}ms`;
+
+/**
+ * This instance's entry in the registry (Consul). Registers with the local agent,
+ * re-registers when the agent has forgotten it (agent restart) or when its meta
+ * changed, and deregisters on stop.
+ */
+export class Registration {
+  private timer: NodeJS.Timeout | undefined;
+  private lastMeta = '';
+  private syncing: Promise<void> | undefined;
+  private agentDown = false;
+
+  constructor(private readonly o: RegistrationOptions) {}
+
+  async start(): Promise<void> {
+    await this.register();
+    this.timer = setInterval(() => void this.sync(), this.o.syncIntervalMs);
+    this.timer.unref();
+  }
+
+  /** Leaves routing at once: Consul drops the instance from every passing view. */
+  async stop(): Promise<void> {
+    clearInterval(this.timer);
+    this.timer = undefined;
+    await this.syncing;
+    try {
+      await this.o.consul.agent.service.deregister(this.o.id);
+      this.o.log.info({ id: this.o.id }, 'deregistered from consul');
+    } catch (err) {
+      this.o.log.warn({ err: (err as Error).message }, 'could not deregister from consul');
+    }
+  }
+
+  /** Pushes fresh meta now rather than at the next sync. */
+  refresh(): Promise<void> {
+    return this.sync();
+  }
+
+  private sync(): Promise<void> {
+    this.syncing ??= this.syncOnce().finally(() => {
+      this.syncing = undefined;
+    });
+    return this.syncing;
+  }
+
+  private async syncOnce(): Promise<void> {
+    try {
+      const known = await this.isKnown();
+      const metaChanged = JSON.stringify(this.o.meta()) !== this.lastMeta;
+      if (!known) this.o.log.warn({ id: this.o.id }, 'consul agent does not know this instance: registering again');
+      if (!known || metaChanged) await this.register();
+      if (this.agentDown) this.o.log.info('consul agent reachable again');
+      this.agentDown = false;
+    } catch (err) {
+      if (!this.agentDown) this.o.log.warn({ err: (err as Error).message }, 'consul agent unreachable: will keep retrying');
+      this.agentDown = true;
+    }
+  }
+
+  private async isKnown(): Promise<boolean> {
+    const services = (await this.o.consul.agent.service.list()) as Record<string, unknown>;
+    return Object.hasOwn(services, this.o.id);
+  }
+
+  private async register(): Promise<void> {
+    const meta = this.o.meta();
+    const o = this.o;
+    await o.consul.agent.service.register({
+      id: o.id,
+      name: o.name,
+      address: o.address,
+      port: o.port,
+      tags: o.tags ?? [],
+      meta,
+      check: {
+        name: `${o.name} /health`,
+        http: `http://${o.address}:${o.port}/health`,
+        interval: msText(o.checkIntervalMs),
+        timeout: msText(o.checkTimeoutMs),
+        deregistercriticalserviceafter: seconds(o.deregisterAfterMs),
+      },
+    });
+    this.lastMeta = JSON.stringify(meta);
+  }
+}

@@ -1,0 +1,92 @@
+import type { Server } from 'node:http';
+import type Koa from 'koa';
+import type { ConsulClient as Consul } from './consul.js';
+import type { Config } from './config.js';
+import { closeServer, createApp, healthRoute, httpServer, internalOnly, listen, type HealthProbe } from './http.js';
+import type { Logger } from './logger.js';
+import { Registration } from './registry.js';
+
+export const VERSION = '0.1.0';
+
+export interface HostOptions {
+  config: Config;
+  log: Logger;
+  consul: Consul;
+  /** What /health checks besides the lifecycle. */
+  probes: Record<string, HealthProbe>;
+  /** Extra meta for Consul, read at every registry sync. */
+  meta?: () => Record<string, string>;
+}
+
+/**
+ * The frame every service lives in: a Koa app with JSON errors, /health and the
+ * internal-route guard; an HTTP server; its registration in Consul; and a stop that
+ * undoes start in reverse — leave routing, drain, close.
+ */
+export class ServiceHost {
+  readonly app: Koa;
+  readonly server: Server;
+  port = 0;
+  registration: Registration | undefined;
+  private draining = false;
+  private readonly drainHooks: (() => Promise<void>)[] = [];
+  private readonly closeHooks: (() => Promise<void>)[] = [];
+
+  constructor(private readonly o: HostOptions) {
+    this.app = createApp(o.log);
+    this.app.use(healthRoute(o.probes, () => this.draining));
+    this.app.use(internalOnly(o.config.secrets.INTERNAL_SECRET));
+    this.server = httpServer(this.app);
+  }
+
+  get isDraining(): boolean {
+    return this.draining;
+  }
+
+  /** Runs on stop after the instance has left routing, before the server closes. */
+  onDrain(hook: () => Promise<void>): void {
+    this.drainHooks.push(hook);
+  }
+
+  /** Runs on stop after the server has closed, in reverse order of registration. */
+  onClose(hook: () => Promise<void>): void {
+    this.closeHooks.push(hook);
+  }
+
+  async start(): Promise<void> {
+    const { config, log, consul } = this.o;
+    this.port = await listen(this.server, config.HOST, config.port);
+    this.registration = new Registration({
+      consul,
+      log,
+      id: this.id,
+      name: config.service,
+      address: config.advertiseAddress,
+      port: this.port,
+      tags: [`v${VERSION}`],
+      meta: () => ({ version: VERSION, ...this.o.meta?.() }),
+      checkIntervalMs: config.CONSUL_CHECK_INTERVAL,
+      checkTimeoutMs: config.CONSUL_CHECK_TIMEOUT,
+      deregisterAfterMs: config.CONSUL_DEREGISTER_AFTER,
+      syncIntervalMs: config.CONSUL_SYNC_INTERVAL,
+    });
+    await this.registration.start();
+    log.info({ port: this.port, id: this.id }, `${config.service} listening and registered`);
+  }
+
+  /** Consul's ServiceID for this instance: INSTANCE_ID, or service-address-port. */
+  get id(): string {
+    const { config } = this.o;
+    return config.INSTANCE_ID ?? `${config.service}-${config.advertiseAddress}-${this.port}`;
+  }
+
+  async stop(): Promise<void> {
+    if (this.draining) return;
+    this.draining = true;
+    await this.registration?.stop();
+    for (const hook of this.drainHooks) await hook();
+    await closeServer(this.server);
+    for (const hook of [...this.closeHooks].reverse()) await hook();
+    this.o.log.info(`${this.o.config.service} stopped`);
+  }
+}

@@ -1,0 +1,22 @@
+import { startConsulAgent, type ConsulAgent } from '../../src/cluster/consul-agent.js';
+import { startRedisServer, type RedisServer } from '../../src/cluster/redis-server.js';
+
+export { waitFor, freePort } from '../../src/cluster/child.js';
+
+export interface Deps {
+  consul: ConsulAgent;
+  redis: RedisServer;
+  stop(): Promise<void>;
+}
+
+/** A real Consul dev agent and a real redis-server on free loopback ports, for one test file. */
+export async function startDeps(): Promise<Deps> {
+  const [consul, redis] = await Promise.all([startConsulAgent(), startRedisServer()]);
+  return {
+    consul,
+    redis,
+    async stop() {
+      await Promise.all([consul.stop(), redis.stop()]);
+    },
+  };
+}
