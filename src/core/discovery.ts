@@ -68,6 +68,10 @@ export class ServiceView {
     this.watch = undefined;
   }
 
+  get service(): string {
+    return this.o.service;
+  }
+
   /** True while Consul cannot be reached and the view shows the last known set. */
   get stale(): boolean {
     return this.failing;

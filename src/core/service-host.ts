@@ -29,6 +29,8 @@ export class ServiceHost {
   port = 0;
   registration: Registration | undefined;
   private draining = false;
+  private readonly startHooks: (() => Promise<void>)[] = [];
+  private readonly startedHooks: (() => void)[] = [];
   private readonly drainHooks: (() => Promise<void>)[] = [];
   private readonly closeHooks: (() => Promise<void>)[] = [];
 
@@ -36,11 +38,21 @@ export class ServiceHost {
     this.app = createApp(o.log);
     this.app.use(healthRoute(o.probes, () => this.draining));
     this.app.use(internalOnly(o.config.secrets.INTERNAL_SECRET));
-    this.server = httpServer(this.app);
+    this.server = httpServer();
   }
 
   get isDraining(): boolean {
     return this.draining;
+  }
+
+  /** Runs on start before the server listens: connect to what /health will probe. */
+  onStart(hook: () => Promise<void>): void {
+    this.startHooks.push(hook);
+  }
+
+  /** Runs once the instance is listening and registered. */
+  onStarted(hook: () => void): void {
+    this.startedHooks.push(hook);
   }
 
   /** Runs on stop after the instance has left routing, before the server closes. */
@@ -55,6 +67,8 @@ export class ServiceHost {
 
   async start(): Promise<void> {
     const { config, log, consul } = this.o;
+    for (const hook of this.startHooks) await hook();
+    this.server.on('request', this.app.callback());
     this.port = await listen(this.server, config.HOST, config.port);
     this.registration = new Registration({
       consul,
@@ -71,6 +85,7 @@ export class ServiceHost {
       syncIntervalMs: config.CONSUL_SYNC_INTERVAL,
     });
     await this.registration.start();
+    for (const hook of this.startedHooks) hook();
     log.info({ port: this.port, id: this.id }, `${config.service} listening and registered`);
   }
 

@@ -21,7 +21,7 @@ export async function createStore(opts: CreateStoreOptions): Promise<MessageStor
   }
   opts.log.warn(
     { store: 'memory' },
-    'MONGODB_URL is not set: messages live only in this process\'s memory and are LOST ON ' +
+    "MONGODB_URL is not set: messages live only in this process's memory and are LOST ON " +
       'RESTART, and other processes cannot see them. Set MONGODB_URL for durable storage.',
   );
   return new MemoryStore();

@@ -1,9 +1,4 @@
-import type {
-  InsertResult,
-  MessageStore,
-  NewMessage,
-  StoredMessage,
-} from './message-store.js';
+import type { InsertResult, MessageStore, NewMessage, StoredMessage } from './message-store.js';
 
 export interface MemoryStoreOptions {
   /** How often expired messages are dropped. Default 60 s. */

@@ -9,12 +9,7 @@ import {
   type WriteError,
 } from 'mongodb';
 import type { MessageStatus } from '../core/protocol.js';
-import type {
-  InsertResult,
-  MessageStore,
-  NewMessage,
-  StoredMessage,
-} from './message-store.js';
+import type { InsertResult, MessageStore, NewMessage, StoredMessage } from './message-store.js';
 
 interface MessageDoc {
   _id: string;
@@ -353,7 +348,11 @@ export class MongoStore implements MessageStore {
       if (holder === undefined) {
         failed.set(
           i,
-          new MessageWriteError(doc._id, DUPLICATE_KEY, 'duplicate key, but no message holds its key'),
+          new MessageWriteError(
+            doc._id,
+            DUPLICATE_KEY,
+            'duplicate key, but no message holds its key',
+          ),
         );
         duplicates.delete(i);
       } else {

@@ -1,0 +1,192 @@
+import { readFileSync } from 'node:fs';
+import { createConnection } from 'node:net';
+import { join } from 'node:path';
+import { DEFAULT_PORTS, DEV_SECRETS, type ServiceName } from '../core/config.js';
+import { PROJECT_ROOT } from './binaries.js';
+import { Child, freePort, waitFor } from './child.js';
+import { startConsulAgent, type ConsulAgent } from './consul-agent.js';
+import { startRedisServer, type RedisServer } from './redis-server.js';
+
+const CLI = join(PROJECT_ROOT, 'dist', 'cli.js');
+
+interface ServiceProcess {
+  service: ServiceName;
+  name: string;
+  port: number;
+  child: Child;
+}
+
+/**
+ * `npm start`: a whole cluster on this machine, each service its own process, every
+ * one registered in Consul. Uses the Consul agent at CONSUL_HTTP_ADDR and the Redis at
+ * REDIS_URL when they are given (or answering), else starts its own. Ctrl-C stops
+ * everything it started, services first.
+ */
+export async function runLocalCluster(env: NodeJS.ProcessEnv = process.env): Promise<void> {
+  const say = (line: string): void => void process.stdout.write(`${line}\n`);
+  const pushCount = Number(env.PUSH_NODES ?? 2);
+  if (!Number.isInteger(pushCount) || pushCount < 1 || pushCount > 32) throw new Error(`PUSH_NODES must be 1..32, got ${env.PUSH_NODES}`);
+
+  let consul: ConsulAgent | undefined;
+  let redis: RedisServer | undefined;
+  const services: ServiceProcess[] = [];
+  let stopping = false;
+
+  const stopAll = async (): Promise<void> => {
+    if (stopping) return;
+    stopping = true;
+    say('\nstopping the cluster…');
+    const order: ServiceName[] = ['push', 'dispatch', 'collect', 'auth'];
+    for (const svc of order) await Promise.all(services.filter((s) => s.service === svc).map((s) => s.child.stop(12_000)));
+    await redis?.stop();
+    await consul?.stop();
+    say('stopped.');
+  };
+  process.on('SIGINT', () => void stopAll().then(() => process.exit(0)));
+  process.on('SIGTERM', () => void stopAll().then(() => process.exit(0)));
+
+  try {
+    // ---- Consul and Redis ----------------------------------------------------
+    let consulAddr = env.CONSUL_HTTP_ADDR ?? '127.0.0.1:8500';
+    if (await consulAnswers(consulAddr)) {
+      say(`using the Consul agent at ${consulAddr}`);
+    } else if (env.CONSUL_HTTP_ADDR) {
+      throw new Error(`CONSUL_HTTP_ADDR=${env.CONSUL_HTTP_ADDR} does not answer`);
+    } else {
+      const port = (await portFree(8500)) ? 8500 : await freePort();
+      consul = await startConsulAgent({ httpPort: port, ui: true, configDirs: [join(PROJECT_ROOT, 'consul.d', 'dev')], nodeName: 'local' });
+      consulAddr = consul.addr;
+      say(`started a Consul dev agent at ${consulAddr}`);
+    }
+    let redisUrl = env.REDIS_URL;
+    if (!redisUrl) {
+      redis = await startRedisServer({ port: (await portFree(6379)) ? 6379 : await freePort() });
+      redisUrl = redis.url;
+      say(`started redis-server at ${redisUrl}`);
+    }
+    await registerBackingService(consulAddr, 'redis', new URL(redisUrl));
+    if (env.MONGODB_URL) {
+      const first = /^mongodb(?:\+srv)?:\/\/(?:[^@/]*@)?([^/,?]+)/.exec(env.MONGODB_URL)?.[1];
+      if (first) await registerBackingService(consulAddr, 'mongodb', new URL(`mongodb://${first}`));
+    }
+
+    // ---- services --------------------------------------------------------------
+    const childEnv: NodeJS.ProcessEnv = {
+      ...env,
+      CONSUL_HTTP_ADDR: consulAddr,
+      REDIS_URL: redisUrl,
+      LOG_LEVEL: env.LOG_LEVEL ?? 'warn',
+      NODE_ENV: env.NODE_ENV ?? 'development',
+    };
+    const plan: { service: ServiceName; name: string; want: number }[] = [
+      { service: 'auth', name: 'auth', want: DEFAULT_PORTS.auth },
+      { service: 'collect', name: 'collect', want: DEFAULT_PORTS.collect },
+      { service: 'dispatch', name: 'dispatch', want: DEFAULT_PORTS.dispatch },
+      ...Array.from({ length: pushCount }, (_, i) => ({ service: 'push' as const, name: `push-${i + 1}`, want: DEFAULT_PORTS.push + i })),
+    ];
+    for (const p of plan) {
+      const port = (await portFree(p.want)) ? p.want : await freePort();
+      const child = new Child(p.name, process.execPath, [CLI, p.service, '--port', String(port)], {
+        env: { ...childEnv, INSTANCE_ID: `${p.name}-${port}` },
+        echo: (line) => process.stdout.write(`[${p.name}] ${line}\n`),
+      });
+      services.push({ service: p.service, name: p.name, port, child });
+    }
+    await waitFor('every service registered and passing in Consul', async () => {
+      for (const s of services) if (!s.child.running) throw new Error(`${s.name} exited:\n${s.child.recentOutput()}`);
+      const res = await fetch(`http://${consulAddr}/v1/health/state/passing`);
+      const passing = new Set(((await res.json()) as { ServiceID: string }[]).map((c) => c.ServiceID));
+      return services.every((s) => passing.has(`${s.name}-${s.port}`));
+    }, 30_000, 200);
+
+    const port = (svc: ServiceName): number => services.find((s) => s.service === svc)?.port ?? 0;
+    const ingest = `http://127.0.0.1:${port('collect')}`;
+    const auth = `http://127.0.0.1:${port('auth')}`;
+    const connect = `http://127.0.0.1:${port('dispatch')}/v1/connect`;
+    const adminKey = env.AUTH_ADMIN_KEY ?? DEV_SECRETS.AUTH_ADMIN_KEY;
+    const ingestKey = env.INGEST_API_KEY ?? DEV_SECRETS.INGEST_API_KEY;
+    const secretNote = (name: keyof typeof DEV_SECRETS): string => (env[name] ? '(from the environment)' : '(development value)');
+    say(`
+push-cluster is up: ${services.length} services, all passing in Consul.
+
+  Consul UI      http://${consulAddr}/ui/
+  ingest API     ${ingest}/v1/messages
+  auth API       ${auth}/v1/tokens
+  connect URL    ${connect}
+  push nodes     ${services.filter((s) => s.service === 'push').map((s) => `ws://127.0.0.1:${s.port}/ws`).join('  ')}
+  message store  ${env.MONGODB_URL ? 'MongoDB' : 'memory (set MONGODB_URL for durable storage)'}
+
+  AUTH_ADMIN_KEY ${env.AUTH_ADMIN_KEY ? '***' : adminKey} ${secretNote('AUTH_ADMIN_KEY')}
+  INGEST_API_KEY ${env.INGEST_API_KEY ? '***' : ingestKey} ${secretNote('INGEST_API_KEY')}
+
+Try it:
+  # 1. a token for user alice
+  TOKEN=$(curl -s -X POST ${auth}/v1/tokens -H 'Authorization: Bearer ${env.AUTH_ADMIN_KEY ? '$AUTH_ADMIN_KEY' : adminKey}' \\
+    -H 'Content-Type: application/json' -d '{"userId":"alice"}' | node -pe 'JSON.parse(require("fs").readFileSync(0)).token')
+  # 2. connect as alice (leave it running in one terminal)
+  node -e 'fetch("${connect}").then(r=>r.json()).then(({url})=>{const ws=new WebSocket(url+"?token="+process.argv[1]);ws.onmessage=e=>{console.log(e.data);const m=JSON.parse(e.data);if(m.type==="message")ws.send(JSON.stringify({type:"ack",id:m.id}))}})' "$TOKEN"
+  # 3. send alice a message
+  curl -s -X POST ${ingest}/v1/messages -H 'Authorization: Bearer ${env.INGEST_API_KEY ? '$INGEST_API_KEY' : ingestKey}' \\
+    -H 'Content-Type: application/json' -d '{"to":"alice","payload":{"text":"hello"}}'
+
+Ctrl-C stops everything this command started.`);
+    // Any service that dies takes the cluster down with it: a half cluster misleads.
+    await Promise.race(services.map((s) => s.child.waitExit().then(() => s)))
+      .then((s) => {
+        if (!stopping) say(`${s.name} exited unexpectedly:\n${s.child.recentOutput()}`);
+      });
+    await stopAll();
+    process.exit(1);
+  } catch (err) {
+    say(`npm start failed: ${(err as Error).message}`);
+    await stopAll();
+    process.exit(1);
+  }
+}
+
+async function consulAnswers(addr: string): Promise<boolean> {
+  try {
+    const res = await fetch(`http://${addr.replace(/^https?:\/\//, '')}/v1/status/leader`, { signal: AbortSignal.timeout(1000) });
+    return res.ok;
+  } catch {
+    return false;
+  }
+}
+
+function portFree(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const sock = createConnection({ port, host: '127.0.0.1' });
+    sock.once('connect', () => {
+      sock.destroy();
+      resolve(false);
+    });
+    sock.once('error', () => resolve(true));
+  });
+}
+
+/** Registers Redis or MongoDB with the agent from its definition in consul.d/services, at its real address. */
+async function registerBackingService(consulAddr: string, name: 'redis' | 'mongodb', url: URL): Promise<void> {
+  interface Definition {
+    id: string;
+    name: string;
+    tags: string[];
+    port: number;
+    meta: Record<string, string>;
+    check: { id: string; name: string; interval: string; timeout: string };
+  }
+  const file = join(PROJECT_ROOT, 'consul.d', 'services', `${name}.json`);
+  const def = (JSON.parse(readFileSync(file, 'utf8')) as { service: Definition }).service;
+  const port = Number(url.port) || def.port;
+  // The agent API takes the same definition as the config file, spelled its own way.
+  const body = {
+    ID: def.id,
+    Name: def.name,
+    Tags: def.tags,
+    Address: url.hostname,
+    Port: port,
+    Meta: def.meta,
+    Check: { CheckID: def.check.id, Name: def.check.name, TCP: `${url.hostname}:${port}`, Interval: def.check.interval, Timeout: def.check.timeout },
+  };
+  const res = await fetch(`http://${consulAddr}/v1/agent/service/register`, { method: 'PUT', body: JSON.stringify(body) });
+  if (!res.ok) throw new Error(`could not register ${name} in Consul: ${res.status} ${await res.text()}`);
+}

@@ -1,0 +1,99 @@
+import Router from '@koa/router';
+import { monotonicFactory } from 'ulid';
+import { z } from 'zod';
+import type { Config } from '../core/config.js';
+import type { ConsulClient } from '../core/consul.js';
+import { ServiceView } from '../core/discovery.js';
+import { HttpError, readJson, requireBearer } from '../core/http.js';
+import type { Logger } from '../core/logger.js';
+import { Peers } from '../core/peers.js';
+import type { IngestResponse, MessageView } from '../core/protocol.js';
+import { ServiceHost } from '../core/service-host.js';
+import { userIdSchema, validate } from '../core/validation.js';
+import type { MessageStore, NewMessage, StoredMessage } from '../store/message-store.js';
+import { DispatchHandoff, envelopeOf } from './dispatch-handoff.js';
+import { ingestSchema, recipientsOf } from './ingest-schema.js';
+
+const idsSchema = z.object({ ids: z.array(z.string()).max(100_000) });
+const acksSchema = z.object({ acks: z.array(z.object({ userId: userIdSchema, ids: z.array(z.string()).max(100_000) })) });
+
+/**
+ * collect: the ingestion API. A message is stored first and answered 202 only once the
+ * store holds it; then it is handed to dispatch. Push nodes call back here for replays
+ * and acks, since collect owns the store.
+ */
+export function createCollectService(config: Config, log: Logger, consul: ConsulClient, store: MessageStore): ServiceHost {
+  const host = new ServiceHost({ config, log, consul, probes: { store: () => store.ping() } });
+  const dispatchView = new ServiceView({ consul, log, service: 'dispatch' });
+  const handoff = new DispatchHandoff(new Peers(dispatchView, config.secrets.INTERNAL_SECRET, config.PEER_TIMEOUT), store, log);
+  const newId = monotonicFactory();
+
+  const router = new Router();
+
+  // ---- public API ------------------------------------------------------------
+
+  router.post('/v1/messages', async (ctx) => {
+    requireBearer(ctx, config.secrets.INGEST_API_KEY, 'INGEST_API_KEY');
+    const body = validate(ingestSchema, await readJson(ctx, config.MAX_BODY_BYTES));
+    const items = recipientsOf(body);
+    if (items.length > 10_000) throw new HttpError(400, 'invalid_request', `one request may create at most 10000 messages, this one ${items.length}`);
+    const now = new Date();
+    const expiresAt = new Date(now.getTime() + config.MESSAGE_TTL_SECONDS * 1000);
+    const messages: NewMessage[] = items.map((m) => ({ id: newId(now.getTime()), to: m.to, payload: m.payload, key: m.key, createdAt: now, expiresAt }));
+    const result = await store.insert(messages);
+    ctx.status = 202;
+    ctx.body = { ids: result.ids } satisfies IngestResponse;
+    handoff.enqueue(result.inserted);
+  });
+
+  router.get('/v1/messages/:id', async (ctx) => {
+    requireBearer(ctx, config.secrets.INGEST_API_KEY, 'INGEST_API_KEY');
+    const m = await store.get(ctx.params.id ?? '');
+    if (!m) throw new HttpError(404, 'not_found', `no message ${ctx.params.id}`);
+    ctx.body = viewOf(m);
+  });
+
+  // ---- for push nodes --------------------------------------------------------
+
+  router.get('/internal/pending', async (ctx) => {
+    const userId = validate(userIdSchema, ctx.query.userId);
+    const limit = Math.min(Number(ctx.query.limit) || 1000, 10_000);
+    const messages = await store.listUnacked(userId, limit);
+    ctx.body = { messages: messages.map(envelopeOf) };
+  });
+
+  router.post('/internal/delivered', async (ctx) => {
+    const { ids } = validate(idsSchema, await readJson(ctx, config.MAX_BODY_BYTES * 16));
+    await store.markDelivered(ids, new Date());
+    ctx.status = 204;
+  });
+
+  router.post('/internal/acks', async (ctx) => {
+    const { acks } = validate(acksSchema, await readJson(ctx, config.MAX_BODY_BYTES * 16));
+    const at = new Date();
+    let acked = 0;
+    for (const { userId, ids } of acks) acked += await store.markAcked(userId, ids, at);
+    ctx.body = { acked };
+  });
+
+  host.app.use(router.routes()).use(router.allowedMethods());
+  host.onStart(() => dispatchView.start());
+  host.onDrain(() => handoff.drain());
+  host.onClose(async () => {
+    dispatchView.stop();
+    await store.close();
+  });
+  return host;
+}
+
+function viewOf(m: StoredMessage): MessageView {
+  return {
+    id: m.id,
+    to: m.to,
+    status: m.status,
+    payload: m.payload,
+    createdAt: m.createdAt.toISOString(),
+    ...(m.deliveredAt ? { deliveredAt: m.deliveredAt.toISOString() } : {}),
+    ...(m.ackedAt ? { ackedAt: m.ackedAt.toISOString() } : {}),
+  };
+}

@@ -1,0 +1,252 @@
+import type { IncomingMessage } from 'node:http';
+import type { Duplex } from 'node:stream';
+import Router from '@koa/router';
+import { Redis } from 'ioredis';
+import { WebSocketServer, type RawData, type WebSocket } from 'ws';
+import { z } from 'zod';
+import type { Config } from '../core/config.js';
+import type { ConsulClient } from '../core/consul.js';
+import { ServiceView } from '../core/discovery.js';
+import { bearer, readJson } from '../core/http.js';
+import type { Logger } from '../core/logger.js';
+import { Peers } from '../core/peers.js';
+import { CloseCode, type DeliverResponse, type Envelope, type ErrorFrame, type MessageFrame } from '../core/protocol.js';
+import { Routes } from '../core/routes.js';
+import { ServiceHost } from '../core/service-host.js';
+import { validate } from '../core/validation.js';
+import { AckBatcher } from './ack-batcher.js';
+import { Authenticator } from './authenticator.js';
+import { Hub, type Connection } from './hub.js';
+
+const envelopeSchema = z.object({ id: z.string(), to: z.string(), payload: z.unknown(), createdAt: z.string() });
+const deliverSchema = z.object({ messages: z.array(envelopeSchema) });
+const REPLAY_LIMIT = 1000;
+
+/**
+ * push: a node holding WebSocket connections. It binds each connected user to itself
+ * in Redis (routes), pushes what dispatch forwards to the user's sockets, replays a
+ * user's unacked messages on connect and passes acks on to collect.
+ */
+export function createPushService(config: Config, log: Logger, consul: ConsulClient): ServiceHost {
+  const redis = new Redis(config.REDIS_URL, { maxRetriesPerRequest: 2, enableOfflineQueue: false, lazyConnect: true });
+  const routes = new Routes(redis, config.ROUTE_TTL_SECONDS * 1000);
+  const hub = new Hub();
+  const host = new ServiceHost({
+    config,
+    log,
+    consul,
+    probes: {
+      redis: async () => {
+        if (redis.status !== 'ready') throw new Error(`redis is ${redis.status}`);
+      },
+    },
+    meta: () => ({ ws_url: wsUrl(), connections: String(hub.connectionCount) }),
+  });
+  const wsUrl = (): string => `ws://${config.advertiseAddress}:${host.port}/ws`;
+  const authView = new ServiceView({ consul, log, service: 'auth' });
+  const collectView = new ServiceView({ consul, log, service: 'collect' });
+  const authenticator = new Authenticator(new Peers(authView, config.secrets.INTERNAL_SECRET, config.PEER_TIMEOUT), config.TOKEN_CACHE_SECONDS * 1000);
+  const collect = new Peers(collectView, config.secrets.INTERNAL_SECRET, config.PEER_TIMEOUT);
+  const acks = new AckBatcher(collect, log);
+  const wss = new WebSocketServer({ noServer: true, maxPayload: config.WS_MAX_PAYLOAD, clientTracking: false });
+
+  // ---- socket → user ---------------------------------------------------------
+
+  host.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    void upgrade(req, socket, head).catch((err: unknown) => {
+      log.error({ err }, 'upgrade failed');
+      rejectUpgrade(socket, 500, 'internal', 'internal error');
+    });
+  });
+
+  async function upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
+    const url = new URL(req.url ?? '/', 'http://x');
+    if (url.pathname !== '/ws') return rejectUpgrade(socket, 404, 'not_found', 'WebSocket endpoint is /ws');
+    if (host.isDraining) return rejectUpgrade(socket, 503, 'draining', 'this node is shutting down: ask /v1/connect for another');
+    const token = url.searchParams.get('token') ?? bearer(req.headers.authorization);
+    const outcome = await authenticator.verify(token ?? undefined);
+    if (!outcome.ok) return rejectUpgrade(socket, outcome.status, outcome.code, outcome.message);
+    if (socket.destroyed) return;
+    wss.handleUpgrade(req, socket, head, (ws) => void open(ws, outcome.userId, outcome.expiresAt));
+  }
+
+  async function open(ws: WebSocket, userId: string, tokenExpiresAt: number): Promise<void> {
+    const conn: Connection = { ws, userId, tokenExpiresAt, alive: true, held: [] };
+    ws.on('pong', () => (conn.alive = true));
+    ws.on('message', (data, isBinary) => onFrame(conn, data, isBinary));
+    ws.on('error', (err) => log.debug({ err: err.message, userId }, 'socket error'));
+    ws.on('close', () => void onClose(conn));
+    if (hub.add(conn)) {
+      try {
+        await routes.add(host.id, userId);
+      } catch (err) {
+        // The periodic refresh binds the user once Redis is back; replay still runs.
+        log.warn({ err: (err as Error).message, userId }, 'could not bind user in redis');
+      }
+    }
+    // Bound first, replayed second: anything stored after the query below is routed live.
+    await replay(conn);
+  }
+
+  async function replay(conn: Connection): Promise<void> {
+    let pending: Envelope[] = [];
+    try {
+      const res = await collect.call<{ messages: Envelope[] }>(
+        'GET',
+        `/internal/pending?userId=${encodeURIComponent(conn.userId)}&limit=${REPLAY_LIMIT}`,
+      );
+      pending = res.messages;
+    } catch (err) {
+      log.warn({ err: (err as Error).message, userId: conn.userId }, 'replay of pending messages failed');
+    }
+    const sent = new Set<string>();
+    for (const m of pending) {
+      if (send(conn, frameOf(m))) sent.add(m.id);
+    }
+    const held = conn.held ?? [];
+    conn.held = undefined;
+    for (const h of held) {
+      if (!sent.has(h.id)) send(conn, h.frame);
+    }
+    if (sent.size > 0) {
+      collect.call('POST', '/internal/delivered', { ids: [...sent] }).catch((err: unknown) => {
+        log.warn({ err: (err as Error).message }, 'could not mark replayed messages delivered');
+      });
+    }
+  }
+
+  function onFrame(conn: Connection, data: RawData, isBinary: boolean): void {
+    if (isBinary) return sendError(conn, 'binary_not_supported', 'send JSON text frames');
+    let frame: unknown;
+    try {
+      frame = JSON.parse(data.toString());
+    } catch {
+      return sendError(conn, 'invalid_json', 'the frame is not valid JSON');
+    }
+    const type = (frame as { type?: unknown } | null)?.type;
+    if (type !== 'ack') return sendError(conn, 'unknown_type', `unknown frame type ${JSON.stringify(type ?? null)}: expected "ack"`);
+    const id = (frame as { id?: unknown }).id;
+    if (typeof id !== 'string' || id.length === 0 || id.length > 128) return sendError(conn, 'invalid_frame', 'an ack needs a string "id"');
+    acks.add(conn.userId, id);
+  }
+
+  async function onClose(conn: Connection): Promise<void> {
+    if (!hub.remove(conn) || host.isDraining) return;
+    try {
+      await routes.remove(host.id, conn.userId);
+    } catch (err) {
+      log.warn({ err: (err as Error).message, userId: conn.userId }, 'could not unbind user in redis: the binding will expire');
+    }
+  }
+
+  // ---- node → socket ---------------------------------------------------------
+
+  function frameOf(m: Envelope): string {
+    return JSON.stringify({ type: 'message', id: m.id, payload: m.payload, createdAt: m.createdAt } satisfies MessageFrame);
+  }
+
+  /** Sends one frame; false when the socket cannot take it. */
+  function send(conn: Connection, frame: string): boolean {
+    const { ws } = conn;
+    if (ws.readyState !== ws.OPEN) return false;
+    if (ws.bufferedAmount > config.WS_MAX_BUFFERED_BYTES) {
+      ws.close(CloseCode.SlowConsumer, 'slow consumer');
+      return false;
+    }
+    ws.send(frame);
+    return true;
+  }
+
+  function sendError(conn: Connection, code: string, message: string): void {
+    send(conn, JSON.stringify({ type: 'error', code, message } satisfies ErrorFrame));
+  }
+
+  /** Pushes each message to every socket of its user here; returns the ids that reached one. */
+  function deliver(messages: Envelope[]): string[] {
+    const delivered: string[] = [];
+    for (const m of messages) {
+      const conns = hub.connectionsOf(m.to);
+      if (!conns) continue;
+      const frame = frameOf(m);
+      let reached = false;
+      for (const conn of conns) {
+        if (conn.held) {
+          conn.held.push({ id: m.id, frame });
+          reached = true;
+        } else if (send(conn, frame)) reached = true;
+      }
+      if (reached) delivered.push(m.id);
+    }
+    return delivered;
+  }
+
+  const router = new Router();
+  router.post('/internal/deliver', async (ctx) => {
+    const body = validate(deliverSchema, await readJson(ctx, config.MAX_BODY_BYTES * 16));
+    ctx.body = { delivered: deliver(body.messages) } satisfies DeliverResponse;
+  });
+  host.app.use(router.routes()).use(router.allowedMethods());
+
+  // ---- keeping routes and sockets alive -------------------------------------
+
+  let refreshTimer: NodeJS.Timeout | undefined;
+  let pingTimer: NodeJS.Timeout | undefined;
+  const refreshRoutes = async (): Promise<void> => {
+    try {
+      await routes.addAll(host.id, hub.userIds());
+    } catch (err) {
+      log.warn({ err: (err as Error).message }, 'route refresh failed: will retry');
+    }
+  };
+  // After a Redis restart every binding is gone: rebuild them as soon as it is back.
+  redis.on('ready', () => void refreshRoutes());
+
+  function pingAll(): void {
+    const now = Date.now();
+    for (const conn of hub.connections()) {
+      if (conn.tokenExpiresAt <= now) conn.ws.close(CloseCode.TokenExpired, 'token expired');
+      else if (!conn.alive) conn.ws.terminate();
+      else {
+        conn.alive = false;
+        conn.ws.ping();
+      }
+    }
+  }
+
+  // ---- lifecycle -------------------------------------------------------------
+
+  host.onStart(async () => {
+    await redis.connect();
+    await Promise.all([authView.start(), collectView.start()]);
+  });
+  host.onStarted(() => {
+    // Renew at a third of the expiry: two renewals can fail before a binding lapses.
+    refreshTimer = setInterval(() => void refreshRoutes(), (config.ROUTE_TTL_SECONDS * 1000) / 3);
+    pingTimer = setInterval(pingAll, config.WS_PING_INTERVAL);
+  });
+  host.onDrain(async () => {
+    clearInterval(refreshTimer);
+    clearInterval(pingTimer);
+    const users = [...hub.userIds()];
+    for (const conn of [...hub.connections()]) conn.ws.close(CloseCode.ServiceRestart, 'node restarting: reconnect');
+    await Promise.allSettled(users.map((u) => routes.remove(host.id, u)));
+    await acks.flush();
+  });
+  host.onClose(async () => {
+    authView.stop();
+    collectView.stop();
+    wss.close();
+    redis.disconnect();
+  });
+  return host;
+}
+
+/** Answers a refused upgrade with a plain HTTP response and the JSON error body. */
+function rejectUpgrade(socket: Duplex, status: number, code: string, message: string): void {
+  if (socket.destroyed) return;
+  const body = JSON.stringify({ error: { code, message } });
+  const reason = { 401: 'Unauthorized', 404: 'Not Found', 500: 'Internal Server Error', 503: 'Service Unavailable' }[status] ?? 'Error';
+  socket.end(
+    `HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+  );
+}

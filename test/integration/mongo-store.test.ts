@@ -1,0 +1,182 @@
+import { randomBytes } from 'node:crypto';
+import { MongoClient, type CommandStartedEvent } from 'mongodb';
+import { monotonicFactory } from 'ulid';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import type { NewMessage } from '../../src/store/message-store.js';
+import {
+  MessageWriteError,
+  MongoStore,
+  type MongoStoreOptions,
+} from '../../src/store/mongo-store.js';
+import { messageStoreContract } from '../store/message-store.contract.js';
+
+const url = process.env.MONGODB_URL ?? '';
+if (!url) {
+  console.warn(
+    'MongoDB store contract suite skipped: MONGODB_URL is not set (set it to a mongod 6.0+ to run it)',
+  );
+}
+
+const dbName = `push_cluster_test_${randomBytes(6).toString('hex')}`;
+
+describe.skipIf(!url)('MongoStore', () => {
+  afterAll(async () => {
+    const client = new MongoClient(url);
+    try {
+      await client.db(dbName).dropDatabase();
+    } finally {
+      await client.close();
+    }
+  });
+
+  messageStoreContract('mongodb', () => MongoStore.connect(url, dbName));
+
+  describe('group commit', () => {
+    const ulid = monotonicFactory();
+    const open: { store: MongoStore; dbs: string[] }[] = [];
+
+    function message(over: Partial<NewMessage> = {}): NewMessage {
+      const now = Date.now();
+      return {
+        id: ulid(),
+        to: `user-${ulid()}`,
+        payload: { n: 1 },
+        createdAt: new Date(now),
+        expiresAt: new Date(now + 3_600_000),
+        ...over,
+      };
+    }
+
+    /** A store on its own monitored client; `inserts` counts insert commands on `messages`. */
+    async function monitoredStore(
+      opts: MongoStoreOptions = {},
+      db: string = dbName,
+    ): Promise<{ store: MongoStore; client: MongoClient; inserts: () => number }> {
+      const client = new MongoClient(url, { monitorCommands: true });
+      let count = 0;
+      client.on('commandStarted', (e: CommandStartedEvent) => {
+        if (
+          e.commandName === 'insert' &&
+          e.databaseName === db &&
+          e.command.insert === 'messages'
+        ) {
+          count++;
+        }
+      });
+      const store = new MongoStore(client, db, opts);
+      open.push({ store, dbs: db === dbName ? [] : [db] });
+      await store.ensureIndexes();
+      count = 0;
+      return { store, client, inserts: () => count };
+    }
+
+    afterEach(async () => {
+      for (const { store, dbs } of open.splice(0)) {
+        if (dbs.length > 0) {
+          const client = new MongoClient(url);
+          try {
+            for (const db of dbs) await client.db(db).dropDatabase();
+          } finally {
+            await client.close();
+          }
+        }
+        await store.close();
+      }
+    });
+
+    it('500 concurrent inserts share one insert command', async () => {
+      const { store, inserts } = await monitoredStore();
+      const msgs = Array.from({ length: 500 }, () => message());
+
+      const results = await Promise.all(msgs.map((m) => store.insert([m])));
+
+      expect(results.map((r) => r.ids[0])).toEqual(msgs.map((m) => m.id));
+      // All 500 calls arrive within the flush delay and under maxBatch: one round trip.
+      expect(inserts()).toBe(1);
+      const stored = await Promise.all(msgs.map((m) => store.get(m.id)));
+      expect(stored.every((m) => m?.status === 'pending')).toBe(true);
+    });
+
+    it('a full batch is written at once without waiting for the delay, and close writes the rest', async () => {
+      const { store, inserts } = await monitoredStore({ flushDelayMs: 600_000, maxBatch: 100 });
+      const msgs = Array.from({ length: 250 }, () => message());
+
+      const pending = msgs.map((m) => store.insert([m]));
+      // Only the two full batches can settle while the last 50 wait for the (long) delay.
+      await Promise.all(pending.slice(0, 200));
+      expect(inserts()).toBe(2);
+
+      await store.close();
+      const rest = await Promise.all(pending.slice(200));
+      expect(rest.map((r) => r.ids[0])).toEqual(msgs.slice(200).map((m) => m.id));
+      expect(inserts()).toBe(3);
+      await expect(store.insert([message()])).rejects.toThrow(/closed/);
+    });
+
+    it('in one batch, repeats of a stored key and of each other resolve to one id', async () => {
+      const { store, inserts } = await monitoredStore();
+      const to = `user-${ulid()}`;
+      const stored = message({ to, key: 'stored' });
+      await store.insert([stored]);
+      const before = inserts();
+
+      const results = await Promise.all([
+        store.insert([message({ to, key: 'stored' })]),
+        store.insert([message({ to, key: 'new' })]),
+        store.insert([message({ to, key: 'stored' }), message({ to, key: 'new' })]),
+        store.insert([message({ to, key: 'new' })]),
+      ]);
+
+      expect(inserts() - before).toBe(1);
+      const newId = results[1]!.ids[0]!;
+      expect(results.map((r) => r.ids)).toEqual([
+        [stored.id],
+        [newId],
+        [stored.id, newId],
+        [newId],
+      ]);
+      expect(results.map((r) => r.inserted.length)).toEqual([0, 1, 0, 0]);
+      expect(await store.listUnacked(to, 10)).toHaveLength(2);
+    });
+
+    it('a document the server refuses rejects only the callers it belongs to', async () => {
+      const db = `${dbName}_refuse`;
+      const { store, client } = await monitoredStore({}, db);
+      // Writes are checked against the validator; its error (121) is not a duplicate key.
+      await client.db(db).command({
+        collMod: 'messages',
+        validator: { 'payload.bad': { $ne: true } },
+        validationLevel: 'strict',
+        validationAction: 'error',
+      });
+      const good = Array.from({ length: 5 }, () => message());
+      const bad = message({ payload: { bad: true } });
+      const mixedGood = message();
+      const mixedBad = message({ payload: { bad: true } });
+
+      const settled = await Promise.allSettled([
+        ...good.map((m) => store.insert([m])),
+        store.insert([bad]),
+        store.insert([mixedGood, mixedBad]),
+      ]);
+
+      expect(settled.slice(0, 5).map((s) => s.status)).toEqual(Array(5).fill('fulfilled'));
+      for (const s of settled.slice(5)) {
+        expect(s.status).toBe('rejected');
+        const reason = (s as PromiseRejectedResult).reason as unknown;
+        expect(reason).toBeInstanceOf(MessageWriteError);
+        expect((reason as MessageWriteError).code).toBe(121);
+      }
+      expect(((settled[5] as PromiseRejectedResult).reason as MessageWriteError).messageId).toBe(
+        bad.id,
+      );
+      for (const m of good) expect(await store.get(m.id)).toBeDefined();
+      expect(await store.get(bad.id)).toBeUndefined();
+    });
+
+    it('ping resolves against a reachable server', async () => {
+      const { store } = await monitoredStore();
+      await expect(store.ping()).resolves.toBeUndefined();
+    });
+  });
+});
