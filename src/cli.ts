@@ -2,7 +2,13 @@
 import { parseArgs } from 'node:util';
 import { createAuthService } from './auth/auth-service.js';
 import { createCollectService } from './collect/collect-service.js';
-import { ConfigError, loadConfig, redactConfig, SERVICES, type ServiceName } from './core/config.js';
+import {
+  ConfigError,
+  loadConfig,
+  redactConfig,
+  SERVICES,
+  type ServiceName,
+} from './core/config.js';
 import { createConsul } from './core/consul.js';
 import { createLogger } from './core/logger.js';
 import type { ServiceHost } from './core/service-host.js';
@@ -33,7 +39,11 @@ Configuration comes from the environment: see the README's configuration table.
 async function main(): Promise<void> {
   const { values, positionals } = parseArgs({
     allowPositionals: true,
-    options: { port: { type: 'string' }, host: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
+    options: {
+      port: { type: 'string' },
+      host: { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
   });
   const name = positionals[0];
   if (values.help || !name) {
@@ -45,7 +55,9 @@ async function main(): Promise<void> {
     return runLocalCluster();
   }
   if (!(SERVICES as readonly string[]).includes(name)) {
-    process.stderr.write(`unknown service "${name}": expected one of ${SERVICES.join(', ')}, or cluster\n`);
+    process.stderr.write(
+      `unknown service "${name}": expected one of ${SERVICES.join(', ')}, or cluster\n`,
+    );
     process.exit(2);
   }
   const service = name as ServiceName;
@@ -65,9 +77,14 @@ async function main(): Promise<void> {
     }
     throw err;
   }
-  const log = createLogger(service, config.INSTANCE_ID ?? `${service}:${config.port}`, config.LOG_LEVEL);
+  const log = createLogger(
+    service,
+    config.INSTANCE_ID ?? `${service}:${config.port}`,
+    config.LOG_LEVEL,
+  );
   log.info({ config: redactConfig(config) }, 'configuration');
-  for (const secret of config.devSecrets) log.warn({ secret }, `${secret} is not set: using the development value (never in production)`);
+  for (const secret of config.devSecrets)
+    log.warn({ secret }, `${secret} is not set: using the development value (never in production)`);
   const consul = createConsul(config.CONSUL_HTTP_ADDR, config.CONSUL_HTTP_TOKEN);
 
   let host: ServiceHost;
@@ -76,7 +93,12 @@ async function main(): Promise<void> {
       host = createAuthService(config, log, consul);
       break;
     case 'collect':
-      host = createCollectService(config, log, consul, await createStore({ mongodbUrl: config.MONGODB_URL, mongodbDb: config.MONGODB_DB, log }));
+      host = createCollectService(
+        config,
+        log,
+        consul,
+        await createStore({ mongodbUrl: config.MONGODB_URL, mongodbDb: config.MONGODB_DB, log }),
+      );
       break;
     case 'dispatch':
       host = createDispatchService(config, log, consul);

@@ -31,7 +31,10 @@ export function createAuthService(config: Config, log: Logger, consul: ConsulCli
     const body = validate(verifyRequest, await readJson(ctx, config.MAX_BODY_BYTES));
     try {
       const claims = tokens.verify(body.token);
-      ctx.body = { userId: claims.userId, expiresAt: claims.expiresAt.toISOString() } satisfies VerifyResponse;
+      ctx.body = {
+        userId: claims.userId,
+        expiresAt: claims.expiresAt.toISOString(),
+      } satisfies VerifyResponse;
     } catch (err) {
       if (err instanceof InvalidToken) throw new HttpError(401, 'invalid_token', err.message);
       throw err;

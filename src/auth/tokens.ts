@@ -27,7 +27,10 @@ export class Tokens {
     }
   }
 
-  issue(userId: string, ttlSeconds = this.config.TOKEN_TTL_SECONDS): { token: string; expiresAt: Date } {
+  issue(
+    userId: string,
+    ttlSeconds = this.config.TOKEN_TTL_SECONDS,
+  ): { token: string; expiresAt: Date } {
     const nowSeconds = Math.floor(Date.now() / 1000);
     const exp = nowSeconds + ttlSeconds;
     const token = jwt.sign({ exp, iat: nowSeconds }, this.signKey, {
@@ -50,7 +53,11 @@ export class Tokens {
     } catch (err) {
       throw new InvalidToken((err as Error).message);
     }
-    if (typeof payload === 'string' || typeof payload.sub !== 'string' || payload.sub.length === 0) {
+    if (
+      typeof payload === 'string' ||
+      typeof payload.sub !== 'string' ||
+      payload.sub.length === 0
+    ) {
       throw new InvalidToken('token has no subject');
     }
     if (typeof payload.exp !== 'number') throw new InvalidToken('token has no expiry');

@@ -16,7 +16,12 @@ export async function freePort(host = '127.0.0.1'): Promise<number> {
 }
 
 /** Polls `probe` until it returns true, failing with `what` when `timeoutMs` runs out. */
-export async function waitFor(what: string, probe: () => Promise<boolean> | boolean, timeoutMs = 10_000, everyMs = 50): Promise<void> {
+export async function waitFor(
+  what: string,
+  probe: () => Promise<boolean> | boolean,
+  timeoutMs = 10_000,
+  everyMs = 50,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   let lastError: unknown;
   for (;;) {
@@ -56,7 +61,9 @@ export class Child {
     };
     this.proc.stdout?.on('data', keep);
     this.proc.stderr?.on('data', keep);
-    this.exited = new Promise((resolve) => this.proc.once('exit', (code, signal) => resolve(code ?? (signal ? -1 : null))));
+    this.exited = new Promise((resolve) =>
+      this.proc.once('exit', (code, signal) => resolve(code ?? (signal ? -1 : null))),
+    );
   }
 
   get pid(): number | undefined {

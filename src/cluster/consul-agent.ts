@@ -64,11 +64,15 @@ export async function startConsulAgent(o: ConsulAgentOptions = {}): Promise<Cons
   async function launch(): Promise<Child> {
     const child = new Child('consul', bin, args, { echo: o.echo });
     try {
-      await waitFor(`consul agent at ${addr} to elect itself leader`, async () => {
-        if (!child.running) throw new Error(`consul exited:\n${child.recentOutput()}`);
-        const res = await fetch(`http://${addr}/v1/status/leader`);
-        return res.ok && (await res.text()).length > 4;
-      }, 20_000);
+      await waitFor(
+        `consul agent at ${addr} to elect itself leader`,
+        async () => {
+          if (!child.running) throw new Error(`consul exited:\n${child.recentOutput()}`);
+          const res = await fetch(`http://${addr}/v1/status/leader`);
+          return res.ok && (await res.text()).length > 4;
+        },
+        20_000,
+      );
     } catch (err) {
       await child.stop(1000);
       throw err;

@@ -25,7 +25,8 @@ interface ServiceProcess {
 export async function runLocalCluster(env: NodeJS.ProcessEnv = process.env): Promise<void> {
   const say = (line: string): void => void process.stdout.write(`${line}\n`);
   const pushCount = Number(env.PUSH_NODES ?? 2);
-  if (!Number.isInteger(pushCount) || pushCount < 1 || pushCount > 32) throw new Error(`PUSH_NODES must be 1..32, got ${env.PUSH_NODES}`);
+  if (!Number.isInteger(pushCount) || pushCount < 1 || pushCount > 32)
+    throw new Error(`PUSH_NODES must be 1..32, got ${env.PUSH_NODES}`);
 
   let consul: ConsulAgent | undefined;
   let redis: RedisServer | undefined;
@@ -37,7 +38,8 @@ export async function runLocalCluster(env: NodeJS.ProcessEnv = process.env): Pro
     stopping = true;
     say('\nstopping the cluster…');
     const order: ServiceName[] = ['push', 'dispatch', 'collect', 'auth'];
-    for (const svc of order) await Promise.all(services.filter((s) => s.service === svc).map((s) => s.child.stop(12_000)));
+    for (const svc of order)
+      await Promise.all(services.filter((s) => s.service === svc).map((s) => s.child.stop(12_000)));
     await redis?.stop();
     await consul?.stop();
     say('stopped.');
@@ -54,7 +56,12 @@ export async function runLocalCluster(env: NodeJS.ProcessEnv = process.env): Pro
       throw new Error(`CONSUL_HTTP_ADDR=${env.CONSUL_HTTP_ADDR} does not answer`);
     } else {
       const port = (await portFree(8500)) ? 8500 : await freePort();
-      consul = await startConsulAgent({ httpPort: port, ui: true, configDirs: [join(PROJECT_ROOT, 'consul.d', 'dev')], nodeName: 'local' });
+      consul = await startConsulAgent({
+        httpPort: port,
+        ui: true,
+        configDirs: [join(PROJECT_ROOT, 'consul.d', 'dev')],
+        nodeName: 'local',
+      });
       consulAddr = consul.addr;
       say(`started a Consul dev agent at ${consulAddr}`);
     }
@@ -82,7 +89,11 @@ export async function runLocalCluster(env: NodeJS.ProcessEnv = process.env): Pro
       { service: 'auth', name: 'auth', want: DEFAULT_PORTS.auth },
       { service: 'collect', name: 'collect', want: DEFAULT_PORTS.collect },
       { service: 'dispatch', name: 'dispatch', want: DEFAULT_PORTS.dispatch },
-      ...Array.from({ length: pushCount }, (_, i) => ({ service: 'push' as const, name: `push-${i + 1}`, want: DEFAULT_PORTS.push + i })),
+      ...Array.from({ length: pushCount }, (_, i) => ({
+        service: 'push' as const,
+        name: `push-${i + 1}`,
+        want: DEFAULT_PORTS.push + i,
+      })),
     ];
     for (const p of plan) {
       const port = (await portFree(p.want)) ? p.want : await freePort();
@@ -92,12 +103,20 @@ export async function runLocalCluster(env: NodeJS.ProcessEnv = process.env): Pro
       });
       services.push({ service: p.service, name: p.name, port, child });
     }
-    await waitFor('every service registered and passing in Consul', async () => {
-      for (const s of services) if (!s.child.running) throw new Error(`${s.name} exited:\n${s.child.recentOutput()}`);
-      const res = await fetch(`http://${consulAddr}/v1/health/state/passing`);
-      const passing = new Set(((await res.json()) as { ServiceID: string }[]).map((c) => c.ServiceID));
-      return services.every((s) => passing.has(`${s.name}-${s.port}`));
-    }, 30_000, 200);
+    await waitFor(
+      'every service registered and passing in Consul',
+      async () => {
+        for (const s of services)
+          if (!s.child.running) throw new Error(`${s.name} exited:\n${s.child.recentOutput()}`);
+        const res = await fetch(`http://${consulAddr}/v1/health/state/passing`);
+        const passing = new Set(
+          ((await res.json()) as { ServiceID: string }[]).map((c) => c.ServiceID),
+        );
+        return services.every((s) => passing.has(`${s.name}-${s.port}`));
+      },
+      30_000,
+      200,
+    );
 
     const port = (svc: ServiceName): number => services.find((s) => s.service === svc)?.port ?? 0;
     const ingest = `http://127.0.0.1:${port('collect')}`;
@@ -105,7 +124,8 @@ export async function runLocalCluster(env: NodeJS.ProcessEnv = process.env): Pro
     const connect = `http://127.0.0.1:${port('dispatch')}/v1/connect`;
     const adminKey = env.AUTH_ADMIN_KEY ?? DEV_SECRETS.AUTH_ADMIN_KEY;
     const ingestKey = env.INGEST_API_KEY ?? DEV_SECRETS.INGEST_API_KEY;
-    const secretNote = (name: keyof typeof DEV_SECRETS): string => (env[name] ? '(from the environment)' : '(development value)');
+    const secretNote = (name: keyof typeof DEV_SECRETS): string =>
+      env[name] ? '(from the environment)' : '(development value)';
     say(`
 push-cluster is up: ${services.length} services, all passing in Consul.
 
@@ -113,7 +133,10 @@ push-cluster is up: ${services.length} services, all passing in Consul.
   ingest API     ${ingest}/v1/messages
   auth API       ${auth}/v1/tokens
   connect URL    ${connect}
-  push nodes     ${services.filter((s) => s.service === 'push').map((s) => `ws://127.0.0.1:${s.port}/ws`).join('  ')}
+  push nodes     ${services
+    .filter((s) => s.service === 'push')
+    .map((s) => `ws://127.0.0.1:${s.port}/ws`)
+    .join('  ')}
   message store  ${env.MONGODB_URL ? 'MongoDB' : 'memory (set MONGODB_URL for durable storage)'}
 
   AUTH_ADMIN_KEY ${env.AUTH_ADMIN_KEY ? '***' : adminKey} ${secretNote('AUTH_ADMIN_KEY')}
@@ -131,10 +154,9 @@ Try it:
 
 Ctrl-C stops everything this command started.`);
     // Any service that dies takes the cluster down with it: a half cluster misleads.
-    await Promise.race(services.map((s) => s.child.waitExit().then(() => s)))
-      .then((s) => {
-        if (!stopping) say(`${s.name} exited unexpectedly:\n${s.child.recentOutput()}`);
-      });
+    await Promise.race(services.map((s) => s.child.waitExit().then(() => s))).then((s) => {
+      if (!stopping) say(`${s.name} exited unexpectedly:\n${s.child.recentOutput()}`);
+    });
     await stopAll();
     process.exit(1);
   } catch (err) {
@@ -146,7 +168,9 @@ Ctrl-C stops everything this command started.`);
 
 async function consulAnswers(addr: string): Promise<boolean> {
   try {
-    const res = await fetch(`http://${addr.replace(/^https?:\/\//, '')}/v1/status/leader`, { signal: AbortSignal.timeout(1000) });
+    const res = await fetch(`http://${addr.replace(/^https?:\/\//, '')}/v1/status/leader`, {
+      signal: AbortSignal.timeout(1000),
+    });
     return res.ok;
   } catch {
     return false;
@@ -165,7 +189,11 @@ function portFree(port: number): Promise<boolean> {
 }
 
 /** Registers Redis or MongoDB with the agent from its definition in consul.d/services, at its real address. */
-async function registerBackingService(consulAddr: string, name: 'redis' | 'mongodb', url: URL): Promise<void> {
+async function registerBackingService(
+  consulAddr: string,
+  name: 'redis' | 'mongodb',
+  url: URL,
+): Promise<void> {
   interface Definition {
     id: string;
     name: string;
@@ -185,8 +213,18 @@ async function registerBackingService(consulAddr: string, name: 'redis' | 'mongo
     Address: url.hostname,
     Port: port,
     Meta: def.meta,
-    Check: { CheckID: def.check.id, Name: def.check.name, TCP: `${url.hostname}:${port}`, Interval: def.check.interval, Timeout: def.check.timeout },
+    Check: {
+      CheckID: def.check.id,
+      Name: def.check.name,
+      TCP: `${url.hostname}:${port}`,
+      Interval: def.check.interval,
+      Timeout: def.check.timeout,
+    },
   };
-  const res = await fetch(`http://${consulAddr}/v1/agent/service/register`, { method: 'PUT', body: JSON.stringify(body) });
-  if (!res.ok) throw new Error(`could not register ${name} in Consul: ${res.status} ${await res.text()}`);
+  const res = await fetch(`http://${consulAddr}/v1/agent/service/register`, {
+    method: 'PUT',
+    body: JSON.stringify(body),
+  });
+  if (!res.ok)
+    throw new Error(`could not register ${name} in Consul: ${res.status} ${await res.text()}`);
 }

@@ -12,10 +12,25 @@ export interface RedisServer {
 }
 
 /** A throw-away redis-server on loopback: no persistence, so a restart loses every key. */
-export async function startRedisServer(o: { port?: number; echo?: (line: string) => void } = {}): Promise<RedisServer> {
+export async function startRedisServer(
+  o: { port?: number; echo?: (line: string) => void } = {},
+): Promise<RedisServer> {
   const bin = findBinary('redis-server');
   const port = o.port ?? (await freePort());
-  const args = ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--daemonize', 'no', '--loglevel', 'warning'];
+  const args = [
+    '--port',
+    String(port),
+    '--bind',
+    '127.0.0.1',
+    '--save',
+    '',
+    '--appendonly',
+    'no',
+    '--daemonize',
+    'no',
+    '--loglevel',
+    'warning',
+  ];
   const server: RedisServer = {
     child: await launch(),
     port,
@@ -32,10 +47,14 @@ export async function startRedisServer(o: { port?: number; echo?: (line: string)
 
   async function launch(): Promise<Child> {
     const child = new Child('redis', bin, args, { echo: o.echo });
-    await waitFor(`redis-server on port ${port}`, async () => {
-      if (!child.running) throw new Error(`redis-server exited:\n${child.recentOutput()}`);
-      return ping(port);
-    }, 10_000);
+    await waitFor(
+      `redis-server on port ${port}`,
+      async () => {
+        if (!child.running) throw new Error(`redis-server exited:\n${child.recentOutput()}`);
+        return ping(port);
+      },
+      10_000,
+    );
     return child;
   }
 }

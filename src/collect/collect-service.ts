@@ -15,17 +15,28 @@ import { DispatchHandoff, envelopeOf } from './dispatch-handoff.js';
 import { ingestSchema, recipientsOf } from './ingest-schema.js';
 
 const idsSchema = z.object({ ids: z.array(z.string()).max(100_000) });
-const acksSchema = z.object({ acks: z.array(z.object({ userId: userIdSchema, ids: z.array(z.string()).max(100_000) })) });
+const acksSchema = z.object({
+  acks: z.array(z.object({ userId: userIdSchema, ids: z.array(z.string()).max(100_000) })),
+});
 
 /**
  * collect: the ingestion API. A message is stored first and answered 202 only once the
  * store holds it; then it is handed to dispatch. Push nodes call back here for replays
  * and acks, since collect owns the store.
  */
-export function createCollectService(config: Config, log: Logger, consul: ConsulClient, store: MessageStore): ServiceHost {
+export function createCollectService(
+  config: Config,
+  log: Logger,
+  consul: ConsulClient,
+  store: MessageStore,
+): ServiceHost {
   const host = new ServiceHost({ config, log, consul, probes: { store: () => store.ping() } });
   const dispatchView = new ServiceView({ consul, log, service: 'dispatch' });
-  const handoff = new DispatchHandoff(new Peers(dispatchView, config.secrets.INTERNAL_SECRET, config.PEER_TIMEOUT), store, log);
+  const handoff = new DispatchHandoff(
+    new Peers(dispatchView, config.secrets.INTERNAL_SECRET, config.PEER_TIMEOUT),
+    store,
+    log,
+  );
   const newId = monotonicFactory();
 
   const router = new Router();
@@ -36,10 +47,22 @@ export function createCollectService(config: Config, log: Logger, consul: Consul
     requireBearer(ctx, config.secrets.INGEST_API_KEY, 'INGEST_API_KEY');
     const body = validate(ingestSchema, await readJson(ctx, config.MAX_BODY_BYTES));
     const items = recipientsOf(body);
-    if (items.length > 10_000) throw new HttpError(400, 'invalid_request', `one request may create at most 10000 messages, this one ${items.length}`);
+    if (items.length > 10_000)
+      throw new HttpError(
+        400,
+        'invalid_request',
+        `one request may create at most 10000 messages, this one ${items.length}`,
+      );
     const now = new Date();
     const expiresAt = new Date(now.getTime() + config.MESSAGE_TTL_SECONDS * 1000);
-    const messages: NewMessage[] = items.map((m) => ({ id: newId(now.getTime()), to: m.to, payload: m.payload, key: m.key, createdAt: now, expiresAt }));
+    const messages: NewMessage[] = items.map((m) => ({
+      id: newId(now.getTime()),
+      to: m.to,
+      payload: m.payload,
+      key: m.key,
+      createdAt: now,
+      expiresAt,
+    }));
     const result = await store.insert(messages);
     ctx.status = 202;
     ctx.body = { ids: result.ids } satisfies IngestResponse;

@@ -44,10 +44,15 @@ export class DispatchHandoff {
 
   private async send(messages: Envelope[]): Promise<void> {
     try {
-      const res = await this.dispatch.call<DeliverResponse>('POST', '/internal/dispatch', { messages });
+      const res = await this.dispatch.call<DeliverResponse>('POST', '/internal/dispatch', {
+        messages,
+      });
       if (res.delivered.length > 0) await this.store.markDelivered(res.delivered, new Date());
     } catch (err) {
-      this.log.warn({ err: (err as Error).message, messages: messages.length }, 'dispatch failed: messages stay pending');
+      this.log.warn(
+        { err: (err as Error).message, messages: messages.length },
+        'dispatch failed: messages stay pending',
+      );
     }
   }
 

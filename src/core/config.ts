@@ -66,11 +66,23 @@ const envSchema = z.object({
   TOKEN_TTL_SECONDS: seconds.default(3600),
   TOKEN_MAX_TTL_SECONDS: seconds.default(30 * 24 * 3600),
 
-  MAX_BODY_BYTES: z.coerce.number().int().positive().default(1024 * 1024),
+  MAX_BODY_BYTES: z.coerce
+    .number()
+    .int()
+    .positive()
+    .default(1024 * 1024),
   MESSAGE_TTL_SECONDS: seconds.default(7 * 24 * 3600),
   ROUTE_TTL_SECONDS: seconds.default(30),
-  WS_MAX_PAYLOAD: z.coerce.number().int().positive().default(64 * 1024),
-  WS_MAX_BUFFERED_BYTES: z.coerce.number().int().positive().default(4 * 1024 * 1024),
+  WS_MAX_PAYLOAD: z.coerce
+    .number()
+    .int()
+    .positive()
+    .default(64 * 1024),
+  WS_MAX_BUFFERED_BYTES: z.coerce
+    .number()
+    .int()
+    .positive()
+    .default(4 * 1024 * 1024),
   WS_PING_INTERVAL: duration.default(20_000),
   TOKEN_CACHE_SECONDS: z.coerce.number().int().min(0).default(30),
   PEER_TIMEOUT: duration.default(5000),
@@ -119,7 +131,9 @@ export function loadConfig(
     const idx = missing.indexOf('JWT_SECRET');
     if (idx >= 0) missing.splice(idx, 1);
     if (!e.JWT_PRIVATE_KEY || !e.JWT_PUBLIC_KEY) {
-      throw new ConfigError(`JWT_ALGORITHM=${e.JWT_ALGORITHM} needs JWT_PRIVATE_KEY and JWT_PUBLIC_KEY (PEM)`);
+      throw new ConfigError(
+        `JWT_ALGORITHM=${e.JWT_ALGORITHM} needs JWT_PRIVATE_KEY and JWT_PUBLIC_KEY (PEM)`,
+      );
     }
   }
   if (missing.length > 0) {
@@ -130,7 +144,13 @@ export function loadConfig(
   }
   const port = overrides.port ?? e.PORT ?? DEFAULT_PORTS[service];
   const advertiseAddress = e.ADVERTISE_ADDRESS ?? (e.HOST === '0.0.0.0' ? hostname() : e.HOST);
-  const { AUTH_ADMIN_KEY: _a, INGEST_API_KEY: _i, INTERNAL_SECRET: _s, JWT_SECRET: _j, ...rest } = e;
+  const {
+    AUTH_ADMIN_KEY: _a,
+    INGEST_API_KEY: _i,
+    INTERNAL_SECRET: _s,
+    JWT_SECRET: _j,
+    ...rest
+  } = e;
   return {
     ...rest,
     service,

@@ -12,7 +12,14 @@ export interface Instance {
 }
 
 interface HealthEntry {
-  Service: { ID: string; Service: string; Address: string; Port: number; Meta: Record<string, string> | null; Tags: string[] | null };
+  Service: {
+    ID: string;
+    Service: string;
+    Address: string;
+    Port: number;
+    Meta: Record<string, string> | null;
+    Tags: string[] | null;
+  };
   Node: { Address: string };
 }
 
@@ -54,12 +61,18 @@ export class ServiceView {
     this.watch.on('change', (entries: HealthEntry[]) => this.update(entries));
     this.watch.on('error', (err: Error) => {
       if (!this.failing) {
-        this.o.log.warn({ service, err: err.message, kept: this.list.length }, 'consul watch failing: keeping the last known instances');
+        this.o.log.warn(
+          { service, err: err.message, kept: this.list.length },
+          'consul watch failing: keeping the last known instances',
+        );
       }
       this.failing = true;
     });
     let timer: NodeJS.Timeout | undefined;
-    await Promise.race([this.firstAnswer, new Promise<void>((r) => (timer = setTimeout(r, timeoutMs)))]);
+    await Promise.race([
+      this.firstAnswer,
+      new Promise<void>((r) => (timer = setTimeout(r, timeoutMs))),
+    ]);
     clearTimeout(timer);
   }
 
@@ -88,21 +101,23 @@ export class ServiceView {
   private update(entries: HealthEntry[]): void {
     if (this.failing) this.o.log.info({ service: this.o.service }, 'consul watch recovered');
     this.failing = false;
-    const next = entries.map(
-      (e): Instance => ({
-        id: e.Service.ID,
-        service: e.Service.Service,
-        address: e.Service.Address || e.Node.Address,
-        port: e.Service.Port,
-        meta: e.Service.Meta ?? {},
-        tags: e.Service.Tags ?? [],
-      }),
-    );
+    const next = entries.map((e): Instance => ({
+      id: e.Service.ID,
+      service: e.Service.Service,
+      address: e.Service.Address || e.Node.Address,
+      port: e.Service.Port,
+      meta: e.Service.Meta ?? {},
+      tags: e.Service.Tags ?? [],
+    }));
     const before = [...this.byId.keys()].sort().join(',');
     this.list = next;
     this.byId = new Map(next.map((i) => [i.id, i]));
     const after = [...this.byId.keys()].sort().join(',');
-    if (before !== after) this.o.log.info({ service: this.o.service, instances: after.split(',').filter(Boolean) }, 'passing instances changed');
+    if (before !== after)
+      this.o.log.info(
+        { service: this.o.service, instances: after.split(',').filter(Boolean) },
+        'passing instances changed',
+      );
     this.resolveFirst();
     this.o.onChange?.(this.list);
   }

@@ -54,7 +54,11 @@ export async function readJson(ctx: Context, limitBytes: number): Promise<unknow
   // body must parse as JSON either way.
   let text: string;
   try {
-    text = await getRawBody(ctx.req, { limit: limitBytes, encoding: 'utf8', length: ctx.get('content-length') || undefined });
+    text = await getRawBody(ctx.req, {
+      limit: limitBytes,
+      encoding: 'utf8',
+      length: ctx.get('content-length') || undefined,
+    });
   } catch (err) {
     const e = err as { type?: string; status?: number };
     if (e.type === 'entity.too.large') {
@@ -65,11 +69,16 @@ export async function readJson(ctx: Context, limitBytes: number): Promise<unknow
     }
     throw new HttpError(400, 'invalid_body', 'the body could not be read as UTF-8 text');
   }
-  if (text.length === 0) throw new HttpError(400, 'invalid_json', 'the body is empty: send a JSON object');
+  if (text.length === 0)
+    throw new HttpError(400, 'invalid_json', 'the body is empty: send a JSON object');
   try {
     return JSON.parse(text) as unknown;
   } catch (err) {
-    throw new HttpError(400, 'invalid_json', `the body is not valid JSON: ${(err as Error).message}`);
+    throw new HttpError(
+      400,
+      'invalid_json',
+      `the body is not valid JSON: ${(err as Error).message}`,
+    );
   }
 }
 
@@ -89,14 +98,21 @@ export function sameSecret(given: string | undefined, expected: string): boolean
 /** Requires `Authorization: Bearer <key>`. */
 export function requireBearer(ctx: Context, key: string, what: string): void {
   if (!sameSecret(bearer(ctx.get('authorization') || undefined), key)) {
-    throw new HttpError(401, 'unauthorized', `a valid ${what} is required as "Authorization: Bearer <key>"`);
+    throw new HttpError(
+      401,
+      'unauthorized',
+      `a valid ${what} is required as "Authorization: Bearer <key>"`,
+    );
   }
 }
 
 /** Guards /internal/ routes: only peers holding INTERNAL_SECRET may call them. */
 export function internalOnly(secret: string) {
   return async (ctx: Context, next: Next): Promise<void> => {
-    if (ctx.path.startsWith('/internal/') && !sameSecret(ctx.get(INTERNAL_SECRET_HEADER) || undefined, secret)) {
+    if (
+      ctx.path.startsWith('/internal/') &&
+      !sameSecret(ctx.get(INTERNAL_SECRET_HEADER) || undefined, secret)
+    ) {
       throw new HttpError(401, 'unauthorized', 'internal route: peers only');
     }
     await next();

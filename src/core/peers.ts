@@ -35,7 +35,8 @@ export class Peers {
   /** Calls some passing instance, trying up to three before giving up. */
   async call<T>(method: 'GET' | 'POST', path: string, body?: unknown): Promise<T> {
     const instances = this.view.instances();
-    if (instances.length === 0) throw new PeerUnavailable(`no passing ${this.service} instance in Consul`);
+    if (instances.length === 0)
+      throw new PeerUnavailable(`no passing ${this.service} instance in Consul`);
     let lastError: unknown;
     for (let i = 0; i < Math.min(3, instances.length); i++) {
       const instance = instances[this.next++ % instances.length] as Instance;
@@ -49,7 +50,12 @@ export class Peers {
     throw new PeerUnavailable(`${this.service} unreachable: ${(lastError as Error).message}`);
   }
 
-  async callInstance<T>(instance: Instance, method: 'GET' | 'POST', path: string, body?: unknown): Promise<T> {
+  async callInstance<T>(
+    instance: Instance,
+    method: 'GET' | 'POST',
+    path: string,
+    body?: unknown,
+  ): Promise<T> {
     const res = await fetch(`http://${instance.address}:${instance.port}${path}`, {
       method,
       headers: { 'content-type': 'application/json', [INTERNAL_SECRET_HEADER]: this.secret },
@@ -57,7 +63,11 @@ export class Peers {
       signal: AbortSignal.timeout(this.timeoutMs),
     });
     const text = await res.text();
-    if (!res.ok) throw new PeerError(res.status, `${this.service} ${instance.id} ${method} ${path}: ${res.status} ${text.slice(0, 200)}`);
+    if (!res.ok)
+      throw new PeerError(
+        res.status,
+        `${this.service} ${instance.id} ${method} ${path}: ${res.status} ${text.slice(0, 200)}`,
+      );
     return (text ? JSON.parse(text) : undefined) as T;
   }
 }

@@ -70,12 +70,20 @@ export class Registration {
     try {
       const known = await this.isKnown();
       const metaChanged = JSON.stringify(this.o.meta()) !== this.lastMeta;
-      if (!known) this.o.log.warn({ id: this.o.id }, 'consul agent does not know this instance: registering again');
+      if (!known)
+        this.o.log.warn(
+          { id: this.o.id },
+          'consul agent does not know this instance: registering again',
+        );
       if (!known || metaChanged) await this.register();
       if (this.agentDown) this.o.log.info('consul agent reachable again');
       this.agentDown = false;
     } catch (err) {
-      if (!this.agentDown) this.o.log.warn({ err: (err as Error).message }, 'consul agent unreachable: will keep retrying');
+      if (!this.agentDown)
+        this.o.log.warn(
+          { err: (err as Error).message },
+          'consul agent unreachable: will keep retrying',
+        );
       this.agentDown = true;
     }
   }

@@ -2,11 +2,24 @@ import { readFileSync } from 'node:fs';
 import { Redis } from 'ioredis';
 import { nodeUsersKey, routeKey } from './redis-keys.js';
 
-const script = (name: string): string => readFileSync(new URL(`./lua/${name}.lua`, import.meta.url), 'utf8');
+const script = (name: string): string =>
+  readFileSync(new URL(`./lua/${name}.lua`, import.meta.url), 'utf8');
 
 interface RouteCommands {
-  addRoute(routeKey: string, nodeUsersKey: string, nodeId: string, userId: string, now: number, ttlMs: number): Promise<number>;
-  removeRoute(routeKey: string, nodeUsersKey: string, nodeId: string, userId: string): Promise<number>;
+  addRoute(
+    routeKey: string,
+    nodeUsersKey: string,
+    nodeId: string,
+    userId: string,
+    now: number,
+    ttlMs: number,
+  ): Promise<number>;
+  removeRoute(
+    routeKey: string,
+    nodeUsersKey: string,
+    nodeId: string,
+    userId: string,
+  ): Promise<number>;
 }
 type RoutesRedis = Redis & RouteCommands;
 
@@ -20,14 +33,24 @@ const PIPELINE_CHUNK = 1000;
 export class Routes {
   readonly redis: RoutesRedis;
 
-  constructor(redis: Redis, private readonly ttlMs: number) {
+  constructor(
+    redis: Redis,
+    private readonly ttlMs: number,
+  ) {
     redis.defineCommand('addRoute', { numberOfKeys: 2, lua: script('addRoute-2') });
     redis.defineCommand('removeRoute', { numberOfKeys: 2, lua: script('removeRoute-2') });
     this.redis = redis as RoutesRedis;
   }
 
   async add(nodeId: string, userId: string): Promise<void> {
-    await this.redis.addRoute(routeKey(userId), nodeUsersKey(nodeId), nodeId, userId, Date.now(), this.ttlMs);
+    await this.redis.addRoute(
+      routeKey(userId),
+      nodeUsersKey(nodeId),
+      nodeId,
+      userId,
+      Date.now(),
+      this.ttlMs,
+    );
   }
 
   async remove(nodeId: string, userId: string): Promise<void> {
@@ -37,7 +60,9 @@ export class Routes {
   /** Renews (or re-creates, after a Redis loss) the bindings of every given user. */
   async addAll(nodeId: string, userIds: Iterable<string>): Promise<void> {
     const now = Date.now();
-    let pipeline = this.redis.pipeline() as ReturnType<Redis['pipeline']> & { addRoute: (...a: unknown[]) => unknown };
+    let pipeline = this.redis.pipeline() as ReturnType<Redis['pipeline']> & {
+      addRoute: (...a: unknown[]) => unknown;
+    };
     let n = 0;
     for (const userId of userIds) {
       pipeline.addRoute(routeKey(userId), nodeUsersKey(nodeId), nodeId, userId, now, this.ttlMs);

@@ -2,7 +2,15 @@ import type { Server } from 'node:http';
 import type Koa from 'koa';
 import type { ConsulClient as Consul } from './consul.js';
 import type { Config } from './config.js';
-import { closeServer, createApp, healthRoute, httpServer, internalOnly, listen, type HealthProbe } from './http.js';
+import {
+  closeServer,
+  createApp,
+  healthRoute,
+  httpServer,
+  internalOnly,
+  listen,
+  type HealthProbe,
+} from './http.js';
 import type { Logger } from './logger.js';
 import { Registration } from './registry.js';
 

@@ -6,6 +6,7 @@ export const userIdSchema = z
   .string()
   .min(1, 'must not be empty')
   .max(256, 'must be at most 256 characters')
+  // eslint-disable-next-line no-control-regex -- control characters are exactly what is refused
   .refine((s) => !/[\u0000-\u001f]/.test(s), 'must not contain control characters');
 
 /** Validates a parsed body, turning every problem into one 400 a client can act on. */

@@ -14,18 +14,36 @@ import { validate } from '../core/validation.js';
 import { ConnectBalancer } from './connect-balancer.js';
 import { routeMessages } from './route-messages.js';
 
-const envelopeSchema = z.object({ id: z.string(), to: z.string(), payload: z.unknown(), createdAt: z.string() });
+const envelopeSchema = z.object({
+  id: z.string(),
+  to: z.string(),
+  payload: z.unknown(),
+  createdAt: z.string(),
+});
 const dispatchSchema = z.object({ messages: z.array(envelopeSchema) });
 
 /**
  * dispatch: finds each message's user in routes (Redis), the user's nodes in the
  * registry (only passing push nodes), and forwards each node its share in one call.
  */
-export function createDispatchService(config: Config, log: Logger, consul: ConsulClient): ServiceHost {
-  const redis = new Redis(config.REDIS_URL, { maxRetriesPerRequest: 2, enableOfflineQueue: false, lazyConnect: true });
+export function createDispatchService(
+  config: Config,
+  log: Logger,
+  consul: ConsulClient,
+): ServiceHost {
+  const redis = new Redis(config.REDIS_URL, {
+    maxRetriesPerRequest: 2,
+    enableOfflineQueue: false,
+    lazyConnect: true,
+  });
   const routes = new Routes(redis, config.ROUTE_TTL_SECONDS * 1000);
   const balancer = new ConnectBalancer();
-  const pushView = new ServiceView({ consul, log, service: 'push', onChange: (nodes) => balancer.update(nodes) });
+  const pushView = new ServiceView({
+    consul,
+    log,
+    service: 'push',
+    onChange: (nodes) => balancer.update(nodes),
+  });
   const pushNodes = new Peers(pushView, config.secrets.INTERNAL_SECRET, config.PEER_TIMEOUT);
   const host = new ServiceHost({
     config,
@@ -49,11 +67,19 @@ export function createDispatchService(config: Config, log: Logger, consul: Consu
         const node = pushView.get(nodeId);
         if (!node) return;
         try {
-          const res = await pushNodes.callInstance<DeliverResponse>(node, 'POST', '/internal/deliver', { messages: batch });
+          const res = await pushNodes.callInstance<DeliverResponse>(
+            node,
+            'POST',
+            '/internal/deliver',
+            { messages: batch },
+          );
           for (const id of res.delivered) delivered.add(id);
         } catch (err) {
           // Counts as not delivered: the message stays pending and is replayed on reconnect.
-          log.warn({ err: (err as Error).message, node: nodeId, messages: batch.length }, 'push node did not take its messages');
+          log.warn(
+            { err: (err as Error).message, node: nodeId, messages: batch.length },
+            'push node did not take its messages',
+          );
         }
       }),
     );
@@ -62,7 +88,12 @@ export function createDispatchService(config: Config, log: Logger, consul: Consu
 
   router.get('/v1/connect', (ctx) => {
     const url = balancer.pick();
-    if (!url) throw new HttpError(503, 'no_push_node', 'no push node is passing its health checks right now: retry shortly');
+    if (!url)
+      throw new HttpError(
+        503,
+        'no_push_node',
+        'no push node is passing its health checks right now: retry shortly',
+      );
     ctx.set('cache-control', 'no-store');
     ctx.body = { url } satisfies ConnectResponse;
   });

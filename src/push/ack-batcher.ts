@@ -39,7 +39,10 @@ export class AckBatcher {
     try {
       await this.collect.call('POST', '/internal/acks', { acks: batch });
     } catch (err) {
-      this.log.warn({ err: (err as Error).message, users: batch.length }, 'could not pass acks to collect: will retry');
+      this.log.warn(
+        { err: (err as Error).message, users: batch.length },
+        'could not pass acks to collect: will retry',
+      );
       this.timer = setTimeout(() => void this.flush(), RETRY_MS);
       for (const { userId, ids } of batch) for (const id of ids) this.add(userId, id);
     }

@@ -20,7 +20,13 @@ export class Authenticator {
   ) {}
 
   async verify(token: string | undefined): Promise<AuthOutcome> {
-    if (!token) return { ok: false, status: 401, code: 'missing_token', message: 'connect with ?token=<jwt> or "Authorization: Bearer <jwt>"' };
+    if (!token)
+      return {
+        ok: false,
+        status: 401,
+        code: 'missing_token',
+        message: 'connect with ?token=<jwt> or "Authorization: Bearer <jwt>"',
+      };
     const now = Date.now();
     const hit = this.cache.get(token);
     if (hit && hit.until > now) return { ok: true, userId: hit.userId, expiresAt: hit.expiresAt };
@@ -28,19 +34,35 @@ export class Authenticator {
       const claims = await this.auth.call<VerifyResponse>('POST', '/v1/verify', { token });
       const expiresAt = Date.parse(claims.expiresAt);
       if (this.cacheMs > 0) {
-        if (this.cache.size >= MAX_CACHED) this.cache.delete(this.cache.keys().next().value as string);
-        this.cache.set(token, { userId: claims.userId, expiresAt, until: Math.min(now + this.cacheMs, expiresAt) });
+        if (this.cache.size >= MAX_CACHED)
+          this.cache.delete(this.cache.keys().next().value as string);
+        this.cache.set(token, {
+          userId: claims.userId,
+          expiresAt,
+          until: Math.min(now + this.cacheMs, expiresAt),
+        });
       }
       return { ok: true, userId: claims.userId, expiresAt };
     } catch (err) {
       if (err instanceof PeerError && err.status === 401) {
-        return { ok: false, status: 401, code: 'invalid_token', message: 'the token is invalid or expired' };
+        return {
+          ok: false,
+          status: 401,
+          code: 'invalid_token',
+          message: 'the token is invalid or expired',
+        };
       }
       if (err instanceof PeerError && err.status === 400) {
         return { ok: false, status: 401, code: 'invalid_token', message: 'the token is malformed' };
       }
-      const why = err instanceof PeerUnavailable || err instanceof PeerError ? err.message : String(err);
-      return { ok: false, status: 503, code: 'auth_unavailable', message: `cannot verify tokens right now: ${why}` };
+      const why =
+        err instanceof PeerUnavailable || err instanceof PeerError ? err.message : String(err);
+      return {
+        ok: false,
+        status: 503,
+        code: 'auth_unavailable',
+        message: `cannot verify tokens right now: ${why}`,
+      };
     }
   }
 }

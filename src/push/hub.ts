@@ -8,6 +8,9 @@ export interface Connection {
   alive: boolean;
   /** While pending messages are replayed, live frames wait here so the user sees them in order. */
   held: { id: string; frame: string }[] | undefined;
+  /** Ids this socket got in its replay: a message stored just before the replay query may
+   *  still come through dispatch afterwards, and must not be pushed twice. */
+  replayed: Set<string> | undefined;
 }
 
 /** hub: this node's users and their open sockets. */

@@ -10,7 +10,13 @@ import { ServiceView } from '../core/discovery.js';
 import { bearer, readJson } from '../core/http.js';
 import type { Logger } from '../core/logger.js';
 import { Peers } from '../core/peers.js';
-import { CloseCode, type DeliverResponse, type Envelope, type ErrorFrame, type MessageFrame } from '../core/protocol.js';
+import {
+  CloseCode,
+  type DeliverResponse,
+  type Envelope,
+  type ErrorFrame,
+  type MessageFrame,
+} from '../core/protocol.js';
 import { Routes } from '../core/routes.js';
 import { ServiceHost } from '../core/service-host.js';
 import { validate } from '../core/validation.js';
@@ -18,9 +24,16 @@ import { AckBatcher } from './ack-batcher.js';
 import { Authenticator } from './authenticator.js';
 import { Hub, type Connection } from './hub.js';
 
-const envelopeSchema = z.object({ id: z.string(), to: z.string(), payload: z.unknown(), createdAt: z.string() });
+const envelopeSchema = z.object({
+  id: z.string(),
+  to: z.string(),
+  payload: z.unknown(),
+  createdAt: z.string(),
+});
 const deliverSchema = z.object({ messages: z.array(envelopeSchema) });
 const REPLAY_LIMIT = 1000;
+/** How long a replayed id is remembered against a late live copy from dispatch. */
+const REPLAY_DEDUPE_MS = 30_000;
 
 /**
  * push: a node holding WebSocket connections. It binds each connected user to itself
@@ -28,7 +41,11 @@ const REPLAY_LIMIT = 1000;
  * user's unacked messages on connect and passes acks on to collect.
  */
 export function createPushService(config: Config, log: Logger, consul: ConsulClient): ServiceHost {
-  const redis = new Redis(config.REDIS_URL, { maxRetriesPerRequest: 2, enableOfflineQueue: false, lazyConnect: true });
+  const redis = new Redis(config.REDIS_URL, {
+    maxRetriesPerRequest: 2,
+    enableOfflineQueue: false,
+    lazyConnect: true,
+  });
   const routes = new Routes(redis, config.ROUTE_TTL_SECONDS * 1000);
   const hub = new Hub();
   const host = new ServiceHost({
@@ -45,10 +62,17 @@ export function createPushService(config: Config, log: Logger, consul: ConsulCli
   const wsUrl = (): string => `ws://${config.advertiseAddress}:${host.port}/ws`;
   const authView = new ServiceView({ consul, log, service: 'auth' });
   const collectView = new ServiceView({ consul, log, service: 'collect' });
-  const authenticator = new Authenticator(new Peers(authView, config.secrets.INTERNAL_SECRET, config.PEER_TIMEOUT), config.TOKEN_CACHE_SECONDS * 1000);
+  const authenticator = new Authenticator(
+    new Peers(authView, config.secrets.INTERNAL_SECRET, config.PEER_TIMEOUT),
+    config.TOKEN_CACHE_SECONDS * 1000,
+  );
   const collect = new Peers(collectView, config.secrets.INTERNAL_SECRET, config.PEER_TIMEOUT);
   const acks = new AckBatcher(collect, log);
-  const wss = new WebSocketServer({ noServer: true, maxPayload: config.WS_MAX_PAYLOAD, clientTracking: false });
+  const wss = new WebSocketServer({
+    noServer: true,
+    maxPayload: config.WS_MAX_PAYLOAD,
+    clientTracking: false,
+  });
 
   // ---- socket → user ---------------------------------------------------------
 
@@ -61,8 +85,15 @@ export function createPushService(config: Config, log: Logger, consul: ConsulCli
 
   async function upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://x');
-    if (url.pathname !== '/ws') return rejectUpgrade(socket, 404, 'not_found', 'WebSocket endpoint is /ws');
-    if (host.isDraining) return rejectUpgrade(socket, 503, 'draining', 'this node is shutting down: ask /v1/connect for another');
+    if (url.pathname !== '/ws')
+      return rejectUpgrade(socket, 404, 'not_found', 'WebSocket endpoint is /ws');
+    if (host.isDraining)
+      return rejectUpgrade(
+        socket,
+        503,
+        'draining',
+        'this node is shutting down: ask /v1/connect for another',
+      );
     const token = url.searchParams.get('token') ?? bearer(req.headers.authorization);
     const outcome = await authenticator.verify(token ?? undefined);
     if (!outcome.ok) return rejectUpgrade(socket, outcome.status, outcome.code, outcome.message);
@@ -71,7 +102,14 @@ export function createPushService(config: Config, log: Logger, consul: ConsulCli
   }
 
   async function open(ws: WebSocket, userId: string, tokenExpiresAt: number): Promise<void> {
-    const conn: Connection = { ws, userId, tokenExpiresAt, alive: true, held: [] };
+    const conn: Connection = {
+      ws,
+      userId,
+      tokenExpiresAt,
+      alive: true,
+      held: [],
+      replayed: undefined,
+    };
     ws.on('pong', () => (conn.alive = true));
     ws.on('message', (data, isBinary) => onFrame(conn, data, isBinary));
     ws.on('error', (err) => log.debug({ err: err.message, userId }, 'socket error'));
@@ -97,7 +135,10 @@ export function createPushService(config: Config, log: Logger, consul: ConsulCli
       );
       pending = res.messages;
     } catch (err) {
-      log.warn({ err: (err as Error).message, userId: conn.userId }, 'replay of pending messages failed');
+      log.warn(
+        { err: (err as Error).message, userId: conn.userId },
+        'replay of pending messages failed',
+      );
     }
     const sent = new Set<string>();
     for (const m of pending) {
@@ -109,6 +150,8 @@ export function createPushService(config: Config, log: Logger, consul: ConsulCli
       if (!sent.has(h.id)) send(conn, h.frame);
     }
     if (sent.size > 0) {
+      conn.replayed = sent;
+      setTimeout(() => (conn.replayed = undefined), REPLAY_DEDUPE_MS).unref();
       collect.call('POST', '/internal/delivered', { ids: [...sent] }).catch((err: unknown) => {
         log.warn({ err: (err as Error).message }, 'could not mark replayed messages delivered');
       });
@@ -124,9 +167,15 @@ export function createPushService(config: Config, log: Logger, consul: ConsulCli
       return sendError(conn, 'invalid_json', 'the frame is not valid JSON');
     }
     const type = (frame as { type?: unknown } | null)?.type;
-    if (type !== 'ack') return sendError(conn, 'unknown_type', `unknown frame type ${JSON.stringify(type ?? null)}: expected "ack"`);
+    if (type !== 'ack')
+      return sendError(
+        conn,
+        'unknown_type',
+        `unknown frame type ${JSON.stringify(type ?? null)}: expected "ack"`,
+      );
     const id = (frame as { id?: unknown }).id;
-    if (typeof id !== 'string' || id.length === 0 || id.length > 128) return sendError(conn, 'invalid_frame', 'an ack needs a string "id"');
+    if (typeof id !== 'string' || id.length === 0 || id.length > 128)
+      return sendError(conn, 'invalid_frame', 'an ack needs a string "id"');
     acks.add(conn.userId, id);
   }
 
@@ -135,14 +184,22 @@ export function createPushService(config: Config, log: Logger, consul: ConsulCli
     try {
       await routes.remove(host.id, conn.userId);
     } catch (err) {
-      log.warn({ err: (err as Error).message, userId: conn.userId }, 'could not unbind user in redis: the binding will expire');
+      log.warn(
+        { err: (err as Error).message, userId: conn.userId },
+        'could not unbind user in redis: the binding will expire',
+      );
     }
   }
 
   // ---- node → socket ---------------------------------------------------------
 
   function frameOf(m: Envelope): string {
-    return JSON.stringify({ type: 'message', id: m.id, payload: m.payload, createdAt: m.createdAt } satisfies MessageFrame);
+    return JSON.stringify({
+      type: 'message',
+      id: m.id,
+      payload: m.payload,
+      createdAt: m.createdAt,
+    } satisfies MessageFrame);
   }
 
   /** Sends one frame; false when the socket cannot take it. */
@@ -173,7 +230,8 @@ export function createPushService(config: Config, log: Logger, consul: ConsulCli
         if (conn.held) {
           conn.held.push({ id: m.id, frame });
           reached = true;
-        } else if (send(conn, frame)) reached = true;
+        } else if (conn.replayed?.has(m.id)) reached = true;
+        else if (send(conn, frame)) reached = true;
       }
       if (reached) delivered.push(m.id);
     }
@@ -228,7 +286,8 @@ export function createPushService(config: Config, log: Logger, consul: ConsulCli
     clearInterval(refreshTimer);
     clearInterval(pingTimer);
     const users = [...hub.userIds()];
-    for (const conn of [...hub.connections()]) conn.ws.close(CloseCode.ServiceRestart, 'node restarting: reconnect');
+    for (const conn of [...hub.connections()])
+      conn.ws.close(CloseCode.ServiceRestart, 'node restarting: reconnect');
     await Promise.allSettled(users.map((u) => routes.remove(host.id, u)));
     await acks.flush();
   });
@@ -245,7 +304,13 @@ export function createPushService(config: Config, log: Logger, consul: ConsulCli
 function rejectUpgrade(socket: Duplex, status: number, code: string, message: string): void {
   if (socket.destroyed) return;
   const body = JSON.stringify({ error: { code, message } });
-  const reason = { 401: 'Unauthorized', 404: 'Not Found', 500: 'Internal Server Error', 503: 'Service Unavailable' }[status] ?? 'Error';
+  const reason =
+    {
+      401: 'Unauthorized',
+      404: 'Not Found',
+      500: 'Internal Server Error',
+      503: 'Service Unavailable',
+    }[status] ?? 'Error';
   socket.end(
     `HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
   );

@@ -46,8 +46,16 @@ describe('registry core against a real Consul agent', () => {
       expect(mine).toBeDefined();
       expect(mine?.ServicePort).toBe(host.port);
       expect(mine?.ServiceAddress).toBe('127.0.0.1');
-      expect(mine?.ServiceMeta).toMatchObject({ version: '0.1.0', ws_url: 'ws://127.0.0.1:1/ws', connections: '0' });
-      await waitFor('the /health check to pass', async () => (await checkStatus(deps.consul.addr, 'push', host.id)) === 'passing', 5000);
+      expect(mine?.ServiceMeta).toMatchObject({
+        version: '0.1.0',
+        ws_url: 'ws://127.0.0.1:1/ws',
+        connections: '0',
+      });
+      await waitFor(
+        'the /health check to pass',
+        async () => (await checkStatus(deps.consul.addr, 'push', host.id)) === 'passing',
+        5000,
+      );
     } finally {
       await host.stop();
     }
@@ -59,10 +67,14 @@ describe('registry core against a real Consul agent', () => {
     await host.start();
     try {
       connections = 42;
-      await waitFor('meta connections=42 in the catalog', async () => {
-        const entries = await catalogService(deps.consul.addr, 'push');
-        return entries.find((e) => e.ServiceID === host.id)?.ServiceMeta.connections === '42';
-      }, 5000);
+      await waitFor(
+        'meta connections=42 in the catalog',
+        async () => {
+          const entries = await catalogService(deps.consul.addr, 'push');
+          return entries.find((e) => e.ServiceID === host.id)?.ServiceMeta.connections === '42';
+        },
+        5000,
+      );
     } finally {
       await host.stop();
     }
@@ -72,10 +84,23 @@ describe('registry core against a real Consul agent', () => {
     const view = await viewOf('fixture-kill');
     const child = await startFixtureInstance(deps.consul.addr, 'fixture-kill', 'fixture-kill-1');
     try {
-      await waitFor('the fixture in the passing view', () => view.get('fixture-kill-1') !== undefined, 5000);
+      await waitFor(
+        'the fixture in the passing view',
+        () => view.get('fixture-kill-1') !== undefined,
+        5000,
+      );
       child.kill('SIGKILL');
-      await waitFor('the check to turn critical', async () => (await checkStatus(deps.consul.addr, 'fixture-kill', 'fixture-kill-1')) === 'critical', 5000);
-      await waitFor('the fixture to leave the passing view', () => view.get('fixture-kill-1') === undefined, 1000);
+      await waitFor(
+        'the check to turn critical',
+        async () =>
+          (await checkStatus(deps.consul.addr, 'fixture-kill', 'fixture-kill-1')) === 'critical',
+        5000,
+      );
+      await waitFor(
+        'the fixture to leave the passing view',
+        () => view.get('fixture-kill-1') === undefined,
+        1000,
+      );
     } finally {
       view.stop();
       await child.stop(1000);
@@ -88,7 +113,9 @@ describe('registry core against a real Consul agent', () => {
     const id = host.id;
     expect((await catalogService(deps.consul.addr, 'push')).map((e) => e.ServiceID)).toContain(id);
     await host.stop();
-    expect((await catalogService(deps.consul.addr, 'push')).map((e) => e.ServiceID)).not.toContain(id);
+    expect((await catalogService(deps.consul.addr, 'push')).map((e) => e.ServiceID)).not.toContain(
+      id,
+    );
   });
 
   it('discovery follows additions and removals within 1 s of the change in Consul', async () => {
@@ -103,11 +130,25 @@ describe('registry core against a real Consul agent', () => {
         port: 9,
         check: { name: 'ttl', ttl: '60s', status: 'passing', timeout: '1s' },
       });
-      await waitFor('the new instance in the view', () => view.get('fixture-view-1') !== undefined, 1000, 10);
-      expect(view.get('fixture-view-1')).toMatchObject({ address: '127.0.0.1', port: 9, service: 'fixture-view' });
+      await waitFor(
+        'the new instance in the view',
+        () => view.get('fixture-view-1') !== undefined,
+        1000,
+        10,
+      );
+      expect(view.get('fixture-view-1')).toMatchObject({
+        address: '127.0.0.1',
+        port: 9,
+        service: 'fixture-view',
+      });
       changes.push(view.instances().length);
       await consul.agent.service.deregister('fixture-view-1');
-      await waitFor('the instance to leave the view', () => view.get('fixture-view-1') === undefined, 1000, 10);
+      await waitFor(
+        'the instance to leave the view',
+        () => view.get('fixture-view-1') === undefined,
+        1000,
+        10,
+      );
       changes.push(view.instances().length);
       expect(changes).toEqual([1, 0]);
     } finally {
@@ -120,11 +161,19 @@ describe('registry core against a real Consul agent', () => {
     await host.start();
     try {
       await deps.consul.restart();
-      await waitFor('the instance back in the catalog after the agent restart', async () => {
-        const entries = await catalogService(deps.consul.addr, 'push');
-        return entries.some((e) => e.ServiceID === host.id);
-      }, 10_000);
-      await waitFor('its check passing again', async () => (await checkStatus(deps.consul.addr, 'push', host.id)) === 'passing', 5000);
+      await waitFor(
+        'the instance back in the catalog after the agent restart',
+        async () => {
+          const entries = await catalogService(deps.consul.addr, 'push');
+          return entries.some((e) => e.ServiceID === host.id);
+        },
+        10_000,
+      );
+      await waitFor(
+        'its check passing again',
+        async () => (await checkStatus(deps.consul.addr, 'push', host.id)) === 'passing',
+        5000,
+      );
     } finally {
       await host.stop();
     }
@@ -141,7 +190,11 @@ describe('registry core against a real Consul agent', () => {
       expect(view.get(host.id)).toBeDefined();
       await deps.consul.restart();
       await waitFor('the view to recover', () => !view.stale, 15_000);
-      await waitFor('the instance re-registered and passing in the view', () => view.get(host.id) !== undefined, 10_000);
+      await waitFor(
+        'the instance re-registered and passing in the view',
+        () => view.get(host.id) !== undefined,
+        10_000,
+      );
     } finally {
       view.stop();
       await host.stop();

@@ -28,7 +28,11 @@ export const catalogService = (addr: string, name: string): Promise<CatalogEntry
 export const serviceChecks = (addr: string, name: string): Promise<HealthCheck[]> =>
   get(addr, `/v1/health/checks/${encodeURIComponent(name)}`);
 
-export async function checkStatus(addr: string, name: string, serviceId: string): Promise<string | undefined> {
+export async function checkStatus(
+  addr: string,
+  name: string,
+  serviceId: string,
+): Promise<string | undefined> {
   const checks = await serviceChecks(addr, name);
   return checks.find((c) => c.ServiceID === serviceId)?.Status;
 }

@@ -4,7 +4,11 @@ import { Child, waitFor } from '../../src/cluster/child.js';
 const SCRIPT = fileURLToPath(new URL('./fixtures/instance.mjs', import.meta.url));
 
 /** Starts a registered instance in its own process and waits until it has registered. */
-export async function startFixtureInstance(consulAddr: string, name: string, id: string): Promise<Child> {
+export async function startFixtureInstance(
+  consulAddr: string,
+  name: string,
+  id: string,
+): Promise<Child> {
   let ready = false;
   const child = new Child(id, process.execPath, [SCRIPT, consulAddr, name, id], {
     echo: (line) => {

@@ -7,6 +7,9 @@ import { PROJECT_ROOT } from '../../src/cluster/binaries.js';
  */
 export default function setup(): void {
   if (process.env.npm_lifecycle_event === 'test') return;
-  execFileSync('npx', ['tsc', '-p', 'tsconfig.build.json'], { cwd: PROJECT_ROOT, stdio: 'inherit' });
+  execFileSync('npx', ['tsc', '-p', 'tsconfig.build.json'], {
+    cwd: PROJECT_ROOT,
+    stdio: 'inherit',
+  });
   execFileSync('node', ['scripts/copy-assets.mjs'], { cwd: PROJECT_ROOT, stdio: 'inherit' });
 }

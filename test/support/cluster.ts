@@ -1,0 +1,117 @@
+import { join } from 'node:path';
+import { PROJECT_ROOT } from '../../src/cluster/binaries.js';
+import { Child, freePort, waitFor } from '../../src/cluster/child.js';
+import { DEV_SECRETS, type ServiceName } from '../../src/core/config.js';
+import { startDeps, type Deps } from './deps.js';
+
+const CLI = join(PROJECT_ROOT, 'dist', 'cli.js');
+
+export interface ServiceProc {
+  service: ServiceName;
+  port: number;
+  /** Consul ServiceID */
+  id: string;
+  url: string;
+  child: Child;
+}
+
+export interface TestCluster {
+  deps: Deps;
+  auth: ServiceProc;
+  collect: ServiceProc;
+  dispatch: ServiceProc;
+  push: ServiceProc[];
+  all(): ServiceProc[];
+  /** Starts one more service process, registered and passing before this resolves. */
+  spawn(service: ServiceName, extraEnv?: Record<string, string>): Promise<ServiceProc>;
+  stop(): Promise<void>;
+}
+
+export const KEYS = DEV_SECRETS;
+
+/**
+ * A whole cluster of real processes: a real Consul agent and Redis, then auth,
+ * collect, dispatch and push nodes built from dist/, each registered and passing.
+ */
+export async function startCluster(
+  o: { pushNodes?: number; env?: Record<string, string> } = {},
+): Promise<TestCluster> {
+  const deps = await startDeps();
+  const procs: ServiceProc[] = [];
+  const baseEnv = {
+    PATH: process.env.PATH ?? '',
+    NODE_ENV: 'development',
+    LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'warn',
+    CONSUL_HTTP_ADDR: deps.consul.addr,
+    REDIS_URL: deps.redis.url,
+    CONSUL_SYNC_INTERVAL: '1s',
+    ...(process.env.MONGODB_URL
+      ? { MONGODB_URL: process.env.MONGODB_URL, MONGODB_DB: `push_cluster_e2e_${process.pid}` }
+      : {}),
+    ...o.env,
+  };
+
+  async function spawn(
+    service: ServiceName,
+    extraEnv: Record<string, string> = {},
+  ): Promise<ServiceProc> {
+    const port = await freePort();
+    const child = new Child(
+      `${service}:${port}`,
+      process.execPath,
+      [CLI, service, '--port', String(port)],
+      {
+        env: { ...baseEnv, ...extraEnv },
+        echo: process.env.TEST_LOG_LEVEL
+          ? (line) => process.stderr.write(`[${service}:${port}] ${line}\n`)
+          : undefined,
+      },
+    );
+    const proc: ServiceProc = {
+      service,
+      port,
+      id: `${service}-127.0.0.1-${port}`,
+      url: `http://127.0.0.1:${port}`,
+      child,
+    };
+    procs.push(proc);
+    await waitFor(
+      `${service} on port ${port} to pass its health check in Consul`,
+      async () => {
+        if (!child.running) throw new Error(`${service} exited:\n${child.recentOutput()}`);
+        const res = await fetch(`http://${deps.consul.addr}/v1/health/checks/${service}`);
+        const checks = (await res.json()) as { ServiceID: string; Status: string }[];
+        return checks.some((c) => c.ServiceID === proc.id && c.Status === 'passing');
+      },
+      20_000,
+      100,
+    );
+    return proc;
+  }
+
+  try {
+    const [auth, collect, dispatch, ...push] = await Promise.all([
+      spawn('auth'),
+      spawn('collect'),
+      spawn('dispatch'),
+      ...Array.from({ length: o.pushNodes ?? 2 }, () => spawn('push')),
+    ]);
+    return {
+      deps,
+      auth: auth as ServiceProc,
+      collect: collect as ServiceProc,
+      dispatch: dispatch as ServiceProc,
+      push,
+      all: () => procs,
+      spawn,
+      async stop() {
+        await Promise.all(procs.map((p) => p.child.stop(12_000)));
+        await deps.stop();
+      },
+    };
+  } catch (err) {
+    await Promise.all(procs.map((p) => p.child.stop(2000)));
+    await deps.stop();
+    throw err;
+  }
+}
