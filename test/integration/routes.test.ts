@@ -1,0 +1,58 @@
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startRedisServer, type RedisServer } from '../../src/cluster/redis-server.js';
+import { waitFor } from '../../src/cluster/child.js';
+import { Routes } from '../../src/core/routes.js';
+
+let server: RedisServer;
+let redis: Redis;
+
+beforeAll(async () => {
+  server = await startRedisServer();
+  redis = new Redis(server.url, { maxRetriesPerRequest: 1 });
+});
+
+afterAll(async () => {
+  redis?.disconnect();
+  await server?.stop();
+});
+
+describe('routes in a real Redis', () => {
+  it('binds a user to each node it is connected to, and unbinds one node at a time', async () => {
+    const routes = new Routes(redis, 30_000);
+    await routes.add('n1', 'alice');
+    await routes.add('n2', 'alice');
+    await routes.add('n1', 'bob');
+    let found = await routes.lookup(['alice', 'bob', 'nobody']);
+    expect(found.get('alice')?.sort()).toEqual(['n1', 'n2']);
+    expect(found.get('bob')).toEqual(['n1']);
+    expect(found.get('nobody')).toEqual([]);
+    await routes.remove('n1', 'alice');
+    found = await routes.lookup(['alice']);
+    expect(found.get('alice')).toEqual(['n2']);
+    expect(await redis.smembers('pc:node:n1:users')).toEqual(['bob']);
+  });
+
+  it('lets a binding lapse when its node stops renewing it', async () => {
+    const routes = new Routes(redis, 300);
+    await routes.add('n-short', 'carol');
+    expect((await routes.lookup(['carol'])).get('carol')).toEqual(['n-short']);
+    await waitFor(
+      'the binding to lapse',
+      async () => (await routes.lookup(['carol'])).get('carol')?.length === 0,
+      3000,
+    );
+  });
+
+  it('renews many bindings in pipelined chunks and rebuilds them after Redis loses every key', async () => {
+    const routes = new Routes(redis, 30_000);
+    const users = Array.from({ length: 2500 }, (_, i) => `user-${i}`);
+    await routes.addAll('n9', users);
+    expect(await redis.scard('pc:node:n9:users')).toBe(2500);
+    await redis.flushall();
+    expect((await routes.lookup(['user-7'])).get('user-7')).toEqual([]);
+    await routes.addAll('n9', users);
+    const found = await routes.lookup(['user-0', 'user-2499']);
+    expect([...found.values()]).toEqual([['n9'], ['n9']]);
+  });
+});
