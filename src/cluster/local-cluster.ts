@@ -147,7 +147,7 @@ Try it:
   TOKEN=$(curl -s -X POST ${auth}/v1/tokens -H 'Authorization: Bearer ${env.AUTH_ADMIN_KEY ? '$AUTH_ADMIN_KEY' : adminKey}' \\
     -H 'Content-Type: application/json' -d '{"userId":"alice"}' | node -pe 'JSON.parse(require("fs").readFileSync(0)).token')
   # 2. connect as alice (leave it running in one terminal)
-  node -e 'fetch("${connect}").then(r=>r.json()).then(({url})=>{const ws=new WebSocket(url+"?token="+process.argv[1]);ws.onmessage=e=>{console.log(e.data);const m=JSON.parse(e.data);if(m.type==="message")ws.send(JSON.stringify({type:"ack",id:m.id}))}})' "$TOKEN"
+  node --experimental-websocket -e 'fetch("${connect}").then(r=>r.json()).then(({url})=>{const ws=new WebSocket(url+"?token="+process.argv[1]);ws.onmessage=e=>{console.log(e.data);const m=JSON.parse(e.data);if(m.type==="message")ws.send(JSON.stringify({type:"ack",id:m.id}))}})' "$TOKEN"
   # 3. send alice a message
   curl -s -X POST ${ingest}/v1/messages -H 'Authorization: Bearer ${env.INGEST_API_KEY ? '$INGEST_API_KEY' : ingestKey}' \\
     -H 'Content-Type: application/json' -d '{"to":"alice","payload":{"text":"hello"}}'

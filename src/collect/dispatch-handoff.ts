@@ -3,7 +3,6 @@ import type { Peers } from '../core/peers.js';
 import type { DeliverResponse, Envelope } from '../core/protocol.js';
 import type { MessageStore, StoredMessage } from '../store/message-store.js';
 
-const FLUSH_MS = 2;
 const MAX_BATCH = 1000;
 
 export function envelopeOf(m: StoredMessage): Envelope {
@@ -11,13 +10,13 @@ export function envelopeOf(m: StoredMessage): Envelope {
 }
 
 /**
- * Hands stored messages to dispatch, batched over a couple of milliseconds, and marks
+ * Hands stored messages to dispatch, batched per turn of the event loop, and marks
  * in the store the ones dispatch reports delivered. A message dispatch cannot take
  * stays pending in the store: it reaches its user on their next connect.
  */
 export class DispatchHandoff {
   private batch: Envelope[] = [];
-  private timer: NodeJS.Timeout | undefined;
+  private scheduled: NodeJS.Immediate | undefined;
   private readonly inFlight = new Set<Promise<void>>();
 
   constructor(
@@ -28,13 +27,15 @@ export class DispatchHandoff {
 
   enqueue(messages: StoredMessage[]): void {
     for (const m of messages) this.batch.push(envelopeOf(m));
+    // Whatever arrives in the same turn of the event loop travels together: under load
+    // that is a batch, and a lone message waits for nothing.
     if (this.batch.length >= MAX_BATCH) this.flush();
-    else this.timer ??= setTimeout(() => this.flush(), FLUSH_MS);
+    else this.scheduled ??= setImmediate(() => this.flush());
   }
 
   private flush(): void {
-    clearTimeout(this.timer);
-    this.timer = undefined;
+    clearImmediate(this.scheduled);
+    this.scheduled = undefined;
     while (this.batch.length > 0) {
       const chunk = this.batch.splice(0, MAX_BATCH);
       const p = this.send(chunk).finally(() => this.inFlight.delete(p));

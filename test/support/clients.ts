@@ -38,13 +38,18 @@ export async function messageStatus(cluster: TestCluster, id: string): Promise<s
 /** A raw WebSocket client that records every frame, for asserting what a user saw. */
 export class TestClient {
   readonly frames: ServerFrame[] = [];
+  /** performance.now() at the arrival of each frame, for latency figures. */
+  readonly arrivals: number[] = [];
   closeCode: number | undefined;
 
   private constructor(
     readonly userId: string,
     readonly ws: WebSocket,
   ) {
-    ws.on('message', (data) => this.frames.push(JSON.parse(data.toString()) as ServerFrame));
+    ws.on('message', (data) => {
+      this.arrivals.push(performance.now());
+      this.frames.push(JSON.parse(data.toString()) as ServerFrame);
+    });
     ws.on('close', (code) => (this.closeCode = code));
   }
 
