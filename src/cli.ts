@@ -97,7 +97,12 @@ async function main(): Promise<void> {
         config,
         log,
         consul,
-        await createStore({ mongodbUrl: config.MONGODB_URL, mongodbDb: config.MONGODB_DB, log }),
+        await createStore({
+          mongodbUrl: config.MONGODB_URL,
+          mongodbDb: config.MONGODB_DB,
+          journalPath: config.MEMORY_STORE_JOURNAL,
+          log,
+        }),
       );
       break;
     case 'dispatch':

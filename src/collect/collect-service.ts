@@ -11,7 +11,9 @@ import type { IngestResponse, MessageView } from '../core/protocol.js';
 import { ServiceHost } from '../core/service-host.js';
 import { userIdSchema, validate } from '../core/validation.js';
 import type { MessageStore, NewMessage, StoredMessage } from '../store/message-store.js';
+import { LeaderLock } from '../core/leader.js';
 import { DispatchHandoff, envelopeOf } from './dispatch-handoff.js';
+import { RedeliverySweeper } from './redelivery-sweeper.js';
 import { parseIngestBody } from './ingest-schema.js';
 
 const idsSchema = z.object({ ids: z.array(z.string()).max(100_000) });
@@ -35,8 +37,12 @@ export function createCollectService(
   const handoff = new DispatchHandoff(
     new Peers(dispatchView, config.secrets.INTERNAL_SECRET, config.PEER_TIMEOUT),
     store,
+    config,
     log,
   );
+  const sweepLock = new LeaderLock({ consul, log, name: 'redelivery-sweep', serviceId: '' });
+  const sweeper = new RedeliverySweeper(store, handoff, sweepLock, config, log);
+  const retry = { baseMs: config.ACK_TIMEOUT, maxMs: config.ACK_RETRY_MAX };
   const newId = monotonicFactory();
 
   const router = new Router();
@@ -55,11 +61,14 @@ export function createCollectService(
       key: m.key,
       createdAt: now,
       expiresAt,
+      // Due for the sweeper unless the hand-off below records an outcome first: a crash
+      // between the 202 and the hand-off loses nothing.
+      nextAttemptAt: new Date(now.getTime() + config.HANDOFF_GRACE),
     }));
     const result = await store.insert(messages);
     ctx.status = 202;
     ctx.body = { ids: result.ids } satisfies IngestResponse;
-    handoff.enqueue(result.inserted);
+    handoff.enqueue(result.inserted, true);
   });
 
   router.get('/v1/messages/:id', async (ctx) => {
@@ -80,7 +89,7 @@ export function createCollectService(
 
   router.post('/internal/delivered', async (ctx) => {
     const { ids } = validate(idsSchema, await readJson(ctx, config.MAX_BODY_BYTES * 16));
-    await store.markDelivered(ids, new Date());
+    await store.markDelivered(ids, new Date(), retry);
     ctx.status = 204;
   });
 
@@ -94,7 +103,16 @@ export function createCollectService(
 
   host.app.use(router.routes()).use(router.allowedMethods());
   host.onStart(() => dispatchView.start());
-  host.onDrain(() => handoff.drain());
+  host.onStarted(() => {
+    sweepLock.bind(host.id);
+    sweepLock.start();
+    sweeper.start();
+  });
+  host.onDrain(async () => {
+    await sweeper.stop();
+    await handoff.drain();
+    await sweepLock.stop();
+  });
   host.onClose(async () => {
     dispatchView.stop();
     await store.close();
@@ -111,5 +129,7 @@ function viewOf(m: StoredMessage): MessageView {
     createdAt: m.createdAt.toISOString(),
     ...(m.deliveredAt ? { deliveredAt: m.deliveredAt.toISOString() } : {}),
     ...(m.ackedAt ? { ackedAt: m.ackedAt.toISOString() } : {}),
+    attempts: m.attempts,
+    ...(m.failedAt ? { failedAt: m.failedAt.toISOString(), failReason: m.failReason } : {}),
   };
 }

@@ -86,6 +86,13 @@ const envSchema = z.object({
   WS_PING_INTERVAL: duration.default(20_000),
   TOKEN_CACHE_SECONDS: z.coerce.number().int().min(0).default(30),
   PEER_TIMEOUT: duration.default(5000),
+  ACK_TIMEOUT: duration.default(10_000),
+  ACK_RETRY_MAX: duration.default(60_000),
+  MAX_ATTEMPTS: z.coerce.number().int().min(1).default(5),
+  SWEEP_INTERVAL: duration.default(1000),
+  HANDOFF_GRACE: duration.default(5000),
+  UNROUTED_RECHECK: duration.default(15_000),
+  MEMORY_STORE_JOURNAL: z.string().optional(),
 });
 
 export type Env = z.infer<typeof envSchema>;

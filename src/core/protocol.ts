@@ -10,7 +10,7 @@ export interface Envelope {
   createdAt: string;
 }
 
-export type MessageStatus = 'pending' | 'delivered' | 'acked';
+export type MessageStatus = 'pending' | 'delivered' | 'acked' | 'failed';
 
 // ---- WebSocket frames -------------------------------------------------------
 
@@ -84,6 +84,10 @@ export interface MessageView {
   createdAt: string;
   deliveredAt?: string;
   ackedAt?: string;
+  /** How many times the message was pushed to a socket. */
+  attempts: number;
+  failedAt?: string;
+  failReason?: string;
 }
 
 export interface ConnectResponse {
@@ -98,6 +102,14 @@ export interface DeliverRequest {
 export interface DeliverResponse {
   /** Ids that reached at least one socket of their user. */
   delivered: string[];
+}
+
+/** dispatch → collect: what became of each message handed over. Ids in neither list
+ *  could not be handed to a node that should have them: collect retries those soon. */
+export interface DispatchResponse {
+  delivered: string[];
+  /** The user has no live route (or its nodes have no socket of the user): wait for a connect. */
+  unrouted: string[];
 }
 
 /** Header that guards every /internal/ route. */

@@ -6,5 +6,6 @@
  * node index: `pc:node:<nodeId>:users`  set of the user ids bound to a node, so the
  *         routes of a dead node can be purged without scanning.
  */
-export const routeKey = (userId: string): string => `pc:route:${userId}`;
+export const ROUTE_KEY_PREFIX = 'pc:route:';
+export const routeKey = (userId: string): string => `${ROUTE_KEY_PREFIX}${userId}`;
 export const nodeUsersKey = (nodeId: string): string => `pc:node:${nodeId}:users`;

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { Redis } from 'ioredis';
-import { nodeUsersKey, routeKey } from './redis-keys.js';
+import { nodeUsersKey, ROUTE_KEY_PREFIX, routeKey } from './redis-keys.js';
 
 const script = (name: string): string =>
   readFileSync(new URL(`./lua/${name}.lua`, import.meta.url), 'utf8');
@@ -14,6 +14,7 @@ interface RouteCommands {
     now: number,
     ttlMs: number,
   ): Promise<number>;
+  purgeNode(nodeUsersKey: string, nodeId: string, prefix: string, batch: number): Promise<number>;
   removeRoute(
     routeKey: string,
     nodeUsersKey: string,
@@ -39,6 +40,7 @@ export class Routes {
   ) {
     redis.defineCommand('addRoute', { numberOfKeys: 2, lua: script('addRoute-2') });
     redis.defineCommand('removeRoute', { numberOfKeys: 2, lua: script('removeRoute-2') });
+    redis.defineCommand('purgeNode', { numberOfKeys: 1, lua: script('purgeNode-1') });
     this.redis = redis as RoutesRedis;
   }
 
@@ -55,6 +57,16 @@ export class Routes {
 
   async remove(nodeId: string, userId: string): Promise<void> {
     await this.redis.removeRoute(routeKey(userId), nodeUsersKey(nodeId), nodeId, userId);
+  }
+
+  /** Removes every route of a node that left the cluster, a thousand users per call so
+   *  Redis is never blocked long. Returns how many users were unbound. */
+  async purgeNode(nodeId: string): Promise<number> {
+    const before = await this.redis.scard(nodeUsersKey(nodeId));
+    let left = before;
+    while (left > 0)
+      left = await this.redis.purgeNode(nodeUsersKey(nodeId), nodeId, ROUTE_KEY_PREFIX, 1000);
+    return before;
   }
 
   /** Renews (or re-creates, after a Redis loss) the bindings of every given user. */

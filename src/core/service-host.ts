@@ -1,4 +1,5 @@
 import type { Server } from 'node:http';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import type Koa from 'koa';
 import type { ConsulClient as Consul } from './consul.js';
 import type { Config } from './config.js';
@@ -15,6 +16,7 @@ import type { Logger } from './logger.js';
 import { Registration } from './registry.js';
 
 export const VERSION = '0.1.0';
+const STALL_LIMIT_MS = 1000;
 
 export interface HostOptions {
   config: Config;
@@ -44,7 +46,23 @@ export class ServiceHost {
 
   constructor(private readonly o: HostOptions) {
     this.app = createApp(o.log);
-    this.app.use(healthRoute(o.probes, () => this.draining));
+    const loopDelay = monitorEventLoopDelay({ resolution: 20 });
+    loopDelay.enable();
+    this.onClose(async () => {
+      loopDelay.disable();
+    });
+    const probes: Record<string, HealthProbe> = {
+      ...o.probes,
+      // A loop that stalls past a check's timeout fails the check anyway; one that stalls
+      // just under it, check after check, is as unfit to serve.
+      eventLoop: () => {
+        const worstMs = loopDelay.max / 1e6;
+        loopDelay.reset();
+        if (worstMs > STALL_LIMIT_MS)
+          throw new Error(`event loop stalled for ${Math.round(worstMs)} ms`);
+      },
+    };
+    this.app.use(healthRoute(probes, () => this.draining));
     this.app.use(internalOnly(o.config.secrets.INTERNAL_SECRET));
     this.server = httpServer();
   }

@@ -7,7 +7,8 @@ import { ServiceView } from '../core/discovery.js';
 import { HttpError, readJson } from '../core/http.js';
 import type { Logger } from '../core/logger.js';
 import { Peers } from '../core/peers.js';
-import type { ConnectResponse, DeliverResponse } from '../core/protocol.js';
+import { LeaderLock } from '../core/leader.js';
+import type { ConnectResponse, DeliverResponse, DispatchResponse } from '../core/protocol.js';
 import { Routes } from '../core/routes.js';
 import { ServiceHost } from '../core/service-host.js';
 import { validate } from '../core/validation.js';
@@ -38,12 +39,21 @@ export function createDispatchService(
   });
   const routes = new Routes(redis, config.ROUTE_TTL_SECONDS * 1000);
   const balancer = new ConnectBalancer();
+  let passingNodes = new Set<string>();
   const pushView = new ServiceView({
     consul,
     log,
     service: 'push',
-    onChange: (nodes) => balancer.update(nodes),
+    onChange: (nodes) => {
+      balancer.update(nodes);
+      const now = new Set(nodes.map((n) => n.id));
+      const gone = [...passingNodes].filter((id) => !now.has(id));
+      passingNodes = now;
+      if (gone.length > 0) void purge(gone);
+    },
   });
+  // One dispatch instance purges the routes of evicted nodes; the others stand by.
+  let purgeLock: LeaderLock | undefined;
   const pushNodes = new Peers(pushView, config.secrets.INTERNAL_SECRET, config.PEER_TIMEOUT);
   const host = new ServiceHost({
     config,
@@ -60,22 +70,29 @@ export function createDispatchService(
   router.post('/internal/dispatch', async (ctx) => {
     const { messages } = validate(dispatchSchema, await readJson(ctx, config.MAX_BODY_BYTES * 16));
     const userRoutes = await routes.lookup([...new Set(messages.map((m) => m.to))]);
-    const byNode = routeMessages(messages, userRoutes, (id) => pushView.get(id) !== undefined);
+    const plan = routeMessages(messages, userRoutes, (id) => pushView.get(id) !== undefined);
     const delivered = new Set<string>();
+    // Pushed to a node that answered but had no socket of the user: unrouted too.
+    const answered = new Set<string>();
+    const failed = new Set<string>();
     await Promise.all(
-      [...byNode].map(async ([nodeId, batch]) => {
+      [...plan.byNode].map(async ([nodeId, batch]) => {
         const node = pushView.get(nodeId);
-        if (!node) return;
         try {
+          if (!node) throw new Error('left the passing set');
           const res = await pushNodes.callInstance<DeliverResponse>(
             node,
             'POST',
             '/internal/deliver',
-            { messages: batch },
+            {
+              messages: batch,
+            },
           );
           for (const id of res.delivered) delivered.add(id);
+          for (const m of batch) answered.add(m.id);
         } catch (err) {
-          // Counts as not delivered: the message stays pending and is replayed on reconnect.
+          // Not delivered: left out of both lists, so collect tries again shortly.
+          for (const m of batch) failed.add(m.id);
           log.warn(
             { err: (err as Error).message, node: nodeId, messages: batch.length },
             'push node did not take its messages',
@@ -83,7 +100,9 @@ export function createDispatchService(
         }
       }),
     );
-    ctx.body = { delivered: [...delivered] } satisfies DeliverResponse;
+    const unrouted = plan.unrouted.map((m) => m.id);
+    for (const id of answered) if (!delivered.has(id) && !failed.has(id)) unrouted.push(id);
+    ctx.body = { delivered: [...delivered], unrouted } satisfies DispatchResponse;
   });
 
   router.get('/v1/connect', (ctx) => {
@@ -99,9 +118,32 @@ export function createDispatchService(
   });
 
   host.app.use(router.routes()).use(router.allowedMethods());
+  async function purge(nodeIds: string[]): Promise<void> {
+    if (!purgeLock?.isLeader) return;
+    for (const nodeId of nodeIds) {
+      try {
+        const users = await routes.purgeNode(nodeId);
+        log.info({ node: nodeId, users }, 'evicted push node: routes purged');
+      } catch (err) {
+        // Its bindings lapse by themselves within ROUTE_TTL_SECONDS.
+        log.warn(
+          { node: nodeId, err: (err as Error).message },
+          'could not purge routes of evicted node',
+        );
+      }
+    }
+  }
+
   host.onStart(async () => {
     await redis.connect();
     await pushView.start();
+  });
+  host.onStarted(() => {
+    purgeLock = new LeaderLock({ consul, log, name: 'route-purge', serviceId: host.id });
+    purgeLock.start();
+  });
+  host.onDrain(async () => {
+    await purgeLock?.stop();
   });
   host.onClose(async () => {
     pushView.stop();

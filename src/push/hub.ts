@@ -11,6 +11,8 @@ export interface Connection {
   /** Ids this socket got in its replay: a message stored just before the replay query may
    *  still come through dispatch afterwards, and must not be pushed twice. */
   replayed: Set<string> | undefined;
+  /** Ids pushed and not acked yet, so a drain can wait for their acks (bounded). */
+  unacked: Set<string>;
 }
 
 /** hub: this node's users and their open sockets. */

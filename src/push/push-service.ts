@@ -34,6 +34,9 @@ const deliverSchema = z.object({ messages: z.array(envelopeSchema) });
 const REPLAY_LIMIT = 1000;
 /** How long a replayed id is remembered against a late live copy from dispatch. */
 const REPLAY_DEDUPE_MS = 30_000;
+const MAX_TRACKED_UNACKED = 1000;
+/** How long a drain waits for clients to ack what they were sent before closing them. */
+const DRAIN_ACK_WAIT_MS = 2000;
 
 /**
  * push: a node holding WebSocket connections. It binds each connected user to itself
@@ -109,6 +112,7 @@ export function createPushService(config: Config, log: Logger, consul: ConsulCli
       alive: true,
       held: [],
       replayed: undefined,
+      unacked: new Set(),
     };
     ws.on('pong', () => (conn.alive = true));
     ws.on('message', (data, isBinary) => onFrame(conn, data, isBinary));
@@ -142,12 +146,12 @@ export function createPushService(config: Config, log: Logger, consul: ConsulCli
     }
     const sent = new Set<string>();
     for (const m of pending) {
-      if (send(conn, frameOf(m))) sent.add(m.id);
+      if (push(conn, m.id, frameOf(m))) sent.add(m.id);
     }
     const held = conn.held ?? [];
     conn.held = undefined;
     for (const h of held) {
-      if (!sent.has(h.id)) send(conn, h.frame);
+      if (!sent.has(h.id)) push(conn, h.id, h.frame);
     }
     if (sent.size > 0) {
       conn.replayed = sent;
@@ -176,6 +180,7 @@ export function createPushService(config: Config, log: Logger, consul: ConsulCli
     const id = (frame as { id?: unknown }).id;
     if (typeof id !== 'string' || id.length === 0 || id.length > 128)
       return sendError(conn, 'invalid_frame', 'an ack needs a string "id"');
+    conn.unacked.delete(id);
     acks.add(conn.userId, id);
   }
 
@@ -200,6 +205,13 @@ export function createPushService(config: Config, log: Logger, consul: ConsulCli
       payload: m.payload,
       createdAt: m.createdAt,
     } satisfies MessageFrame);
+  }
+
+  /** Sends a message frame and remembers that its ack is awaited. */
+  function push(conn: Connection, id: string, frame: string): boolean {
+    if (!send(conn, frame)) return false;
+    if (conn.unacked.size < MAX_TRACKED_UNACKED) conn.unacked.add(id);
+    return true;
   }
 
   /** Sends one frame; false when the socket cannot take it. */
@@ -231,7 +243,7 @@ export function createPushService(config: Config, log: Logger, consul: ConsulCli
           conn.held.push({ id: m.id, frame });
           reached = true;
         } else if (conn.replayed?.has(m.id)) reached = true;
-        else if (send(conn, frame)) reached = true;
+        else if (push(conn, m.id, frame)) reached = true;
       }
       if (reached) delivered.push(m.id);
     }
@@ -259,11 +271,16 @@ export function createPushService(config: Config, log: Logger, consul: ConsulCli
   // After a Redis restart every binding is gone: rebuild them as soon as it is back.
   redis.on('ready', () => void refreshRoutes());
 
+  let lastPingAt = Date.now();
   function pingAll(): void {
     const now = Date.now();
+    // After a stall (the process was stopped, or the loop blocked) the pongs of the last
+    // round are still unread in the sockets: judge no one on that round.
+    const stalled = now - lastPingAt > 1.5 * config.WS_PING_INTERVAL;
+    lastPingAt = now;
     for (const conn of hub.connections()) {
       if (conn.tokenExpiresAt <= now) conn.ws.close(CloseCode.TokenExpired, 'token expired');
-      else if (!conn.alive) conn.ws.terminate();
+      else if (!conn.alive && !stalled) conn.ws.terminate();
       else {
         conn.alive = false;
         conn.ws.ping();
@@ -286,6 +303,12 @@ export function createPushService(config: Config, log: Logger, consul: ConsulCli
     clearInterval(refreshTimer);
     clearInterval(pingTimer);
     const users = [...hub.userIds()];
+    // Out of routing now, so nothing new arrives: let clients ack what they have, so
+    // that they are not sent it again after they reconnect elsewhere.
+    const waitUntil = Date.now() + DRAIN_ACK_WAIT_MS;
+    const awaiting = (): boolean => [...hub.connections()].some((c) => c.unacked.size > 0);
+    while (awaiting() && Date.now() < waitUntil) await new Promise((r) => setTimeout(r, 20));
+    await acks.flush();
     for (const conn of [...hub.connections()])
       conn.ws.close(CloseCode.ServiceRestart, 'node restarting: reconnect');
     await Promise.allSettled(users.map((u) => routes.remove(host.id, u)));

@@ -9,7 +9,13 @@ import {
   type WriteError,
 } from 'mongodb';
 import type { MessageStatus } from '../core/protocol.js';
-import type { InsertResult, MessageStore, NewMessage, StoredMessage } from './message-store.js';
+import type {
+  AckRetry,
+  InsertResult,
+  MessageStore,
+  NewMessage,
+  StoredMessage,
+} from './message-store.js';
 
 interface MessageDoc {
   _id: string;
@@ -17,8 +23,13 @@ interface MessageDoc {
   payload: unknown;
   createdAt: Date;
   status: MessageStatus;
+  /** Absent from documents written before redelivery existed: read as 0. */
+  attempts?: number;
+  nextAttemptAt?: Date;
   deliveredAt?: Date;
   ackedAt?: Date;
+  failedAt?: Date;
+  failReason?: string;
   key?: string;
   expiresAt: Date;
 }
@@ -51,6 +62,9 @@ interface Waiter {
 
 const COLLECTION = 'messages';
 const DUPLICATE_KEY = 11000;
+const OPEN: MessageStatus[] = ['pending', 'delivered'];
+/** Caps the exponent of the ack retry backoff, as ackRetryDelay does for the memory store. */
+const MAX_BACKOFF_EXPONENT = 40;
 
 function pairKey(key: string, to: string): string {
   return key + '\u0000' + to;
@@ -63,8 +77,10 @@ function toDoc(m: NewMessage): MessageDoc {
     payload: m.payload,
     createdAt: m.createdAt,
     status: 'pending',
+    attempts: 0,
     expiresAt: m.expiresAt,
   };
+  if (m.nextAttemptAt !== undefined) doc.nextAttemptAt = m.nextAttemptAt;
   // Only a string key may enter the unique index: a stored null would collide with every other.
   if (m.key !== undefined) doc.key = m.key;
   return doc;
@@ -77,10 +93,14 @@ function toMessage(doc: WithId<MessageDoc>): StoredMessage {
     payload: doc.payload,
     createdAt: doc.createdAt,
     status: doc.status,
+    attempts: doc.attempts ?? 0,
     expiresAt: doc.expiresAt,
   };
+  if (doc.nextAttemptAt) m.nextAttemptAt = doc.nextAttemptAt;
   if (doc.deliveredAt) m.deliveredAt = doc.deliveredAt;
   if (doc.ackedAt) m.ackedAt = doc.ackedAt;
+  if (doc.failedAt) m.failedAt = doc.failedAt;
+  if (typeof doc.failReason === 'string') m.failReason = doc.failReason;
   if (typeof doc.key === 'string') m.key = doc.key;
   return m;
 }
@@ -158,6 +178,11 @@ export class MongoStore implements MessageStore {
         unique: true,
         partialFilterExpression: { key: { $type: 'string' } },
       },
+      // claimDue: only messages that something waits for carry a nextAttemptAt.
+      {
+        key: { nextAttemptAt: 1 },
+        partialFilterExpression: { nextAttemptAt: { $exists: true } },
+      },
     ]);
   }
 
@@ -177,11 +202,52 @@ export class MongoStore implements MessageStore {
     return doc ? toMessage(doc) : undefined;
   }
 
-  async markDelivered(ids: string[], at: Date): Promise<void> {
+  async markDelivered(ids: string[], at: Date, retry: AckRetry): Promise<void> {
+    if (ids.length === 0) return;
+    // One pipeline update: the delay depends on each document's own attempt count. Expressions
+    // in one $set stage read the fields as they were, so '$attempts' is the count before this
+    // push: the exponent attempts − 1 of the new count.
+    const before = { $ifNull: ['$attempts', 0] };
+    await this.messages.updateMany({ _id: { $in: ids }, status: { $in: OPEN } }, [
+      {
+        $set: {
+          status: 'delivered',
+          deliveredAt: at,
+          attempts: { $add: [before, 1] },
+          nextAttemptAt: {
+            $add: [
+              at,
+              {
+                $min: [
+                  retry.maxMs,
+                  {
+                    $multiply: [
+                      retry.baseMs,
+                      { $pow: [2, { $min: [before, MAX_BACKOFF_EXPONENT] }] },
+                    ],
+                  },
+                ],
+              },
+            ],
+          },
+        },
+      },
+    ]);
+  }
+
+  async markUnrouted(ids: string[]): Promise<void> {
     if (ids.length === 0) return;
     await this.messages.updateMany(
       { _id: { $in: ids }, status: 'pending' },
-      { $set: { status: 'delivered', deliveredAt: at } },
+      { $unset: { nextAttemptAt: '' } },
+    );
+  }
+
+  async retryAt(ids: string[], at: Date): Promise<void> {
+    if (ids.length === 0) return;
+    await this.messages.updateMany(
+      { _id: { $in: ids }, status: { $in: OPEN } },
+      { $set: { nextAttemptAt: at } },
     );
   }
 
@@ -189,9 +255,53 @@ export class MongoStore implements MessageStore {
     if (ids.length === 0) return 0;
     const res = await this.messages.updateMany(
       { _id: { $in: ids }, to: userId, status: { $ne: 'acked' } },
-      { $set: { status: 'acked', ackedAt: at } },
+      { $set: { status: 'acked', ackedAt: at }, $unset: { nextAttemptAt: '' } },
     );
     return res.modifiedCount;
+  }
+
+  async markFailed(ids: string[], at: Date, reason: string): Promise<void> {
+    if (ids.length === 0) return;
+    await this.messages.updateMany(
+      { _id: { $in: ids }, status: { $in: OPEN } },
+      {
+        $set: { status: 'failed', failedAt: at, failReason: reason },
+        $unset: { nextAttemptAt: '' },
+      },
+    );
+  }
+
+  async claimDue(now: Date, limit: number, leaseMs: number): Promise<StoredMessage[]> {
+    // limit(0) would mean "no limit" to MongoDB.
+    if (limit <= 0) return [];
+    const docs = await this.messages
+      .find({
+        // $exists restates the partial index's filter, so the planner surely can use it.
+        nextAttemptAt: { $exists: true, $lte: now },
+        status: { $in: OPEN },
+        expiresAt: { $gt: new Date() },
+      })
+      .sort({ nextAttemptAt: 1, _id: 1 })
+      .limit(limit)
+      .toArray();
+    if (docs.length === 0) return [];
+    const ids = docs.map((d) => d._id);
+    const lease = new Date(now.getTime() + leaseMs);
+    const res = await this.messages.updateMany(
+      { _id: { $in: ids }, nextAttemptAt: { $lte: now } },
+      { $set: { nextAttemptAt: lease } },
+    );
+    let claimed = docs;
+    if (res.modifiedCount < docs.length) {
+      // Some changed between the find and the update: acked, failed, or claimed by another
+      // sweeper (whose lease is past `now`). Return only those that carry this lease.
+      const mine = await this.messages
+        .find({ _id: { $in: ids }, nextAttemptAt: lease }, { projection: { _id: 1 } })
+        .toArray();
+      const kept = new Set(mine.map((d) => d._id));
+      claimed = docs.filter((d) => kept.has(d._id));
+    }
+    return claimed.map((d) => ({ ...toMessage(d), nextAttemptAt: lease }));
   }
 
   async listUnacked(userId: string, limit: number): Promise<StoredMessage[]> {
@@ -207,6 +317,21 @@ export class MongoStore implements MessageStore {
       .limit(limit)
       .toArray();
     return docs.map(toMessage);
+  }
+
+  async countByStatus(): Promise<Record<MessageStatus, number>> {
+    const counts: Record<MessageStatus, number> = { pending: 0, delivered: 0, acked: 0, failed: 0 };
+    const groups = await this.messages
+      .aggregate<{ _id: MessageStatus; n: number }>([
+        // The TTL monitor deletes about once a minute: leave out what it has not reached yet.
+        { $match: { expiresAt: { $gt: new Date() } } },
+        { $group: { _id: '$status', n: { $sum: 1 } } },
+      ])
+      .toArray();
+    for (const g of groups) {
+      if (g._id in counts) counts[g._id] = g.n;
+    }
+    return counts;
   }
 
   async ping(): Promise<void> {

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { MongoClient, type CommandStartedEvent } from 'mongodb';
 import { monotonicFactory } from 'ulid';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import type { NewMessage } from '../../src/store/message-store.js';
+import type { MessageStore, NewMessage } from '../../src/store/message-store.js';
 import {
   MessageWriteError,
   MongoStore,
@@ -29,7 +29,31 @@ describe.skipIf(!url)('MongoStore', () => {
     }
   });
 
-  messageStoreContract('mongodb', () => MongoStore.connect(url, dbName));
+  {
+    // claimDue and countByStatus see the whole collection: each contract test gets a database.
+    let next = 0;
+    const dbs = new Map<MessageStore, string>();
+    messageStoreContract(
+      'mongodb',
+      async () => {
+        const db = `${dbName}_c${next++}`;
+        const store = await MongoStore.connect(url, db);
+        dbs.set(store, db);
+        return store;
+      },
+      async (store) => {
+        await store.close();
+        const db = dbs.get(store);
+        if (db === undefined) return;
+        const client = new MongoClient(url);
+        try {
+          await client.db(db).dropDatabase();
+        } finally {
+          await client.close();
+        }
+      },
+    );
+  }
 
   describe('group commit', () => {
     const ulid = monotonicFactory();
@@ -177,6 +201,79 @@ describe.skipIf(!url)('MongoStore', () => {
     it('ping resolves against a reachable server', async () => {
       const { store } = await monitoredStore();
       await expect(store.ping()).resolves.toBeUndefined();
+    });
+
+    it('markDelivered is one update command, and counts from 0 on documents without attempts', async () => {
+      const { store, client } = await monitoredStore();
+      const updates: unknown[] = [];
+      client.on('commandStarted', (e: CommandStartedEvent) => {
+        if (e.commandName === 'update' && e.databaseName === dbName) updates.push(e.command);
+      });
+      const fresh = message();
+      await store.insert([fresh]);
+      // A document written before redelivery existed: no attempts, no nextAttemptAt.
+      const legacy = {
+        _id: ulid(),
+        to: 'legacy',
+        payload: 1,
+        createdAt: new Date(),
+        status: 'pending',
+        expiresAt: new Date(Date.now() + 3_600_000),
+      };
+      await client.db(dbName).collection<{ _id: string }>('messages').insertOne(legacy);
+      const at = new Date();
+
+      await store.markDelivered([fresh.id, legacy._id], at, { baseMs: 1000, maxMs: 5000 });
+
+      expect(updates).toHaveLength(1);
+      for (const id of [fresh.id, legacy._id]) {
+        const got = await store.get(id);
+        expect(got?.attempts).toBe(1);
+        expect(got?.nextAttemptAt).toEqual(new Date(at.getTime() + 1000));
+      }
+    });
+
+    it('claimDue reads the partial nextAttemptAt index', async () => {
+      const { store, client } = await monitoredStore();
+      const indexes = await client.db(dbName).collection('messages').indexes();
+      expect(indexes.find((i) => i.name === 'nextAttemptAt_1')).toMatchObject({
+        key: { nextAttemptAt: 1 },
+        partialFilterExpression: { nextAttemptAt: { $exists: true } },
+      });
+      await store.insert([message({ nextAttemptAt: new Date(Date.now() - 1000) })]);
+      const now = new Date();
+      const plan = await client
+        .db(dbName)
+        .collection('messages')
+        .find({
+          nextAttemptAt: { $exists: true, $lte: now },
+          status: { $in: ['pending', 'delivered'] },
+          expiresAt: { $gt: now },
+        })
+        .sort({ nextAttemptAt: 1, _id: 1 })
+        .hint('nextAttemptAt_1')
+        .explain();
+      expect(JSON.stringify(plan)).toContain('IXSCAN');
+    });
+
+    it('two stores claiming at once each get a message at most once', async () => {
+      const a = await monitoredStore();
+      const b = await monitoredStore();
+      const msgs = Array.from({ length: 50 }, () =>
+        message({ nextAttemptAt: new Date(Date.now() - 60_000) }),
+      );
+      await a.store.insert(msgs);
+      const mine = new Set(msgs.map((m) => m.id));
+      const now = new Date();
+
+      const [fromA, fromB] = await Promise.all([
+        a.store.claimDue(now, 1000, 30_000),
+        b.store.claimDue(new Date(now.getTime() + 1), 1000, 30_000),
+      ]);
+
+      const ids = [...fromA, ...fromB].map((m) => m.id).filter((id) => mine.has(id));
+      expect(new Set(ids).size).toBe(ids.length);
+      expect(ids.length).toBe(50);
     });
   });
 });

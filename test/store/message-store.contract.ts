@@ -1,10 +1,15 @@
 // The behaviour every MessageStore must have, run against each implementation.
 import { monotonicFactory } from 'ulid';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { MessageStore, NewMessage } from '../../src/store/message-store.js';
+import type { AckRetry, MessageStore, NewMessage } from '../../src/store/message-store.js';
 
 const HOUR = 3_600_000;
+const RETRY: AckRetry = { baseMs: 1000, maxMs: 5000 };
 
+/**
+ * `make` must return a store that holds no messages: claimDue and countByStatus see every
+ * message in the store, not only one user's.
+ */
 export function messageStoreContract(
   name: string,
   make: () => Promise<MessageStore>,
@@ -66,12 +71,14 @@ export function messageStoreContract(
         createdAt: msgs[0]!.createdAt,
         expiresAt: msgs[0]!.expiresAt,
         status: 'pending',
+        attempts: 0,
       });
       expect(first?.createdAt).toBeInstanceOf(Date);
       expect(first?.expiresAt).toBeInstanceOf(Date);
       expect(first?.deliveredAt).toBeUndefined();
       expect(first?.ackedAt).toBeUndefined();
       expect(first?.key).toBeUndefined();
+      expect(first?.nextAttemptAt).toBeUndefined();
 
       const second = await store.get(msgs[1]!.id);
       expect(second?.payload).toBe('just a string ✓');
@@ -144,25 +151,119 @@ export function messageStoreContract(
       const t2 = new Date(Date.now() + 2000);
       const t3 = new Date(Date.now() + 3000);
 
-      await store.markDelivered([a.id], t1);
+      await store.markDelivered([a.id], t1, RETRY);
       const deliveredA = await store.get(a.id);
       expect(deliveredA?.status).toBe('delivered');
       expect(deliveredA?.deliveredAt).toEqual(t1);
+      expect(deliveredA?.attempts).toBe(1);
       expect((await store.get(b.id))?.status).toBe('pending');
 
-      // A second delivery (another socket of the user) keeps the first time.
-      await store.markDelivered([a.id], t3);
-      expect((await store.get(a.id))?.deliveredAt).toEqual(t1);
+      // A second push (a retry, or another socket of the user) records the latest time.
+      await store.markDelivered([a.id], t3, RETRY);
+      expect((await store.get(a.id))?.deliveredAt).toEqual(t3);
+      expect((await store.get(a.id))?.attempts).toBe(2);
 
       expect(await store.markAcked(to, [b.id], t2)).toBe(1);
-      await store.markDelivered([b.id], t3);
+      await store.markDelivered([b.id], t3, RETRY);
       const ackedB = await store.get(b.id);
       expect(ackedB?.status).toBe('acked');
       expect(ackedB?.ackedAt).toEqual(t2);
       expect(ackedB?.deliveredAt).toBeUndefined();
+      expect(ackedB?.attempts).toBe(0);
+      expect(ackedB?.nextAttemptAt).toBeUndefined();
 
-      await expect(store.markDelivered([], t3)).resolves.toBeUndefined();
-      await expect(store.markDelivered([ulid()], t3)).resolves.toBeUndefined();
+      await expect(store.markDelivered([], t3, RETRY)).resolves.toBeUndefined();
+      await expect(store.markDelivered([ulid()], t3, RETRY)).resolves.toBeUndefined();
+    });
+
+    it('markDelivered schedules the ack retry at base × 2^(attempts − 1), capped at max', async () => {
+      const to = newUser();
+      const m = message(to, { nextAttemptAt: new Date(Date.now() + 100) });
+      await store.insert([m]);
+      const t0 = Date.now();
+
+      // 1000, 2000, 4000, then 8000 and 16000 capped at 5000.
+      const delays = [1000, 2000, 4000, 5000, 5000];
+      for (const [n, delay] of delays.entries()) {
+        const at = new Date(t0 + n * 10_000);
+        await store.markDelivered([m.id], at, RETRY);
+        const got = await store.get(m.id);
+        expect(got?.attempts).toBe(n + 1);
+        expect(got?.deliveredAt).toEqual(at);
+        expect(got?.nextAttemptAt).toEqual(new Date(at.getTime() + delay));
+      }
+
+      // Each message backs off by its own attempt count.
+      const fresh = message(to);
+      await store.insert([fresh]);
+      const at = new Date(t0 + 100_000);
+      await store.markDelivered([m.id, fresh.id], at, { baseMs: 250, maxMs: 60_000 });
+      expect((await store.get(fresh.id))?.nextAttemptAt).toEqual(new Date(at.getTime() + 250));
+      // Attempt 6: 250 × 2^5.
+      expect((await store.get(m.id))?.nextAttemptAt).toEqual(new Date(at.getTime() + 8000));
+    });
+
+    it('markDelivered leaves acked and failed messages alone', async () => {
+      const to = newUser();
+      const acked = message(to);
+      const failed = message(to);
+      await store.insert([acked, failed]);
+      const t1 = new Date(Date.now() + 1000);
+      await store.markDelivered([acked.id, failed.id], t1, RETRY);
+      await store.markAcked(to, [acked.id], t1);
+      await store.markFailed([failed.id], t1, 'no ack');
+      const before = [await store.get(acked.id), await store.get(failed.id)];
+
+      await store.markDelivered([acked.id, failed.id], new Date(Date.now() + 5000), RETRY);
+
+      expect([await store.get(acked.id), await store.get(failed.id)]).toEqual(before);
+      expect(before.map((m) => m?.attempts)).toEqual([1, 1]);
+      expect(before.map((m) => m?.nextAttemptAt)).toEqual([undefined, undefined]);
+    });
+
+    it('markUnrouted clears nextAttemptAt of pending messages only', async () => {
+      const to = newUser();
+      const due = new Date(Date.now() + 60_000);
+      const pending = message(to, { nextAttemptAt: due });
+      const delivered = message(to, { nextAttemptAt: due });
+      await store.insert([pending, delivered]);
+      const t1 = new Date(Date.now() + 1000);
+      await store.markDelivered([delivered.id], t1, RETRY);
+
+      await store.markUnrouted([pending.id, delivered.id, ulid()]);
+
+      const p = await store.get(pending.id);
+      expect(p?.status).toBe('pending');
+      expect(p?.nextAttemptAt).toBeUndefined();
+      expect((await store.get(delivered.id))?.nextAttemptAt).toEqual(new Date(t1.getTime() + 1000));
+      await expect(store.markUnrouted([])).resolves.toBeUndefined();
+    });
+
+    it('retryAt sets nextAttemptAt of pending and delivered messages only', async () => {
+      const to = newUser();
+      const [pending, delivered, acked, failed] = [
+        message(to),
+        message(to),
+        message(to),
+        message(to),
+      ];
+      await store.insert([pending, delivered, acked, failed]);
+      const t1 = new Date(Date.now() + 1000);
+      await store.markDelivered([delivered.id], t1, RETRY);
+      await store.markAcked(to, [acked.id], t1);
+      await store.markFailed([failed.id], t1, 'gave up');
+      const at = new Date(Date.now() + 7000);
+
+      await store.retryAt([pending.id, delivered.id, acked.id, failed.id, ulid()], at);
+
+      const got = await Promise.all(
+        [pending, delivered, acked, failed].map((m) => store.get(m.id)),
+      );
+      expect(got.map((m) => m?.nextAttemptAt)).toEqual([at, at, undefined, undefined]);
+      expect(got.map((m) => m?.status)).toEqual(['pending', 'delivered', 'acked', 'failed']);
+      // Only markDelivered counts a push.
+      expect(got.map((m) => m?.attempts)).toEqual([0, 1, 0, 0]);
+      await expect(store.retryAt([], at)).resolves.toBeUndefined();
     });
 
     it('markAcked only acks messages of that user and counts changes', async () => {
@@ -181,7 +282,8 @@ export function messageStoreContract(
       expect(acked?.status).toBe('acked');
       expect(acked?.ackedAt).toEqual(t1);
 
-      await store.markDelivered([a2.id], t1);
+      await store.markDelivered([a2.id], t1, RETRY);
+      expect((await store.get(a2.id))?.nextAttemptAt).toBeDefined();
       // a1 is acked already: only a2 changes, and a1 keeps its first ack time.
       expect(await store.markAcked(alice, [a1.id, a2.id], t2)).toBe(1);
       expect((await store.get(a1.id))?.ackedAt).toEqual(t1);
@@ -189,8 +291,158 @@ export function messageStoreContract(
       expect(a2After?.status).toBe('acked');
       expect(a2After?.deliveredAt).toEqual(t1);
       expect(a2After?.ackedAt).toEqual(t2);
+      expect(a2After?.attempts).toBe(1);
+      expect(a2After?.nextAttemptAt).toBeUndefined();
 
       expect(await store.markAcked(alice, [], t2)).toBe(0);
+    });
+
+    it('markFailed ends pending and delivered messages; a failed one is not unacked but can still be acked', async () => {
+      const to = newUser();
+      const pending = message(to, { nextAttemptAt: new Date(Date.now() + 1000) });
+      const delivered = message(to);
+      const acked = message(to);
+      const open = message(to);
+      await store.insert([pending, delivered, acked, open]);
+      const t1 = new Date(Date.now() + 1000);
+      const t2 = new Date(Date.now() + 2000);
+      const t3 = new Date(Date.now() + 3000);
+      await store.markDelivered([delivered.id], t1, RETRY);
+      await store.markAcked(to, [acked.id], t1);
+
+      await store.markFailed(
+        [pending.id, delivered.id, acked.id, ulid()],
+        t2,
+        'no ack after 5 pushes',
+      );
+
+      for (const m of [pending, delivered]) {
+        const got = await store.get(m.id);
+        expect(got?.status).toBe('failed');
+        expect(got?.failedAt).toEqual(t2);
+        expect(got?.failReason).toBe('no ack after 5 pushes');
+        expect(got?.nextAttemptAt).toBeUndefined();
+      }
+      expect((await store.get(delivered.id))?.attempts).toBe(1);
+      expect((await store.get(delivered.id))?.deliveredAt).toEqual(t1);
+      const stillAcked = await store.get(acked.id);
+      expect(stillAcked?.status).toBe('acked');
+      expect(stillAcked?.failedAt).toBeUndefined();
+      expect((await store.listUnacked(to, 10)).map((m) => m.id)).toEqual([open.id]);
+
+      // A failed message is marked again neither by a later failure nor by a push.
+      await store.markFailed([pending.id], t3, 'again');
+      expect((await store.get(pending.id))?.failReason).toBe('no ack after 5 pushes');
+
+      // A late ack still counts.
+      expect(await store.markAcked(to, [delivered.id], t3)).toBe(1);
+      const late = await store.get(delivered.id);
+      expect(late?.status).toBe('acked');
+      expect(late?.ackedAt).toEqual(t3);
+      expect(late?.attempts).toBe(1);
+      expect((await store.listUnacked(to, 10)).map((m) => m.id)).toEqual([open.id]);
+      await expect(store.markFailed([], t3, 'x')).resolves.toBeUndefined();
+    });
+
+    it('claimDue returns due pending and delivered messages, earliest due first, and leases them', async () => {
+      const to = newUser();
+      const now = new Date();
+      const ago = (ms: number): Date => new Date(now.getTime() - ms);
+      const lease = 30_000;
+      // The ids sort in this order: `tie` shares `second`'s due time and comes after it.
+      const third = message(to, { nextAttemptAt: ago(1000) });
+      const first = message(to, { nextAttemptAt: ago(3000) });
+      const second = message(to, { nextAttemptAt: ago(2000) });
+      const tie = message(to, { nextAttemptAt: ago(2000) });
+      const exactlyNow = message(to, { nextAttemptAt: now });
+      const later = message(to, { nextAttemptAt: new Date(now.getTime() + 60_000) });
+      const waiting = message(to);
+      const acked = message(to, { nextAttemptAt: ago(5000) });
+      const failed = message(to, { nextAttemptAt: ago(5000) });
+      const expired = message(to, {
+        nextAttemptAt: ago(5000),
+        expiresAt: new Date(Date.now() - 1000),
+      });
+      const other = message(newUser(), { nextAttemptAt: ago(1500) });
+      await store.insert([third, first, second, tie, exactlyNow, later, waiting]);
+      await store.insert([acked, failed, expired, other]);
+      await store.markAcked(to, [acked.id], now);
+      await store.markFailed([failed.id], now, 'gave up');
+      // A delivered message whose ack is overdue is due as well.
+      await store.markDelivered([second.id], ago(3000), RETRY);
+      expect((await store.get(second.id))?.nextAttemptAt).toEqual(ago(2000));
+
+      const claimed = await store.claimDue(now, 100, lease);
+
+      expect(claimed.map((m) => m.id)).toEqual([
+        first.id,
+        second.id,
+        tie.id,
+        other.id,
+        third.id,
+        exactlyNow.id,
+      ]);
+      const leased = new Date(now.getTime() + lease);
+      expect(claimed.every((m) => m.nextAttemptAt?.getTime() === leased.getTime())).toBe(true);
+      expect(claimed[1]).toMatchObject({ status: 'delivered', attempts: 1, to });
+      expect(claimed[1]).toEqual(await store.get(second.id));
+      expect((await store.get(first.id))?.nextAttemptAt).toEqual(leased);
+      expect((await store.get(later.id))?.nextAttemptAt).toEqual(later.nextAttemptAt);
+
+      // Leased: not due again until the lease runs out.
+      expect(await store.claimDue(now, 100, lease)).toEqual([]);
+      expect(await store.claimDue(new Date(leased.getTime() - 1), 100, lease)).toEqual([]);
+      // Now all due at the same time: in id order.
+      const again = await store.claimDue(leased, 100, lease);
+      expect(again.map((m) => m.id)).toEqual(
+        [third, first, second, tie, exactlyNow, other].map((m) => m.id),
+      );
+    });
+
+    it('claimDue honours limit, leaving the rest due', async () => {
+      const to = newUser();
+      const now = new Date();
+      const msgs = Array.from({ length: 5 }, (_, n) =>
+        message(to, { nextAttemptAt: new Date(now.getTime() - 10_000 + n * 1000) }),
+      );
+      // Inserted latest due first: the order comes from nextAttemptAt, not from insertion.
+      await store.insert([...msgs].reverse());
+
+      expect(await store.claimDue(now, 0, 1000)).toEqual([]);
+      expect((await store.claimDue(now, 2, 1000)).map((m) => m.id)).toEqual([
+        msgs[0]!.id,
+        msgs[1]!.id,
+      ]);
+      expect((await store.claimDue(now, 2, 1000)).map((m) => m.id)).toEqual([
+        msgs[2]!.id,
+        msgs[3]!.id,
+      ]);
+      expect((await store.claimDue(now, 2, 1000)).map((m) => m.id)).toEqual([msgs[4]!.id]);
+      expect(await store.claimDue(now, 2, 1000)).toEqual([]);
+    });
+
+    it('countByStatus counts live messages in each status', async () => {
+      expect(await store.countByStatus()).toEqual({
+        pending: 0,
+        delivered: 0,
+        acked: 0,
+        failed: 0,
+      });
+      const to = newUser();
+      const msgs = Array.from({ length: 7 }, () => message(to));
+      const expired = message(to, { expiresAt: new Date(Date.now() - 1) });
+      await store.insert([...msgs, expired]);
+      const at = new Date();
+      await store.markDelivered([msgs[0]!.id, msgs[1]!.id, msgs[2]!.id], at, RETRY);
+      await store.markAcked(to, [msgs[2]!.id, msgs[3]!.id], at);
+      await store.markFailed([msgs[4]!.id], at, 'gave up');
+
+      expect(await store.countByStatus()).toEqual({
+        pending: 2,
+        delivered: 2,
+        acked: 2,
+        failed: 1,
+      });
     });
 
     it('listUnacked returns pending and delivered, not acked, oldest first, honours limit, excludes expired', async () => {
@@ -208,7 +460,7 @@ export function messageStoreContract(
       const notMine = message(other, { createdAt: at(100) });
       await store.insert([newest, oldest, middle]);
       await store.insert([acked, expired, tie, notMine]);
-      await store.markDelivered([middle.id], new Date());
+      await store.markDelivered([middle.id], new Date(), RETRY);
       await store.markAcked(to, [acked.id], new Date());
 
       const all = await store.listUnacked(to, 100);

@@ -13,6 +13,7 @@ export interface ServiceProc {
   id: string;
   url: string;
   child: Child;
+  env: Record<string, string>;
 }
 
 export interface TestCluster {
@@ -23,7 +24,13 @@ export interface TestCluster {
   push: ServiceProc[];
   all(): ServiceProc[];
   /** Starts one more service process, registered and passing before this resolves. */
-  spawn(service: ServiceName, extraEnv?: Record<string, string>): Promise<ServiceProc>;
+  spawn(
+    service: ServiceName,
+    extraEnv?: Record<string, string>,
+    port?: number,
+  ): Promise<ServiceProc>;
+  /** Starts a stopped or killed service again on the same port, as the same instance. */
+  restart(proc: ServiceProc): Promise<ServiceProc>;
   stop(): Promise<void>;
 }
 
@@ -54,8 +61,9 @@ export async function startCluster(
   async function spawn(
     service: ServiceName,
     extraEnv: Record<string, string> = {},
+    fixedPort?: number,
   ): Promise<ServiceProc> {
-    const port = await freePort();
+    const port = fixedPort ?? (await freePort());
     const child = new Child(
       `${service}:${port}`,
       process.execPath,
@@ -73,6 +81,7 @@ export async function startCluster(
       id: `${service}-127.0.0.1-${port}`,
       url: `http://127.0.0.1:${port}`,
       child,
+      env: extraEnv,
     };
     procs.push(proc);
     await waitFor(
@@ -104,6 +113,14 @@ export async function startCluster(
       push,
       all: () => procs,
       spawn,
+      async restart(proc) {
+        await proc.child.stop(12_000);
+        procs.splice(procs.indexOf(proc), 1);
+        const again = await spawn(proc.service, proc.env, proc.port);
+        Object.assign(proc, again);
+        procs.splice(procs.indexOf(again), 1, proc);
+        return proc;
+      },
       async stop() {
         await Promise.all(procs.map((p) => p.child.stop(12_000)));
         await deps.stop();

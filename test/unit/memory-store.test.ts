@@ -1,3 +1,6 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { monotonicFactory } from 'ulid';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { MemoryStore } from '../../src/store/memory-store.js';
@@ -5,6 +8,24 @@ import type { NewMessage } from '../../src/store/message-store.js';
 import { messageStoreContract } from '../store/message-store.contract.js';
 
 messageStoreContract('memory', async () => new MemoryStore());
+
+{
+  const dirs = new Map<MemoryStore, string>();
+  messageStoreContract(
+    'memory, journaled',
+    async () => {
+      const dir = await mkdtemp(join(tmpdir(), 'memory-store-contract-'));
+      const store = await MemoryStore.open({ journalPath: join(dir, 'journal.jsonl') });
+      dirs.set(store, dir);
+      return store;
+    },
+    async (store) => {
+      await store.close();
+      const dir = dirs.get(store as MemoryStore);
+      if (dir) await rm(dir, { recursive: true, force: true });
+    },
+  );
+}
 
 describe('MemoryStore', () => {
   const ulid = monotonicFactory();
@@ -82,6 +103,83 @@ describe('MemoryStore', () => {
     await store.markAcked('u', [a.id], new Date());
     store.sweep(Date.now() + 2000);
     expect((await store.listUnacked('u', 10)).map((m) => m.id)).toEqual([b.id]);
+    await store.close();
+  });
+});
+
+describe('MemoryStore redelivery', () => {
+  const ulid = monotonicFactory();
+
+  function message(to: string, over: Partial<NewMessage> = {}): NewMessage {
+    const now = Date.now();
+    return {
+      id: ulid(),
+      to,
+      payload: { n: 1 },
+      createdAt: new Date(now),
+      expiresAt: new Date(now + 60_000),
+      ...over,
+    };
+  }
+
+  it('a journal is opened with MemoryStore.open, not the constructor', async () => {
+    expect(() => new MemoryStore({ journalPath: '/tmp/never' })).toThrow(/MemoryStore.open/);
+    const plain = await MemoryStore.open();
+    expect(plain.journalStats).toBeUndefined();
+    await plain.close();
+  });
+
+  it('claimDue over 100k messages picks the earliest due, as a full sort would', async () => {
+    const store = new MemoryStore();
+    const now = Date.now();
+    // Due times in a scrambled order, many of them shared; a third without any.
+    const msgs = Array.from({ length: 100_000 }, (_, n) =>
+      message(`u${n % 1000}`, {
+        nextAttemptAt: n % 3 === 0 ? undefined : new Date(now - ((n * 7919) % 50_000)),
+      }),
+    );
+    await store.insert(msgs);
+    const expected = msgs
+      .filter((m) => m.nextAttemptAt !== undefined)
+      .sort(
+        (a, b) => a.nextAttemptAt!.getTime() - b.nextAttemptAt!.getTime() || (a.id < b.id ? -1 : 1),
+      )
+      .map((m) => m.id);
+
+    const started = performance.now();
+    const first = await store.claimDue(new Date(now), 500, 60_000);
+    const elapsed = performance.now() - started;
+    const second = await store.claimDue(new Date(now), 500, 60_000);
+
+    expect(first.map((m) => m.id)).toEqual(expected.slice(0, 500));
+    expect(second.map((m) => m.id)).toEqual(expected.slice(500, 1000));
+    // A generous bound: one pass over ~67k candidates takes a few milliseconds.
+    expect(elapsed).toBeLessThan(1000);
+    await store.close();
+  });
+
+  it('the sweep forgets expired messages for claimDue too', async () => {
+    const store = new MemoryStore();
+    const now = Date.now();
+    const soon = message('u', { nextAttemptAt: new Date(now), expiresAt: new Date(now + 1000) });
+    const later = message('u', { nextAttemptAt: new Date(now) });
+    await store.insert([soon, later]);
+
+    expect(store.sweep(now + 2000)).toBe(1);
+    expect((await store.claimDue(new Date(now), 10, 1000)).map((m) => m.id)).toEqual([later.id]);
+    await store.close();
+  });
+
+  it('a failed message leaves the unacked list and the sweep still finds it', async () => {
+    const store = new MemoryStore();
+    const a = message('u', { expiresAt: new Date(Date.now() + 1000) });
+    const b = message('u');
+    await store.insert([a, b]);
+    await store.markFailed([a.id], new Date(), 'gave up');
+    expect((await store.listUnacked('u', 10)).map((m) => m.id)).toEqual([b.id]);
+    expect(store.sweep(Date.now() + 2000)).toBe(1);
+    expect((await store.listUnacked('u', 10)).map((m) => m.id)).toEqual([b.id]);
+    expect(await store.countByStatus()).toEqual({ pending: 1, delivered: 0, acked: 0, failed: 0 });
     await store.close();
   });
 });

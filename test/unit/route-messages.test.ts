@@ -15,7 +15,7 @@ describe('routeMessages', () => {
       ['alice', ['n1', 'n2']],
       ['bob', ['n2']],
     ]);
-    const byNode = routeMessages(
+    const { byNode } = routeMessages(
       [msg('1', 'alice'), msg('2', 'bob'), msg('3', 'alice')],
       routes,
       () => true,
@@ -27,12 +27,25 @@ describe('routeMessages', () => {
 
   it('leaves out nodes that are not passing, so a stale route cannot swallow a message', () => {
     const routes = new Map([['alice', ['dead', 'live']]]);
-    const byNode = routeMessages([msg('1', 'alice')], routes, (id) => id === 'live');
-    expect([...byNode.keys()]).toEqual(['live']);
+    const plan = routeMessages([msg('1', 'alice')], routes, (id) => id === 'live');
+    expect([...plan.byNode.keys()]).toEqual(['live']);
+    expect(plan.blocked).toEqual([]);
   });
 
-  it('routes nothing for users without a binding', () => {
-    expect(routeMessages([msg('1', 'carol')], new Map([['carol', []]]), () => true).size).toBe(0);
-    expect(routeMessages([msg('1', 'dave')], new Map(), () => true).size).toBe(0);
+  it('holds back messages whose user is bound only to nodes out of the passing set', () => {
+    const plan = routeMessages([msg('1', 'alice')], new Map([['alice', ['evicted']]]), () => false);
+    expect(plan.byNode.size).toBe(0);
+    expect(plan.blocked.map((m) => m.id)).toEqual(['1']);
+    expect(plan.unrouted).toEqual([]);
+  });
+
+  it('reports users without any binding as unrouted', () => {
+    const plan = routeMessages(
+      [msg('1', 'carol'), msg('2', 'dave')],
+      new Map([['carol', []]]),
+      () => true,
+    );
+    expect(plan.byNode.size).toBe(0);
+    expect(plan.unrouted.map((m) => m.id)).toEqual(['1', '2']);
   });
 });
