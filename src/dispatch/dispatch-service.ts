@@ -1,5 +1,4 @@
 import Router from '@koa/router';
-import { Redis } from 'ioredis';
 import { z } from 'zod';
 import type { Config } from '../core/config.js';
 import type { ConsulClient } from '../core/consul.js';
@@ -9,6 +8,7 @@ import type { Logger } from '../core/logger.js';
 import { Peers } from '../core/peers.js';
 import { LeaderLock } from '../core/leader.js';
 import type { ConnectResponse, DeliverResponse, DispatchResponse } from '../core/protocol.js';
+import { createRedis, redisProbe } from '../core/redis.js';
 import { Routes } from '../core/routes.js';
 import { ServiceHost } from '../core/service-host.js';
 import { validate } from '../core/validation.js';
@@ -32,11 +32,7 @@ export function createDispatchService(
   log: Logger,
   consul: ConsulClient,
 ): ServiceHost {
-  const redis = new Redis(config.REDIS_URL, {
-    maxRetriesPerRequest: 2,
-    enableOfflineQueue: false,
-    lazyConnect: true,
-  });
+  const redis = createRedis(config.REDIS_URL, log);
   const routes = new Routes(redis, config.ROUTE_TTL_SECONDS * 1000);
   const balancer = new ConnectBalancer();
   let passingNodes = new Set<string>();
@@ -60,9 +56,7 @@ export function createDispatchService(
     log,
     consul,
     probes: {
-      redis: async () => {
-        if (redis.status !== 'ready') throw new Error(`redis is ${redis.status}`);
-      },
+      redis: redisProbe(redis),
     },
   });
 

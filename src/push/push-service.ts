@@ -1,7 +1,6 @@
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import Router from '@koa/router';
-import { Redis } from 'ioredis';
 import { WebSocketServer, type RawData, type WebSocket } from 'ws';
 import { z } from 'zod';
 import type { Config } from '../core/config.js';
@@ -17,6 +16,7 @@ import {
   type ErrorFrame,
   type MessageFrame,
 } from '../core/protocol.js';
+import { createRedis, redisProbe } from '../core/redis.js';
 import { Routes } from '../core/routes.js';
 import { ServiceHost } from '../core/service-host.js';
 import { validate } from '../core/validation.js';
@@ -44,11 +44,7 @@ const DRAIN_ACK_WAIT_MS = 2000;
  * user's unacked messages on connect and passes acks on to collect.
  */
 export function createPushService(config: Config, log: Logger, consul: ConsulClient): ServiceHost {
-  const redis = new Redis(config.REDIS_URL, {
-    maxRetriesPerRequest: 2,
-    enableOfflineQueue: false,
-    lazyConnect: true,
-  });
+  const redis = createRedis(config.REDIS_URL, log);
   const routes = new Routes(redis, config.ROUTE_TTL_SECONDS * 1000);
   const hub = new Hub();
   const host = new ServiceHost({
@@ -56,9 +52,7 @@ export function createPushService(config: Config, log: Logger, consul: ConsulCli
     log,
     consul,
     probes: {
-      redis: async () => {
-        if (redis.status !== 'ready') throw new Error(`redis is ${redis.status}`);
-      },
+      redis: redisProbe(redis),
     },
     meta: () => ({ ws_url: wsUrl(), connections: String(hub.connectionCount) }),
   });

@@ -88,6 +88,10 @@ export async function startCluster(
       `${service} on port ${port} to pass its health check in Consul`,
       async () => {
         if (!child.running) throw new Error(`${service} exited:\n${child.recentOutput()}`);
+        // After a restart under the same ID, Consul may still show the old run's status:
+        // the new process must answer its own /health first.
+        const own = await fetch(`${proc.url}/health`).catch(() => undefined);
+        if (own?.status !== 200) return false;
         const res = await fetch(`http://${deps.consul.addr}/v1/health/checks/${service}`);
         const checks = (await res.json()) as { ServiceID: string; Status: string }[];
         return checks.some((c) => c.ServiceID === proc.id && c.Status === 'passing');

@@ -1,0 +1,93 @@
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { waitFor } from '../../src/cluster/child.js';
+import { CloseCode } from '../../src/core/protocol.js';
+import { nodeUsersKey } from '../../src/core/redis-keys.js';
+import { startCluster, type TestCluster } from '../support/cluster.js';
+import { mintToken, TestClient, wsUrlOf } from '../support/clients.js';
+import { checkStatus } from '../support/consul-http.js';
+
+let cluster: TestCluster;
+let redis: Redis;
+
+beforeAll(async () => {
+  cluster = await startCluster({ pushNodes: 2 });
+  redis = new Redis(cluster.deps.redis.url, { maxRetriesPerRequest: 1 });
+  redis.on('error', () => undefined); // the first test stops Redis on purpose
+}, 90_000);
+
+afterAll(async () => {
+  redis?.disconnect();
+  await cluster?.stop();
+});
+
+describe('eviction and drain', () => {
+  it('turns a push node that loses Redis critical, and passing again once Redis is back', async () => {
+    const node = cluster.push[1]!;
+    await cluster.deps.redis.child.stop(5000);
+    try {
+      await waitFor(
+        'a 503 naming redis',
+        async () => {
+          const res = await fetch(`${node.url}/health`);
+          const body = (await res.json()) as { failures?: Record<string, string> };
+          return res.status === 503 && body.failures?.redis !== undefined;
+        },
+        10_000,
+      );
+      await waitFor(
+        'the node critical in Consul',
+        async () => (await checkStatus(cluster.deps.consul.addr, 'push', node.id)) === 'critical',
+        5000,
+      );
+    } finally {
+      await cluster.deps.redis.restart();
+    }
+    await waitFor(
+      'the node passing again',
+      async () => (await checkStatus(cluster.deps.consul.addr, 'push', node.id)) === 'passing',
+      10_000,
+    );
+  });
+
+  it('purges the routes of a SIGKILLed push node once Consul marks it critical', async () => {
+    const victim = await cluster.spawn('push');
+    const client = await TestClient.connect(
+      `ws://127.0.0.1:${victim.port}/ws`,
+      'purge-me',
+      await mintToken(cluster, 'purge-me'),
+    );
+    await waitFor(
+      'the user bound to the node',
+      async () => (await redis.sismember(nodeUsersKey(victim.id), 'purge-me')) === 1,
+    );
+    victim.child.kill('SIGKILL');
+    await waitFor(
+      'the node index purged',
+      async () => (await redis.exists(nodeUsersKey(victim.id))) === 0,
+      10_000,
+    );
+    expect(await redis.zrange('pc:route:purge-me', 0, -1)).toEqual([]);
+    client.close();
+  });
+
+  it('closes sockets with 1012 on SIGTERM, leaves Consul, and exits 0 within 10 s — every service', async () => {
+    const client = await TestClient.connect(
+      wsUrlOf(cluster, 0),
+      'leaver',
+      await mintToken(cluster, 'leaver'),
+    );
+    for (const proc of [cluster.push[0]!, cluster.dispatch, cluster.collect, cluster.auth]) {
+      const t0 = Date.now();
+      await proc.child.stop(12_000);
+      expect(proc.child.proc.exitCode, proc.id).toBe(0);
+      expect(Date.now() - t0, proc.id).toBeLessThan(10_000);
+      const res = await fetch(
+        `http://${cluster.deps.consul.addr}/v1/catalog/service/${proc.service}`,
+      );
+      const ids = ((await res.json()) as { ServiceID: string }[]).map((e) => e.ServiceID);
+      expect(ids, proc.id).not.toContain(proc.id);
+    }
+    expect(client.closeCode).toBe(CloseCode.ServiceRestart);
+  });
+});
