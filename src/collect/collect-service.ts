@@ -33,7 +33,17 @@ export function createCollectService(
   store: MessageStore,
 ): ServiceHost {
   const host = new ServiceHost({ config, log, consul, probes: { store: () => store.ping() } });
-  const dispatchView = new ServiceView({ consul, log, service: 'dispatch' });
+  const { metrics } = host;
+  const dispatchView = new ServiceView({
+    consul,
+    log,
+    service: 'dispatch',
+    onError: () => metrics.dependencyErrors.inc({ dependency: 'consul' }),
+  });
+  metrics.onScrape(async () => {
+    const counts = await store.countByStatus();
+    for (const [status, n] of Object.entries(counts)) metrics.pending.set({ status }, n);
+  });
   const handoff = new DispatchHandoff(
     new Peers(dispatchView, config.secrets.INTERNAL_SECRET, config.PEER_TIMEOUT),
     store,
@@ -41,7 +51,7 @@ export function createCollectService(
     log,
   );
   const sweepLock = new LeaderLock({ consul, log, name: 'redelivery-sweep', serviceId: '' });
-  const sweeper = new RedeliverySweeper(store, handoff, sweepLock, config, log);
+  const sweeper = new RedeliverySweeper(store, handoff, sweepLock, config, log, metrics);
   const retry = { baseMs: config.ACK_TIMEOUT, maxMs: config.ACK_RETRY_MAX };
   const newId = monotonicFactory();
 
@@ -65,7 +75,24 @@ export function createCollectService(
       // between the 202 and the hand-off loses nothing.
       nextAttemptAt: new Date(now.getTime() + config.HANDOFF_GRACE),
     }));
-    const result = await store.insert(messages);
+    let result;
+    try {
+      result = await store.insert(messages);
+    } catch (err) {
+      metrics.dependencyErrors.inc({ dependency: store.kind === 'mongodb' ? 'mongodb' : 'peer' });
+      log.error(
+        { err: (err as Error).message, messages: messages.length },
+        'store refused messages',
+      );
+      throw new HttpError(
+        503,
+        'store_unavailable',
+        'the message store cannot take messages right now: nothing was accepted, retry',
+      );
+    }
+    metrics.messages.inc({ stage: 'ingested' }, result.inserted.length);
+    if (log.isLevelEnabled('debug'))
+      for (const m of result.inserted) log.debug({ msgId: m.id, to: m.to }, 'accepted');
     ctx.status = 202;
     ctx.body = { ids: result.ids } satisfies IngestResponse;
     handoff.enqueue(result.inserted, true);
@@ -98,6 +125,7 @@ export function createCollectService(
     const at = new Date();
     let acked = 0;
     for (const { userId, ids } of acks) acked += await store.markAcked(userId, ids, at);
+    metrics.messages.inc({ stage: 'acked' }, acked);
     ctx.body = { acked };
   });
 

@@ -1,6 +1,7 @@
 import type { Config } from '../core/config.js';
 import type { LeaderLock } from '../core/leader.js';
 import type { Logger } from '../core/logger.js';
+import type { Metrics } from '../core/metrics.js';
 import type { MessageStore } from '../store/message-store.js';
 import type { DispatchHandoff } from './dispatch-handoff.js';
 
@@ -24,6 +25,7 @@ export class RedeliverySweeper {
     private readonly lock: LeaderLock,
     private readonly config: Config,
     private readonly log: Logger,
+    private readonly metrics: Metrics,
   ) {}
 
   start(): void {
@@ -56,9 +58,17 @@ export class RedeliverySweeper {
             now,
             `not acked after ${this.config.MAX_ATTEMPTS} deliveries`,
           );
-          this.log.warn({ messages: exhausted.length }, 'messages failed: never acked');
+          this.metrics.messages.inc({ stage: 'failed' }, exhausted.length);
+          this.log.warn(
+            { msgIds: exhausted.slice(0, 20).map((m) => m.id), messages: exhausted.length },
+            'messages failed: never acked',
+          );
         }
-        if (again.length > 0) this.handoff.enqueue(again, false);
+        if (again.length > 0) {
+          const redelivered = again.filter((m) => m.status === 'delivered').length;
+          this.metrics.messages.inc({ stage: 'redelivered' }, redelivered);
+          this.handoff.enqueue(again, false);
+        }
         if (due.length < BATCH) return;
       }
     } catch (err) {

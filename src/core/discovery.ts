@@ -30,6 +30,8 @@ export interface ServiceViewOptions {
   /** How long one blocking query may wait for a change. */
   waitSeconds?: number;
   onChange?: (instances: readonly Instance[]) => void;
+  /** Called on every failed blocking query (for metrics). */
+  onError?: () => void;
 }
 
 /**
@@ -60,6 +62,7 @@ export class ServiceView {
     });
     this.watch.on('change', (entries: HealthEntry[]) => this.update(entries));
     this.watch.on('error', (err: Error) => {
+      this.o.onError?.();
       if (!this.failing) {
         this.o.log.warn(
           { service, err: err.message, kept: this.list.length },

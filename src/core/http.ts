@@ -22,8 +22,9 @@ export function errorBody(code: string, message: string): ErrorBody {
   return { error: { code, message } };
 }
 
-/** A Koa app whose every error, thrown or not found, answers in the one JSON error shape. */
-export function createApp(log: Logger): Koa {
+/** A Koa app whose every error, thrown or not found, answers in the one JSON error shape.
+ *  `observe` sees every request once its final status is known. */
+export function createApp(log: Logger, observe?: (ctx: Context) => void): Koa {
   const app = new Koa();
   app.proxy = false;
   app.use(async (ctx: Context, next: Next) => {
@@ -42,6 +43,7 @@ export function createApp(log: Logger): Koa {
         ctx.body = errorBody('internal', 'internal error');
       }
     }
+    observe?.(ctx);
   });
   // Koa would otherwise print every error to stderr a second time.
   app.silent = true;

@@ -6,7 +6,7 @@ import type { Logger } from './logger.js';
  * queue: callers retry on their own terms), reconnection goes on in the background,
  * and an outage is logged once rather than at every reconnect attempt.
  */
-export function createRedis(url: string, log: Logger): Redis {
+export function createRedis(url: string, log: Logger, onError?: () => void): Redis {
   const redis = new Redis(url, {
     maxRetriesPerRequest: 2,
     enableOfflineQueue: false,
@@ -14,6 +14,7 @@ export function createRedis(url: string, log: Logger): Redis {
   });
   let down = false;
   redis.on('error', (err: Error) => {
+    onError?.();
     if (!down) log.warn({ err: err.message }, 'redis unreachable: reconnecting');
     down = true;
   });

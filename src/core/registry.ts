@@ -17,6 +17,8 @@ export interface RegistrationOptions {
   deregisterAfterMs: number;
   /** How often to confirm the agent still knows this instance and to refresh its meta. */
   syncIntervalMs: number;
+  /** Called on every failed call to the agent (for metrics). */
+  onError?: () => void;
 }
 
 const seconds = (ms: number): string => `${Math.max(1, Math.round(ms / 1000))}s`;
@@ -79,6 +81,7 @@ export class Registration {
       if (this.agentDown) this.o.log.info('consul agent reachable again');
       this.agentDown = false;
     } catch (err) {
+      this.o.onError?.();
       if (!this.agentDown)
         this.o.log.warn(
           { err: (err as Error).message },

@@ -13,6 +13,7 @@ import {
   type HealthProbe,
 } from './http.js';
 import type { Logger } from './logger.js';
+import { Metrics } from './metrics.js';
 import { Registration } from './registry.js';
 
 export const VERSION = '0.1.0';
@@ -35,6 +36,7 @@ export interface HostOptions {
  */
 export class ServiceHost {
   readonly app: Koa;
+  readonly metrics: Metrics;
   readonly server: Server;
   port = 0;
   registration: Registration | undefined;
@@ -45,7 +47,14 @@ export class ServiceHost {
   private readonly closeHooks: (() => Promise<void>)[] = [];
 
   constructor(private readonly o: HostOptions) {
-    this.app = createApp(o.log);
+    this.metrics = new Metrics(o.config.service);
+    this.app = createApp(o.log, (ctx) => {
+      // Label by route pattern, never by raw path: ids in paths would explode the series.
+      const route =
+        (ctx as { _matchedRoute?: string })._matchedRoute ??
+        (ctx.path === '/health' || ctx.path === '/metrics' ? ctx.path : 'unmatched');
+      this.metrics.httpRequests.inc({ route, status: String(ctx.status) });
+    });
     const loopDelay = monitorEventLoopDelay({ resolution: 20 });
     loopDelay.enable();
     this.onClose(async () => {
@@ -63,6 +72,11 @@ export class ServiceHost {
       },
     };
     this.app.use(healthRoute(probes, () => this.draining));
+    this.app.use(async (ctx, next) => {
+      if (ctx.path !== '/metrics' || ctx.method !== 'GET') return next();
+      ctx.type = this.metrics.registry.contentType;
+      ctx.body = await this.metrics.scrape();
+    });
     this.app.use(internalOnly(o.config.secrets.INTERNAL_SECRET));
     this.server = httpServer();
   }
@@ -109,6 +123,7 @@ export class ServiceHost {
       checkTimeoutMs: config.CONSUL_CHECK_TIMEOUT,
       deregisterAfterMs: config.CONSUL_DEREGISTER_AFTER,
       syncIntervalMs: config.CONSUL_SYNC_INTERVAL,
+      onError: () => this.metrics.dependencyErrors.inc({ dependency: 'consul' }),
     });
     await this.registration.start();
     for (const hook of this.startedHooks) hook();

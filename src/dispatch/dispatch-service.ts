@@ -32,7 +32,9 @@ export function createDispatchService(
   log: Logger,
   consul: ConsulClient,
 ): ServiceHost {
-  const redis = createRedis(config.REDIS_URL, log);
+  const redis = createRedis(config.REDIS_URL, log, () =>
+    host.metrics.dependencyErrors.inc({ dependency: 'redis' }),
+  );
   const routes = new Routes(redis, config.ROUTE_TTL_SECONDS * 1000);
   const balancer = new ConnectBalancer();
   let passingNodes = new Set<string>();
@@ -40,12 +42,16 @@ export function createDispatchService(
     consul,
     log,
     service: 'push',
+    onError: () => host.metrics.dependencyErrors.inc({ dependency: 'consul' }),
     onChange: (nodes) => {
       balancer.update(nodes);
       const now = new Set(nodes.map((n) => n.id));
       const gone = [...passingNodes].filter((id) => !now.has(id));
       passingNodes = now;
-      if (gone.length > 0) void purge(gone);
+      if (gone.length > 0) {
+        host.metrics.evictions.inc(gone.length);
+        void purge(gone);
+      }
     },
   });
   // One dispatch instance purges the routes of evicted nodes; the others stand by.
@@ -63,6 +69,7 @@ export function createDispatchService(
   const router = new Router();
   router.post('/internal/dispatch', async (ctx) => {
     const { messages } = validate(dispatchSchema, await readJson(ctx, config.MAX_BODY_BYTES * 16));
+    host.metrics.messages.inc({ stage: 'dispatched' }, messages.length);
     const userRoutes = await routes.lookup([...new Set(messages.map((m) => m.to))]);
     const plan = routeMessages(messages, userRoutes, (id) => pushView.get(id) !== undefined);
     const delivered = new Set<string>();
@@ -83,6 +90,7 @@ export function createDispatchService(
             },
           );
           for (const id of res.delivered) delivered.add(id);
+          host.metrics.messages.inc({ stage: 'forwarded' }, batch.length);
           for (const m of batch) answered.add(m.id);
         } catch (err) {
           // Not delivered: left out of both lists, so collect tries again shortly.
@@ -95,6 +103,13 @@ export function createDispatchService(
       }),
     );
     const unrouted = plan.unrouted.map((m) => m.id);
+    if (log.isLevelEnabled('debug')) {
+      for (const m of messages)
+        log.debug(
+          { msgId: m.id, to: m.to, nodes: userRoutes.get(m.to), delivered: delivered.has(m.id) },
+          'routed',
+        );
+    }
     for (const id of answered) if (!delivered.has(id) && !failed.has(id)) unrouted.push(id);
     ctx.body = { delivered: [...delivered], unrouted } satisfies DispatchResponse;
   });

@@ -44,7 +44,9 @@ const DRAIN_ACK_WAIT_MS = 2000;
  * user's unacked messages on connect and passes acks on to collect.
  */
 export function createPushService(config: Config, log: Logger, consul: ConsulClient): ServiceHost {
-  const redis = createRedis(config.REDIS_URL, log);
+  const redis = createRedis(config.REDIS_URL, log, () =>
+    metrics.dependencyErrors.inc({ dependency: 'redis' }),
+  );
   const routes = new Routes(redis, config.ROUTE_TTL_SECONDS * 1000);
   const hub = new Hub();
   const host = new ServiceHost({
@@ -57,8 +59,10 @@ export function createPushService(config: Config, log: Logger, consul: ConsulCli
     meta: () => ({ ws_url: wsUrl(), connections: String(hub.connectionCount) }),
   });
   const wsUrl = (): string => `ws://${config.advertiseAddress}:${host.port}/ws`;
-  const authView = new ServiceView({ consul, log, service: 'auth' });
-  const collectView = new ServiceView({ consul, log, service: 'collect' });
+  const { metrics } = host;
+  const consulError = (): void => void metrics.dependencyErrors.inc({ dependency: 'consul' });
+  const authView = new ServiceView({ consul, log, service: 'auth', onError: consulError });
+  const collectView = new ServiceView({ consul, log, service: 'collect', onError: consulError });
   const authenticator = new Authenticator(
     new Peers(authView, config.secrets.INTERNAL_SECRET, config.PEER_TIMEOUT),
     config.TOKEN_CACHE_SECONDS * 1000,
@@ -112,7 +116,9 @@ export function createPushService(config: Config, log: Logger, consul: ConsulCli
     ws.on('message', (data, isBinary) => onFrame(conn, data, isBinary));
     ws.on('error', (err) => log.debug({ err: err.message, userId }, 'socket error'));
     ws.on('close', () => void onClose(conn));
-    if (hub.add(conn)) {
+    const first = hub.add(conn);
+    metrics.connections.set(hub.connectionCount);
+    if (first) {
       try {
         await routes.add(host.id, userId);
       } catch (err) {
@@ -179,7 +185,9 @@ export function createPushService(config: Config, log: Logger, consul: ConsulCli
   }
 
   async function onClose(conn: Connection): Promise<void> {
-    if (!hub.remove(conn) || host.isDraining) return;
+    const last = hub.remove(conn);
+    metrics.connections.set(hub.connectionCount);
+    if (!last || host.isDraining) return;
     try {
       await routes.remove(host.id, conn.userId);
     } catch (err) {
@@ -204,6 +212,7 @@ export function createPushService(config: Config, log: Logger, consul: ConsulCli
   /** Sends a message frame and remembers that its ack is awaited. */
   function push(conn: Connection, id: string, frame: string): boolean {
     if (!send(conn, frame)) return false;
+    metrics.messages.inc({ stage: 'pushed' });
     if (conn.unacked.size < MAX_TRACKED_UNACKED) conn.unacked.add(id);
     return true;
   }
@@ -227,6 +236,7 @@ export function createPushService(config: Config, log: Logger, consul: ConsulCli
   /** Pushes each message to every socket of its user here; returns the ids that reached one. */
   function deliver(messages: Envelope[]): string[] {
     const delivered: string[] = [];
+    const now = Date.now();
     for (const m of messages) {
       const conns = hub.connectionsOf(m.to);
       if (!conns) continue;
@@ -239,8 +249,13 @@ export function createPushService(config: Config, log: Logger, consul: ConsulCli
         } else if (conn.replayed?.has(m.id)) reached = true;
         else if (push(conn, m.id, frame)) reached = true;
       }
-      if (reached) delivered.push(m.id);
+      if (reached) {
+        delivered.push(m.id);
+        metrics.latency.observe((now - Date.parse(m.createdAt)) / 1000);
+        log.debug({ msgId: m.id, to: m.to, sockets: conns.size }, 'pushed');
+      }
     }
+    metrics.messages.inc({ stage: 'delivered' }, delivered.length);
     return delivered;
   }
 

@@ -137,6 +137,28 @@ describe('the push pipeline, end to end on real processes', () => {
     expect(messages.map((m) => m.payload)).toEqual(['once', 'after']);
   });
 
+  it('exposes Prometheus metrics on every service, counting each stage of the data path', async () => {
+    const text = async (url: string): Promise<string> => (await fetch(`${url}/metrics`)).text();
+    const [collect, dispatch, push0, push1] = await Promise.all([
+      text(cluster.collect.url),
+      text(cluster.dispatch.url),
+      text(cluster.push[0]!.url),
+      text(cluster.push[1]!.url),
+    ]);
+    const count = (body: string, stage: string): number =>
+      Number(
+        new RegExp(`push_messages_total\\{stage="${stage}"[^}]*\\} (\\d+)`).exec(body)?.[1] ?? 0,
+      );
+    expect(count(collect, 'ingested')).toBeGreaterThan(0);
+    expect(count(collect, 'acked')).toBeGreaterThan(0);
+    expect(count(dispatch, 'dispatched')).toBeGreaterThan(0);
+    expect(count(push0, 'delivered') + count(push1, 'delivered')).toBeGreaterThan(0);
+    expect(push0).toMatch(/push_connections\{service="push"\} \d+/);
+    expect(push0).toContain('push_ingest_to_socket_seconds_bucket');
+    expect(collect).toMatch(/push_messages_stored\{status="pending",service="collect"\} \d+/);
+    expect(await text(cluster.auth.url)).toContain('process_resident_memory_bytes');
+  });
+
   it('spreads /v1/connect over both push nodes', async () => {
     const urls = new Set<string>();
     for (let i = 0; i < 6; i++) {
