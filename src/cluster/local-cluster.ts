@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { createConnection } from 'node:net';
 import { join } from 'node:path';
 import { DEFAULT_PORTS, DEV_SECRETS, type ServiceName } from '../core/config.js';
+import { createDemoServer } from '../demo/demo-server.js';
 import { PROJECT_ROOT } from './binaries.js';
 import { Child, freePort, waitFor } from './child.js';
 import { startConsulAgent, type ConsulAgent } from './consul-agent.js';
@@ -124,12 +125,27 @@ export async function runLocalCluster(env: NodeJS.ProcessEnv = process.env): Pro
     const connect = `http://127.0.0.1:${port('dispatch')}/v1/connect`;
     const adminKey = env.AUTH_ADMIN_KEY ?? DEV_SECRETS.AUTH_ADMIN_KEY;
     const ingestKey = env.INGEST_API_KEY ?? DEV_SECRETS.INGEST_API_KEY;
+    let demoUrl = 'off (NODE_ENV=production)';
+    if (childEnv.NODE_ENV !== 'production') {
+      const demo = createDemoServer({
+        authUrl: auth,
+        collectUrl: ingest,
+        dispatchUrl: `http://127.0.0.1:${port('dispatch')}`,
+        adminKey,
+        ingestKey,
+      });
+      const demoPort = (await portFree(7000)) ? 7000 : await freePort();
+      await new Promise<void>((resolve) => demo.listen(demoPort, '127.0.0.1', resolve));
+      demo.unref();
+      demoUrl = `http://127.0.0.1:${demoPort}/`;
+    }
     const secretNote = (name: keyof typeof DEV_SECRETS): string =>
       env[name] ? '(from the environment)' : '(development value)';
     say(`
 push-cluster is up: ${services.length} services, all passing in Consul.
 
   Consul UI      http://${consulAddr}/ui/
+  demo page      ${demoUrl}
   ingest API     ${ingest}/v1/messages
   auth API       ${auth}/v1/tokens
   connect URL    ${connect}
