@@ -19,3 +19,10 @@ export function validate<T>(schema: z.ZodType<T>, value: unknown): T {
   });
   throw new HttpError(400, 'invalid_request', problems.join('; '));
 }
+
+/** The body of the internal hand-offs (collect → dispatch → push node): `{ messages: Envelope[] }`. */
+export const envelopeBatchSchema = z.object({
+  messages: z.array(
+    z.object({ id: z.string(), to: z.string(), payload: z.unknown(), createdAt: z.string() }),
+  ),
+});

@@ -1,5 +1,4 @@
 import Router from '@koa/router';
-import { z } from 'zod';
 import type { Config } from '../core/config.js';
 import type { ConsulClient } from '../core/consul.js';
 import { ServiceView } from '../core/discovery.js';
@@ -11,17 +10,9 @@ import type { ConnectResponse, DeliverResponse, DispatchResponse } from '../core
 import { createRedis, redisProbe } from '../core/redis.js';
 import { Routes } from '../core/routes.js';
 import { ServiceHost } from '../core/service-host.js';
-import { validate } from '../core/validation.js';
+import { envelopeBatchSchema, validate } from '../core/validation.js';
 import { ConnectBalancer } from './connect-balancer.js';
 import { routeMessages } from './route-messages.js';
-
-const envelopeSchema = z.object({
-  id: z.string(),
-  to: z.string(),
-  payload: z.unknown(),
-  createdAt: z.string(),
-});
-const dispatchSchema = z.object({ messages: z.array(envelopeSchema) });
 
 /**
  * dispatch: finds each message's user in routes (Redis), the user's nodes in the
@@ -68,7 +59,10 @@ export function createDispatchService(
 
   const router = new Router();
   router.post('/internal/dispatch', async (ctx) => {
-    const { messages } = validate(dispatchSchema, await readJson(ctx, config.MAX_BODY_BYTES * 16));
+    const { messages } = validate(
+      envelopeBatchSchema,
+      await readJson(ctx, config.MAX_BODY_BYTES * 16),
+    );
     host.metrics.messages.inc({ stage: 'dispatched' }, messages.length);
     const userRoutes = await routes.lookup([...new Set(messages.map((m) => m.to))]);
     const plan = routeMessages(messages, userRoutes, (id) => pushView.get(id) !== undefined);

@@ -2,7 +2,6 @@ import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import Router from '@koa/router';
 import { WebSocketServer, type RawData, type WebSocket } from 'ws';
-import { z } from 'zod';
 import type { Config } from '../core/config.js';
 import type { ConsulClient } from '../core/consul.js';
 import { ServiceView } from '../core/discovery.js';
@@ -19,18 +18,11 @@ import {
 import { createRedis, redisProbe } from '../core/redis.js';
 import { Routes } from '../core/routes.js';
 import { ServiceHost } from '../core/service-host.js';
-import { validate } from '../core/validation.js';
+import { envelopeBatchSchema, validate } from '../core/validation.js';
 import { AckBatcher } from './ack-batcher.js';
 import { Authenticator } from './authenticator.js';
 import { Hub, type Connection } from './hub.js';
 
-const envelopeSchema = z.object({
-  id: z.string(),
-  to: z.string(),
-  payload: z.unknown(),
-  createdAt: z.string(),
-});
-const deliverSchema = z.object({ messages: z.array(envelopeSchema) });
 const REPLAY_LIMIT = 1000;
 /** How long a replayed id is remembered against a late live copy from dispatch. */
 const REPLAY_DEDUPE_MS = 30_000;
@@ -261,7 +253,7 @@ export function createPushService(config: Config, log: Logger, consul: ConsulCli
 
   const router = new Router();
   router.post('/internal/deliver', async (ctx) => {
-    const body = validate(deliverSchema, await readJson(ctx, config.MAX_BODY_BYTES * 16));
+    const body = validate(envelopeBatchSchema, await readJson(ctx, config.MAX_BODY_BYTES * 16));
     ctx.body = { delivered: deliver(body.messages) } satisfies DeliverResponse;
   });
   host.app.use(router.routes()).use(router.allowedMethods());
