@@ -73,6 +73,10 @@ const envSchema = z.object({
     .default(1024 * 1024),
   MESSAGE_TTL_SECONDS: seconds.default(7 * 24 * 3600),
   ROUTE_TTL_SECONDS: seconds.default(30),
+  WS_PUBLIC_URL: z
+    .string()
+    .regex(/^wss?:\/\//, 'a ws:// or wss:// URL')
+    .optional(),
   WS_MAX_PAYLOAD: z.coerce
     .number()
     .int()

@@ -50,7 +50,9 @@ export function createPushService(config: Config, log: Logger, consul: ConsulCli
     },
     meta: () => ({ ws_url: wsUrl(), connections: String(hub.connectionCount) }),
   });
-  const wsUrl = (): string => `ws://${config.advertiseAddress}:${host.port}/ws`;
+  // Behind a load balancer or ingress, clients need the public URL, not the pod's address.
+  const wsUrl = (): string =>
+    config.WS_PUBLIC_URL ?? `ws://${config.advertiseAddress}:${host.port}/ws`;
   const { metrics } = host;
   const consulError = (): void => void metrics.dependencyErrors.inc({ dependency: 'consul' });
   const authView = new ServiceView({ consul, log, service: 'auth', onError: consulError });
