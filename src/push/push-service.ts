@@ -27,6 +27,7 @@ const REPLAY_LIMIT = 1000;
 /** How long a replayed id is remembered against a late live copy from dispatch. */
 const REPLAY_DEDUPE_MS = 30_000;
 const MAX_TRACKED_UNACKED = 1000;
+const REPLAY_ATTEMPTS = 5;
 /** How long a drain waits for clients to ack what they were sent before closing them. */
 const DRAIN_ACK_WAIT_MS = 2000;
 
@@ -124,7 +125,7 @@ export function createPushService(config: Config, log: Logger, consul: ConsulCli
     await replay(conn);
   }
 
-  async function replay(conn: Connection): Promise<void> {
+  async function replay(conn: Connection, attempt = 1): Promise<void> {
     let pending: Envelope[] = [];
     try {
       const res = await collect.call<{ messages: Envelope[] }>(
@@ -133,10 +134,14 @@ export function createPushService(config: Config, log: Logger, consul: ConsulCli
       );
       pending = res.messages;
     } catch (err) {
+      // Live messages must not wait on collect: release them, and try the replay again
+      // in the background (what it resends, the client drops as a duplicate).
+      const retry = attempt < REPLAY_ATTEMPTS && conn.ws.readyState === conn.ws.OPEN;
       log.warn(
-        { err: (err as Error).message, userId: conn.userId },
+        { err: (err as Error).message, userId: conn.userId, attempt, retry },
         'replay of pending messages failed',
       );
+      if (retry) setTimeout(() => void replay(conn, attempt + 1), attempt * 1000).unref();
     }
     const sent = new Set<string>();
     for (const m of pending) {
