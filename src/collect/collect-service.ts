@@ -38,7 +38,7 @@ export function createCollectService(
     consul,
     log,
     service: 'dispatch',
-    onError: () => metrics.dependencyErrors.inc({ dependency: 'consul' }),
+    onError: () => metrics.dependencyFailed('consul'),
   });
   metrics.onScrape(async () => {
     const counts = await store.countByStatus();
@@ -64,6 +64,9 @@ export function createCollectService(
     const items = parseIngestBody(await readJson(ctx, config.MAX_BODY_BYTES));
     const now = new Date();
     const expiresAt = new Date(now.getTime() + config.MESSAGE_TTL_SECONDS * 1000);
+    // Due for the sweeper unless the hand-off below records an outcome first: a crash
+    // between the 202 and the hand-off loses nothing.
+    const nextAttemptAt = new Date(now.getTime() + config.HANDOFF_GRACE);
     const messages: NewMessage[] = items.map((m) => ({
       id: newId(now.getTime()),
       to: m.to,
@@ -71,15 +74,13 @@ export function createCollectService(
       key: m.key,
       createdAt: now,
       expiresAt,
-      // Due for the sweeper unless the hand-off below records an outcome first: a crash
-      // between the 202 and the hand-off loses nothing.
-      nextAttemptAt: new Date(now.getTime() + config.HANDOFF_GRACE),
+      nextAttemptAt,
     }));
     let result;
     try {
       result = await store.insert(messages);
     } catch (err) {
-      metrics.dependencyErrors.inc({ dependency: store.kind === 'mongodb' ? 'mongodb' : 'peer' });
+      metrics.dependencyFailed(store.kind === 'mongodb' ? 'mongodb' : 'journal');
       log.error(
         { err: (err as Error).message, messages: messages.length },
         'store refused messages',

@@ -11,7 +11,7 @@ export type Stage =
   | 'redelivered' // collect: handed to dispatch again by the sweeper
   | 'failed'; // collect: never acked after MAX_ATTEMPTS pushes
 
-export type Dependency = 'consul' | 'redis' | 'mongodb' | 'peer';
+export type Dependency = 'consul' | 'redis' | 'mongodb' | 'journal';
 
 /**
  * Every metric a service exposes on /metrics, defined in one place so that names and
@@ -25,7 +25,7 @@ export class Metrics {
   readonly latency: Histogram;
   readonly pending: Gauge<'status'>;
   readonly evictions: Counter;
-  readonly dependencyErrors: Counter<'dependency'>;
+  private readonly dependencyErrors: Counter<'dependency'>;
   readonly httpRequests: Counter<'route' | 'status'>;
   /** Refreshes gauges that are read from elsewhere (the store's counts) just before a scrape. */
   private readonly beforeScrape: (() => Promise<void>)[] = [];
@@ -64,7 +64,7 @@ export class Metrics {
     });
     this.dependencyErrors = new Counter({
       name: 'push_dependency_errors_total',
-      help: 'Failed calls to Consul, Redis, MongoDB or a peer service',
+      help: 'Failed calls to Consul, Redis, MongoDB, or writes to the memory store journal',
       labelNames: ['dependency'],
       registers,
     });
@@ -74,6 +74,11 @@ export class Metrics {
       labelNames: ['route', 'status'],
       registers,
     });
+  }
+
+  /** Counts a failed call to a dependency. */
+  dependencyFailed(dependency: Dependency): void {
+    this.dependencyErrors.inc({ dependency });
   }
 
   onScrape(hook: () => Promise<void>): void {

@@ -123,7 +123,7 @@ export class ServiceHost {
       checkTimeoutMs: config.CONSUL_CHECK_TIMEOUT,
       deregisterAfterMs: config.CONSUL_DEREGISTER_AFTER,
       syncIntervalMs: config.CONSUL_SYNC_INTERVAL,
-      onError: () => this.metrics.dependencyErrors.inc({ dependency: 'consul' }),
+      onError: () => this.metrics.dependencyFailed('consul'),
     });
     await this.registration.start();
     for (const hook of this.startedHooks) hook();

@@ -23,9 +23,7 @@ export function createDispatchService(
   log: Logger,
   consul: ConsulClient,
 ): ServiceHost {
-  const redis = createRedis(config.REDIS_URL, log, () =>
-    host.metrics.dependencyErrors.inc({ dependency: 'redis' }),
-  );
+  const redis = createRedis(config.REDIS_URL, log, () => host.metrics.dependencyFailed('redis'));
   const routes = new Routes(redis, config.ROUTE_TTL_SECONDS * 1000);
   const balancer = new ConnectBalancer();
   let passingNodes = new Set<string>();
@@ -33,7 +31,7 @@ export function createDispatchService(
     consul,
     log,
     service: 'push',
-    onError: () => host.metrics.dependencyErrors.inc({ dependency: 'consul' }),
+    onError: () => host.metrics.dependencyFailed('consul'),
     onChange: (nodes) => {
       balancer.update(nodes);
       const now = new Set(nodes.map((n) => n.id));

@@ -37,9 +37,7 @@ const DRAIN_ACK_WAIT_MS = 2000;
  * user's unacked messages on connect and passes acks on to collect.
  */
 export function createPushService(config: Config, log: Logger, consul: ConsulClient): ServiceHost {
-  const redis = createRedis(config.REDIS_URL, log, () =>
-    metrics.dependencyErrors.inc({ dependency: 'redis' }),
-  );
+  const redis = createRedis(config.REDIS_URL, log, () => metrics.dependencyFailed('redis'));
   const routes = new Routes(redis, config.ROUTE_TTL_SECONDS * 1000);
   const hub = new Hub();
   const host = new ServiceHost({
@@ -55,7 +53,7 @@ export function createPushService(config: Config, log: Logger, consul: ConsulCli
   const wsUrl = (): string =>
     config.WS_PUBLIC_URL ?? `ws://${config.advertiseAddress}:${host.port}/ws`;
   const { metrics } = host;
-  const consulError = (): void => void metrics.dependencyErrors.inc({ dependency: 'consul' });
+  const consulError = (): void => void metrics.dependencyFailed('consul');
   const authView = new ServiceView({ consul, log, service: 'auth', onError: consulError });
   const collectView = new ServiceView({ consul, log, service: 'collect', onError: consulError });
   const authenticator = new Authenticator(
