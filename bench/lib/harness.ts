@@ -1,0 +1,313 @@
+// Shared plumbing of the benchmark: logging, cleanup of every process it starts, the client
+// pool (client worker processes) and helpers around a push-cluster test cluster.
+import { DEV_SECRETS } from '../../src/core/config.js';
+import { KEYS, startCluster, type TestCluster } from '../../test/support/cluster.js';
+import type { ClientKind, ClientSpec, ConnectResult } from '../workers/clients.js';
+import { killAllWorkers, Worker } from './ipc.js';
+
+export const t0 = performance.now();
+export const now = (): number => performance.timeOrigin + performance.now();
+export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+export function log(msg: string): void {
+  const s = ((performance.now() - t0) / 1000).toFixed(1).padStart(6);
+  process.stderr.write(`[bench ${s}s] ${msg}\n`);
+}
+
+// ---- cleanup: every process we start is stopped, on success, error or Ctrl-C -------------
+
+const cleanups: { name: string; run: () => Promise<void> }[] = [];
+/** Synchronous last-resort kills (process 'exit'): pids of non-worker children. */
+export const exitKills = new Set<() => void>();
+
+export function onCleanup(name: string, run: () => Promise<void>): () => void {
+  const entry = { name, run };
+  cleanups.push(entry);
+  return () => {
+    const i = cleanups.indexOf(entry);
+    if (i >= 0) cleanups.splice(i, 1);
+  };
+}
+
+export async function cleanupAll(): Promise<void> {
+  while (cleanups.length > 0) {
+    const c = cleanups.pop() as (typeof cleanups)[number];
+    try {
+      await Promise.race([c.run(), sleep(20_000)]);
+    } catch (err) {
+      log(`cleanup of ${c.name} failed: ${(err as Error).message}`);
+    }
+  }
+  killAllWorkers();
+}
+
+export let interrupted = false;
+for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+  process.on(sig, () => {
+    if (interrupted) return;
+    interrupted = true;
+    log(`${sig}: stopping every process`);
+    void cleanupAll().finally(() => process.exit(130));
+  });
+}
+process.on('exit', () => {
+  killAllWorkers();
+  for (const k of exitKills) k();
+});
+
+// ---- clients ----------------------------------------------------------------------------------
+
+/** Client workers: many sockets each, reporting unique deliveries as they come. */
+export class ClientPool {
+  private readonly delivered = new Map<Worker, number>();
+  /** While a saturation runs: where the running total goes (the load generator). */
+  forward: ((n: number) => void) | undefined;
+
+  private constructor(readonly workers: Worker[]) {
+    for (const w of workers) {
+      this.delivered.set(w, 0);
+      w.on('progress', (d) => {
+        this.delivered.set(w, (d as { delivered: number }).delivered);
+        this.forward?.(this.total);
+      });
+    }
+  }
+
+  static async start(label: string, n: number): Promise<ClientPool> {
+    const workers = await Promise.all(
+      Array.from({ length: n }, (_, i) => Worker.start(`${label}-clients-${i}`, 'clients')),
+    );
+    const pool = new ClientPool(workers);
+    pool.unregister = onCleanup(`${label} clients`, () => pool.stop());
+    return pool;
+  }
+
+  private unregister: () => void = () => undefined;
+
+  get total(): number {
+    let sum = 0;
+    for (const v of this.delivered.values()) sum += v;
+    return sum;
+  }
+
+  /**
+   * Connects `clients`, dealt round-robin to the workers; worker w binds its sockets to
+   * loopback source addresses 127.0.0.<10 + 4w .. 13 + 4w>.
+   */
+  async connect(
+    kind: ClientKind,
+    clients: ClientSpec[],
+    o: { concurrency?: number; deadlineMs?: number; sign?: boolean } = {},
+  ): Promise<{
+    opened: number;
+    failed: number;
+    retried: number;
+    firstError?: string;
+    perSecond: number;
+    ms: number;
+  }> {
+    const shares = this.workers.map((_, w) =>
+      clients.filter((__, i) => i % this.workers.length === w),
+    );
+    const results = await Promise.all(
+      this.workers.map((w, wi) =>
+        w.request<ConnectResult>(
+          'connect',
+          {
+            kind,
+            clients: shares[wi],
+            localAddresses: [0, 1, 2, 3].map((k) => `127.0.0.${10 + 4 * wi + k}`),
+            concurrency: o.concurrency ?? 32,
+            deadlineMs: o.deadlineMs ?? 60_000,
+            sign: o.sign
+              ? {
+                  secret: DEV_SECRETS.JWT_SECRET,
+                  issuer: 'push-cluster',
+                  audience: 'push-cluster',
+                  ttlSeconds: 3600,
+                }
+              : undefined,
+          },
+          (o.deadlineMs ?? 60_000) + 60_000,
+        ),
+      ),
+    );
+    const opened = results.reduce((s, r) => s + r.opened, 0);
+    const failed = results.reduce((s, r) => s + r.failed, 0);
+    const retried = results.reduce((s, r) => s + r.retried, 0);
+    const start = Math.min(...results.map((r) => r.startedAt));
+    const end = Math.max(...results.map((r) => r.lastOpenAt));
+    const ms = end - start;
+    return {
+      opened,
+      failed,
+      retried,
+      firstError: results.find((r) => r.firstError)?.firstError,
+      perSecond: ms > 0 ? (opened / ms) * 1000 : NaN,
+      ms,
+    };
+  }
+
+  async reset(record: boolean): Promise<void> {
+    await Promise.all(this.workers.map((w) => w.request('reset', { record })));
+    for (const w of this.workers) this.delivered.set(w, 0);
+  }
+
+  /** Exact counts now, asking every worker. */
+  async counts(): Promise<{ delivered: number; duplicates: number; open: number; at: number }> {
+    const before = now();
+    const all = await Promise.all(
+      this.workers.map((w) =>
+        w.request<{ delivered: number; duplicates: number; open: number }>('counts'),
+      ),
+    );
+    const at = (before + now()) / 2;
+    return {
+      delivered: all.reduce((s, c) => s + c.delivered, 0),
+      duplicates: all.reduce((s, c) => s + c.duplicates, 0),
+      open: all.reduce((s, c) => s + c.open, 0),
+      at,
+    };
+  }
+
+  /** Latencies of the messages sent in [from, to]; `ingest`: only send → createdAt. */
+  async latencies(from: number, to: number, ingest = false): Promise<Float64Array> {
+    const parts = await Promise.all(
+      this.workers.map((w) => w.request<Float64Array>('latencies', { from, to, ingest })),
+    );
+    const out = new Float64Array(parts.reduce((s, p) => s + p.length, 0));
+    let o = 0;
+    for (const p of parts) {
+      out.set(p, o);
+      o += p.length;
+    }
+    return out;
+  }
+
+  async fanoutArrivals(tag: string): Promise<number[]> {
+    const parts = await Promise.all(
+      this.workers.map((w) => w.request<Float64Array>('fanout', { tag })),
+    );
+    return parts.flatMap((p) => [...p]);
+  }
+
+  /** Waits until `sent` unique messages arrived, or nothing moved for 5 s, or the timeout. */
+  async drain(sent: number, timeoutMs = 30_000): Promise<number> {
+    const deadline = Date.now() + timeoutMs;
+    let last = -1;
+    let lastMove = Date.now();
+    for (;;) {
+      const { delivered } = await this.counts();
+      if (delivered >= sent) return delivered;
+      if (delivered !== last) {
+        last = delivered;
+        lastMove = Date.now();
+      }
+      if (Date.now() > deadline || Date.now() - lastMove > 5000) return delivered;
+      await sleep(50);
+    }
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(this.workers.map((w) => w.request('close', {}, 60_000)));
+  }
+
+  async stop(): Promise<void> {
+    this.unregister();
+    await Promise.all(this.workers.map((w) => w.stop()));
+  }
+}
+
+export function clusterProcs(cluster: TestCluster): { name: string; pid: number }[] {
+  return [
+    ...cluster.all().map((p) => ({
+      name: p.service === 'push' ? `push :${p.port}` : p.service,
+      pid: p.child.pid as number,
+    })),
+    { name: 'consul', pid: cluster.deps.consul.child.pid as number },
+    { name: 'redis-server', pid: cluster.deps.redis.child.pid as number },
+  ];
+}
+
+export async function startBenchCluster(env: Record<string, string> = {}): Promise<TestCluster> {
+  const cluster = await startCluster({ pushNodes: 2, env });
+  const killAll = (): void => {
+    for (const p of cluster.all()) p.child.kill('SIGKILL');
+    cluster.deps.consul.child.kill('SIGKILL');
+    cluster.deps.redis.child.kill('SIGKILL');
+  };
+  exitKills.add(killAll);
+  const unregister = onCleanup('cluster', () => cluster.stop());
+  const stop = cluster.stop.bind(cluster);
+  cluster.stop = async () => {
+    unregister();
+    await stop();
+    exitKills.delete(killAll);
+  };
+  return cluster;
+}
+
+/**
+ * Watches Consul for checks that are not passing while the cluster is measured: a node that
+ * drops out of routing under load explains refused connections or lost messages.
+ */
+export function watchHealth(cluster: TestCluster): { stop(): string[] } {
+  const seen: string[] = [];
+  const last = new Map<string, string>();
+  let stopped = false;
+  void (async () => {
+    while (!stopped) {
+      try {
+        const res = await fetch(`http://${cluster.deps.consul.addr}/v1/health/state/any`, {
+          signal: AbortSignal.timeout(2000),
+        });
+        const checks = (await res.json()) as {
+          ServiceID: string;
+          Status: string;
+          Output: string;
+        }[];
+        for (const c of checks) {
+          if (!c.ServiceID) continue;
+          const prev = last.get(c.ServiceID);
+          if (prev !== undefined && prev !== c.Status) {
+            const line = `${((performance.now() - t0) / 1000).toFixed(1)}s ${c.ServiceID}: ${prev} → ${c.Status}${c.Status === 'passing' ? '' : ` (${c.Output.trim().slice(0, 200)})`}`;
+            seen.push(line);
+            log(`health: ${line}`);
+          }
+          last.set(c.ServiceID, c.Status);
+        }
+      } catch {
+        // Consul busy: next round
+      }
+      await sleep(250);
+    }
+  })();
+  return {
+    stop() {
+      stopped = true;
+      return seen;
+    },
+  };
+}
+
+export async function mintTokens(cluster: TestCluster, users: string[]): Promise<string[]> {
+  const tokens: string[] = new Array<string>(users.length);
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: 32 }, async () => {
+      while (next < users.length) {
+        const i = next++;
+        const res = await fetch(`${cluster.auth.url}/v1/tokens`, {
+          method: 'POST',
+          headers: {
+            authorization: `Bearer ${KEYS.AUTH_ADMIN_KEY}`,
+            'content-type': 'application/json',
+          },
+          body: JSON.stringify({ userId: users[i], ttlSeconds: 3600 }),
+        });
+        if (res.status !== 201) throw new Error(`token for ${users[i]}: ${res.status}`);
+        tokens[i] = ((await res.json()) as { token: string }).token;
+      }
+    }),
+  );
+  return tokens;
+}

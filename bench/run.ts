@@ -1,0 +1,703 @@
+// The benchmark: push-cluster against a bare `ws` server (the ceiling of this box) and
+// Socket.IO 4 with the Redis adapter (the peer), every system as real processes.
+// Run: npm run bench [-- --quick | --profile]. See bench/README.md.
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { cpus, totalmem } from 'node:os';
+import { parseArgs } from 'node:util';
+import * as prettier from 'prettier';
+import { startRedisServer, type RedisServer } from '../src/cluster/redis-server.js';
+import { wsUrlOf } from '../test/support/clients.js';
+import { KEYS, type TestCluster } from '../test/support/cluster.js';
+import { latencyChart } from './lib/chart.js';
+import {
+  cleanupAll,
+  ClientPool,
+  clusterProcs,
+  exitKills,
+  interrupted,
+  log,
+  mintTokens,
+  now,
+  onCleanup,
+  sleep,
+  startBenchCluster,
+  t0,
+  watchHealth,
+} from './lib/harness.js';
+import { BENCH_DIR, Worker } from './lib/ipc.js';
+import { markdownReport, type Results, type SystemName, type SystemResult } from './lib/report.js';
+import { profileMarkdown, summarizeDir } from './profile-summary.js';
+import {
+  cpuWindow,
+  machineWindow,
+  rssBytes,
+  round,
+  summarize,
+  type MachineUsage,
+  type ProcUsage,
+} from './stats.js';
+import type { ClientKind, ClientSpec } from './workers/clients.js';
+import type { LoadResult, LoadTarget } from './workers/loadgen.js';
+
+const { values: flags } = parseArgs({
+  options: {
+    quick: { type: 'boolean', default: false },
+    profile: { type: 'boolean', default: false },
+    /** development aid: only these systems (comma-separated rawWs,socketio,cluster); prints JSON */
+    only: { type: 'string' },
+  },
+});
+const ONLY = flags.only?.split(',');
+const QUICK = flags.quick;
+const P = {
+  /** unicast clients, per system, over two nodes */
+  clients: QUICK ? 500 : 2000,
+  clientWorkers: 2,
+  saturateWarmMs: QUICK ? 1500 : 3000,
+  saturateMs: QUICK ? 4000 : 10_000,
+  /** fractions of each system's own saturation rate */
+  sweep: [0.1, 0.25, 0.5, 0.75, 0.9],
+  /** discarded start of each point: the pipeline takes a few seconds to settle at a new rate */
+  pointWarmMs: QUICK ? 1500 : 3000,
+  pointMs: QUICK ? 2500 : 6000,
+  /** saturate mode: most messages sent and not yet delivered, messages per POST, POSTs in flight */
+  window: 8000,
+  batch: 200,
+  concurrency: 8,
+  tickMs: 5,
+  fanoutUsers: QUICK ? 2000 : 10_000,
+  fanoutRuns: QUICK ? 2 : 3,
+  capacityTarget: QUICK ? 5000 : 50_000,
+  /** connections per client worker in the capacity test */
+  perCapacityWorker: 7000,
+  capacityConcurrency: 64,
+  capacityDeadlineMs: QUICK ? 60_000 : 240_000,
+  idleMs: QUICK ? 3000 : 5000,
+  drainTimeoutMs: 30_000,
+  /** Before each measurement, wait (at most this much in all) while other processes of the
+   *  box use more than `quietBelowPct` % of a core. */
+  quietBudgetMs: QUICK ? 20_000 : 120_000,
+  quietBelowPct: 25,
+  ...(JSON.parse(process.env.BENCH_PARAMS ?? '{}') as object),
+};
+
+let quietBudget = P.quietBudgetMs;
+/** Health check transitions Consul saw while the cluster was measured. */
+const healthChanges: string[] = [];
+/** Waits (within the run's budget) until the rest of the box is quiet; returns its CPU %. */
+async function waitQuiet(what: string): Promise<number> {
+  let announced = false;
+  for (;;) {
+    const started = Date.now();
+    const w = await machineWindow();
+    await sleep(QUICK ? 500 : 1000);
+    const u = await w.end();
+    if (u.backgroundPct < P.quietBelowPct) return u.backgroundPct;
+    quietBudget -= Date.now() - started;
+    if (quietBudget <= 0) {
+      log(`${what}: other processes use ${u.backgroundPct}% of a core; measuring anyway`);
+      return u.backgroundPct;
+    }
+    if (!announced)
+      log(`${what}: other processes use ${u.backgroundPct}% of a core; waiting for quiet`);
+    announced = true;
+  }
+}
+
+// ---- one system under test -----------------------------------------------------------------
+
+interface System {
+  name: SystemName;
+  label: string;
+  kind: ClientKind;
+  target: LoadTarget;
+  clients: ClientSpec[];
+  procs: () => { name: string; pid: number }[];
+}
+
+interface Bench {
+  sys: System;
+  pool: ClientPool;
+  load: Worker;
+}
+
+async function startLoad(sys: System, users: string[]): Promise<Worker> {
+  const load = await Worker.start(`${sys.name}-load`, 'loadgen');
+  const unregister = onCleanup(`${sys.name} load`, () => load.stop());
+  const { payloadBytes } = await load.request<{ payloadBytes: number }>('init', {
+    target: sys.target,
+    users,
+  });
+  log(`${sys.label}: load generator ready (payload ${payloadBytes} bytes)`);
+  return Object.assign(load, { unregister });
+}
+
+async function stopLoad(load: Worker & { unregister?: () => void }): Promise<void> {
+  await load.request('close').catch(() => undefined);
+  load.unregister?.();
+  await load.stop();
+}
+
+async function saturation(b: Bench): Promise<SystemResult['saturation']> {
+  const { pool, load, sys } = b;
+  await waitQuiet(`${sys.label} saturation`);
+  await pool.reset(false);
+  pool.forward = (n) => load.tell('delivered', { n });
+  const run = load.request<LoadResult>(
+    'saturate',
+    {
+      durationMs: P.saturateWarmMs + P.saturateMs,
+      window: P.window,
+      batch: P.batch,
+      concurrency: P.concurrency,
+    },
+    P.saturateWarmMs + P.saturateMs + 60_000,
+  );
+  await sleep(P.saturateWarmMs);
+  const c0 = await pool.counts();
+  const machine = await machineWindow();
+  const cpu = await cpuWindow([
+    ...sys.procs(),
+    { name: 'harness: load generator', pid: load.pid },
+    ...pool.workers.map((w, i) => ({ name: `harness: clients ${i + 1}`, pid: w.pid })),
+  ]);
+  await sleep(P.saturateMs);
+  const c1 = await pool.counts();
+  const usage = await cpu.end();
+  const box: MachineUsage = await machine.end();
+  const res = await run;
+  pool.forward = undefined;
+  const delivered = await pool.drain(res.sent);
+  const after = await pool.counts();
+  const msgsPerSec = ((c1.delivered - c0.delivered) / (c1.at - c0.at)) * 1000;
+  log(
+    `${sys.label}: saturation ${Math.round(msgsPerSec)} msgs/s (sent ${res.sent}, delivered ${delivered}, errors ${res.errors}, duplicates ${after.duplicates}; box ${box.machinePct}% busy, ${box.backgroundPct}% not ours)`,
+  );
+  return {
+    msgsPerSec: Math.round(msgsPerSec),
+    sent: res.sent,
+    delivered,
+    lost: res.sent - delivered,
+    errors: res.errors,
+    duplicates: after.duplicates,
+    cpu: usage.map(cpuRow),
+    machine: box,
+  };
+}
+
+const cpuRow = (u: ProcUsage): { name: string; cpuPercent: number; rssMiB: number } => ({
+  name: u.name,
+  cpuPercent: round(u.cpuPercent, 1),
+  rssMiB: round(u.rssBytes / 1024 / 1024, 1),
+});
+
+async function ratePoint(b: Bench, perSecond: number, fraction: number) {
+  const { pool, load, sys } = b;
+  await waitQuiet(`${sys.label} ${Math.round(fraction * 100)}%`);
+  await pool.reset(true);
+  const start = now();
+  const machine = await machineWindow();
+  const res = await load.request<LoadResult>(
+    'rate',
+    { perSecond, durationMs: P.pointWarmMs + P.pointMs, tickMs: P.tickMs },
+    P.pointWarmMs + P.pointMs + 60_000,
+  );
+  const box = await machine.end();
+  const delivered = await pool.drain(res.sent);
+  const lat = await pool.latencies(start + P.pointWarmMs, start + P.pointWarmMs + P.pointMs);
+  const s = summarize(lat);
+  const ingest = summarize(
+    (await pool.latencies(start + P.pointWarmMs, start + P.pointWarmMs + P.pointMs, true)).filter(
+      Number.isFinite,
+    ),
+  );
+  const point = {
+    fraction,
+    offeredPerSec: Math.round(perSecond),
+    sentPerSec: Math.round((res.sent / res.elapsedMs) * 1000),
+    sent: res.sent,
+    lost: res.sent - delivered,
+    skipped: res.skipped,
+    errors: res.errors,
+    ...s,
+    /** send → createdAt (the system's ingest stamp, ms precision): p50 / p99 */
+    ingestP50Ms: ingest.p50Ms,
+    ingestP99Ms: ingest.p99Ms,
+    backgroundPct: box.backgroundPct,
+  };
+  log(
+    `${sys.label}: ${Math.round(fraction * 100)}% = ${point.offeredPerSec} msgs/s → p50 ${s.p50Ms} p90 ${s.p90Ms} p99 ${s.p99Ms} ms (n=${s.count}, lost ${point.lost}, skipped ${res.skipped}; send→createdAt p50 ${ingest.p50Ms} p99 ${ingest.p99Ms}; ${box.backgroundPct}% CPU not ours)`,
+  );
+  return point;
+}
+
+/** Connects the unicast clients, measures saturation, then latency at fractions of it. */
+async function unicast(sys: System, fractions: number[]): Promise<SystemResult> {
+  const pool = await ClientPool.start(sys.name, P.clientWorkers);
+  const conn = await pool.connect(sys.kind, sys.clients);
+  log(
+    `${sys.label}: ${conn.opened} clients connected in ${Math.round(conn.ms)} ms (${conn.failed} failed, ${conn.retried} attempts retried${conn.firstError ? `; first error: ${conn.firstError}` : ''})`,
+  );
+  if (conn.opened < sys.clients.length)
+    throw new Error(`${sys.label}: only ${conn.opened}/${sys.clients.length} clients connected`);
+  await sleep(1000); // let the nodes finish binding users (routes, rooms)
+  const load = await startLoad(
+    sys,
+    sys.clients.map((c) => c.user),
+  );
+  const b = { sys, pool, load };
+  const sat = await saturation(b);
+  const sweep = [];
+  for (const f of fractions) sweep.push(await ratePoint(b, sat.msgsPerSec * f, f));
+  await stopLoad(load);
+  await pool.close();
+  await pool.stop();
+  const half = sweep.find((p) => p.fraction === 0.5);
+  return {
+    label: sys.label,
+    clients: sys.clients.length,
+    connect: { ms: Math.round(conn.ms), perSecond: Math.round(conn.perSecond) },
+    saturation: sat,
+    halfLoad: half,
+    sweep,
+  };
+}
+
+// ---- the three systems ---------------------------------------------------------------------
+
+async function benchRawWs(): Promise<SystemResult> {
+  const label = 'bare ws';
+  const server = await Worker.start('raw-ws-server', 'raw-ws-server');
+  const unregister = onCleanup('raw ws server', () => server.stop());
+  const { port } = await server.request<{ port: number }>('listen');
+  log(`${label}: server on port ${port}`);
+  const users = Array.from({ length: P.clients }, (_, i) => `u${i}`);
+  try {
+    return await unicast(
+      {
+        name: 'rawWs',
+        label,
+        kind: 'raw',
+        target: { kind: 'http', host: '127.0.0.1', port },
+        clients: users.map((user) => ({ user, url: `ws://127.0.0.1:${port}/ws` })),
+        procs: () => [{ name: 'ws server', pid: server.pid }],
+      },
+      [0.5],
+    );
+  } finally {
+    unregister();
+    await server.stop();
+  }
+}
+
+async function benchSocketIo(): Promise<SystemResult> {
+  const label = 'Socket.IO';
+  const redis: RedisServer = await startRedisServer();
+  const unregisterRedis = onCleanup('socket.io redis', () => redis.stop());
+  const killRedis = (): void => redis.child.kill('SIGKILL');
+  exitKills.add(killRedis);
+  const nodes = await Promise.all([0, 1].map((i) => Worker.start(`sio-node-${i}`, 'sio-node')));
+  const unregisterNodes = onCleanup('socket.io nodes', async () => {
+    await Promise.all(nodes.map((n) => n.stop()));
+  });
+  try {
+    const ports = await Promise.all(
+      nodes.map((n) => n.request<{ port: number }>('listen', { redisUrl: redis.url })),
+    );
+    log(`${label}: nodes on ports ${ports.map((p) => p.port).join(', ')}, redis ${redis.url}`);
+    const users = Array.from({ length: P.clients }, (_, i) => `u${i}`);
+    return await unicast(
+      {
+        name: 'socketio',
+        label,
+        kind: 'sio',
+        target: { kind: 'sio', redisUrl: redis.url },
+        clients: users.map((user, i) => ({
+          user,
+          url: `http://127.0.0.1:${ports[i % 2]?.port}`,
+        })),
+        procs: () => [
+          ...nodes.map((n, i) => ({ name: `socket.io node ${i + 1}`, pid: n.pid })),
+          { name: 'redis-server', pid: redis.child.pid as number },
+        ],
+      },
+      P.sweep,
+    );
+  } finally {
+    unregisterNodes();
+    await Promise.all(nodes.map((n) => n.stop()));
+    unregisterRedis();
+    await redis.stop();
+    exitKills.delete(killRedis);
+  }
+}
+
+function clusterSystem(cluster: TestCluster, users: string[], tokens: string[]): System {
+  return {
+    name: 'cluster',
+    label: 'push-cluster',
+    kind: 'cluster',
+    target: {
+      kind: 'http',
+      host: '127.0.0.1',
+      port: cluster.collect.port,
+      key: KEYS.INGEST_API_KEY,
+    },
+    clients: users.map((user, i) => ({ user, url: wsUrlOf(cluster, i % 2), token: tokens[i] })),
+    procs: () => clusterProcs(cluster),
+  };
+}
+
+async function idleFootprint(procs: { name: string; pid: number }[]) {
+  const w = await cpuWindow(procs);
+  await sleep(P.idleMs);
+  return (await w.end()).map(cpuRow);
+}
+
+async function openFiles(pid: number): Promise<number> {
+  const limits = await readFile(`/proc/${pid}/limits`, 'utf8');
+  return Number(/Max open files\s+(\d+)/.exec(limits)?.[1] ?? NaN);
+}
+
+async function pushConnections(cluster: TestCluster, port: number): Promise<number> {
+  const res = await fetch(`http://${cluster.deps.consul.addr}/v1/catalog/service/push`);
+  const nodes = (await res.json()) as {
+    ServicePort: number;
+    ServiceMeta: { connections?: string };
+  }[];
+  return Number(nodes.find((n) => n.ServicePort === port)?.ServiceMeta.connections ?? NaN);
+}
+
+/** A gauge from the service's /metrics (prom-client), when it has one; NaN otherwise. */
+async function metric(url: string, name: string): Promise<number> {
+  try {
+    const res = await fetch(`${url}/metrics`, { signal: AbortSignal.timeout(3000) });
+    if (!res.ok) return NaN;
+    const m = new RegExp(`^${name}(?:\\{[^}]*\\})? ([-\\d.e+]+)$`, 'm').exec(await res.text());
+    return m ? Number(m[1]) : NaN;
+  } catch {
+    return NaN;
+  }
+}
+
+async function waitPushEmpty(cluster: TestCluster, port: number): Promise<void> {
+  const deadline = Date.now() + 20_000;
+  while (Date.now() < deadline) {
+    if ((await pushConnections(cluster, port)) === 0) return;
+    await sleep(250);
+  }
+  log(`push :${port} still reports connections after 20 s: measuring anyway`);
+}
+
+async function benchCluster(): Promise<{
+  result: SystemResult;
+  fanout: Results['fanout'];
+  connections: Results['connections'];
+  idle: Results['idle'];
+}> {
+  const cluster = await startBenchCluster();
+  const health = watchHealth(cluster);
+  try {
+    log(
+      `push-cluster: up (collect :${cluster.collect.port}, push :${cluster.push.map((p) => p.port).join(', :')})`,
+    );
+    await sleep(2000);
+    const idle = { processes: await idleFootprint(clusterProcs(cluster)) };
+    log(`push-cluster: idle footprint measured over ${P.idleMs} ms`);
+
+    // (a) unicast
+    const users = Array.from({ length: P.clients }, (_, i) => `bench-${i}`);
+    const tokens = await mintTokens(cluster, users);
+    log(`push-cluster: ${tokens.length} tokens minted through auth`);
+    const sys = clusterSystem(cluster, users, tokens);
+    const result = await unicast(sys, P.sweep);
+
+    // (c) fan-out, over both nodes
+    const fanout = await fanoutTest(cluster, users, tokens);
+
+    // (b) connection capacity of one push node
+    const connections = await capacityTest(cluster);
+    return { result, fanout, connections, idle };
+  } finally {
+    healthChanges.push(...health.stop());
+    log('push-cluster: stopping');
+    await cluster.stop();
+  }
+}
+
+async function fanoutTest(
+  cluster: TestCluster,
+  users: string[],
+  tokens: string[],
+): Promise<Results['fanout']> {
+  const pool = await ClientPool.start('fanout', P.clientWorkers);
+  const all = Array.from({ length: P.fanoutUsers }, (_, i) => users[i] ?? `fan-${i}`);
+  const specs = all.map((user, i) => ({ user, url: wsUrlOf(cluster, i % 2), token: tokens[i] }));
+  const conn = await pool.connect('cluster', specs, { concurrency: 32, sign: true });
+  log(
+    `fan-out: ${conn.opened} users connected in ${Math.round(conn.ms)} ms (${conn.failed} failed, ${conn.retried} attempts retried${conn.firstError ? `; first error: ${conn.firstError}` : ''})`,
+  );
+  await sleep(1500);
+  const base = JSON.stringify({ f: 'fan-0', t: now(), pad: '' }).length;
+  const pad = 'x'.repeat(Math.max(0, 200 - base));
+  const runs: {
+    lastDeliveryMs: number;
+    acceptedMs: number;
+    p50Ms: number;
+    p99Ms: number;
+    reached: number;
+  }[] = [];
+  for (let r = 0; r < P.fanoutRuns; r++) {
+    await pool.reset(false);
+    const tag = `fan-${r}`;
+    const start = now();
+    const res = await fetch(`${cluster.collect.url}/v1/messages`, {
+      method: 'POST',
+      headers: {
+        authorization: `Bearer ${KEYS.INGEST_API_KEY}`,
+        'content-type': 'application/json',
+      },
+      body: JSON.stringify({ to: all, payload: { f: tag, t: start, pad } }),
+    });
+    const acceptedMs = now() - start;
+    if (res.status !== 202)
+      throw new Error(`fan-out POST answered ${res.status}: ${await res.text()}`);
+    await res.arrayBuffer();
+    await pool.drain(all.length, 30_000);
+    const arrivals = await pool.fanoutArrivals(tag);
+    const lat = arrivals.map((a) => a - start);
+    const s = summarize(lat);
+    runs.push({
+      lastDeliveryMs: s.maxMs,
+      acceptedMs: round(acceptedMs),
+      p50Ms: s.p50Ms,
+      p99Ms: s.p99Ms,
+      reached: arrivals.length,
+    });
+    log(
+      `fan-out run ${r + 1}: ${arrivals.length}/${all.length} users, 202 after ${acceptedMs.toFixed(1)} ms, last socket after ${s.maxMs} ms (p50 ${s.p50Ms})`,
+    );
+    await sleep(1000);
+  }
+  await pool.close();
+  await pool.stop();
+  const sorted = [...runs].sort((a, b) => a.lastDeliveryMs - b.lastDeliveryMs);
+  const median = sorted[Math.floor(sorted.length / 2)] as (typeof runs)[number];
+  return {
+    users: all.length,
+    connected: conn.opened,
+    connectRetried: conn.retried,
+    lastDeliveryMs: median.lastDeliveryMs,
+    acceptedMs: median.acceptedMs,
+    p50Ms: median.p50Ms,
+    reached: median.reached,
+    runs,
+  };
+}
+
+async function capacityTest(cluster: TestCluster): Promise<Results['connections']> {
+  const node = cluster.push[0] as TestCluster['push'][number];
+  const pid = node.child.pid as number;
+  const fdLimit = await openFiles(pid);
+  // The node also needs descriptors for Redis, Consul, auth, collect and its listener.
+  const target = Math.min(P.capacityTarget, Number.isFinite(fdLimit) ? fdLimit - 1000 : Infinity);
+  await waitPushEmpty(cluster, node.port);
+  await sleep(2000);
+  const rssBefore = await rssBytes(pid);
+  const heapBefore = await metric(node.url, 'nodejs_heap_size_used_bytes');
+  const workers = Math.max(2, Math.ceil(target / P.perCapacityWorker));
+  const pool = await ClientPool.start('capacity', workers);
+  const specs = Array.from({ length: target }, (_, i) => ({
+    user: `idle-${i}`,
+    url: wsUrlOf(cluster, 0),
+  }));
+  log(
+    `connections: opening ${target} authenticated connections to push :${node.port} from ${workers} workers (target ${P.capacityTarget}, node fd limit ${fdLimit})`,
+  );
+  const conn = await pool.connect('cluster', specs, {
+    concurrency: P.capacityConcurrency,
+    deadlineMs: P.capacityDeadlineMs,
+    sign: true,
+  });
+  log(
+    `connections: ${conn.opened} opened in ${Math.round(conn.ms)} ms = ${Math.round(conn.perSecond)}/s (${conn.failed} failed, ${conn.retried} attempts retried${conn.firstError ? `; first error: ${conn.firstError}` : ''})`,
+  );
+  await sleep(3000);
+  const rssAfter = await rssBytes(pid);
+  const heapAfter = await metric(node.url, 'nodejs_heap_size_used_bytes');
+  const idleWith = await idleFootprint([{ name: `push :${node.port}`, pid }]);
+  const { open } = await pool.counts();
+  const reported = await pushConnections(cluster, node.port);
+  await pool.close();
+  await pool.stop();
+  const perConn = (rssAfter - rssBefore) / Math.max(1, conn.opened);
+  log(
+    `connections: ${open} still open; node RSS ${(rssBefore / 2 ** 20).toFixed(1)} → ${(rssAfter / 2 ** 20).toFixed(1)} MiB = ${(perConn / 1024).toFixed(1)} KiB per connection`,
+  );
+  return {
+    count: conn.opened,
+    target: P.capacityTarget,
+    attempted: target,
+    failed: conn.failed,
+    retried: conn.retried,
+    firstError: conn.firstError,
+    stillOpen: open,
+    nodeReported: reported,
+    connectPerSec: Math.round(conn.perSecond),
+    connectMs: Math.round(conn.ms),
+    rssBytesBefore: rssBefore,
+    rssBytesAfter: rssAfter,
+    rssBytesPerConn: Math.round(perConn),
+    /** V8 heap in use (from the node's /metrics) after − before, per connection */
+    heapBytesPerConn: Math.round((heapAfter - heapBefore) / Math.max(1, conn.opened)),
+    nodeFdLimit: fdLimit,
+    idleCpuPercent: idleWith[0]?.cpuPercent ?? NaN,
+  };
+}
+
+// ---- profile mode ----------------------------------------------------------------------------
+
+async function profile(): Promise<void> {
+  const dir = `/tmp/push-cluster-prof-${process.pid}`;
+  const cluster = await startBenchCluster({
+    NODE_OPTIONS: `--import ${BENCH_DIR}profile-hook.mjs`,
+    BENCH_PROF_DIR: dir,
+  });
+  try {
+    const users = Array.from({ length: P.clients }, (_, i) => `bench-${i}`);
+    const tokens = await mintTokens(cluster, users);
+    const sys = clusterSystem(cluster, users, tokens);
+    const pool = await ClientPool.start('profile', P.clientWorkers);
+    const conn = await pool.connect('cluster', sys.clients);
+    log(`profile: ${conn.opened} clients connected`);
+    await sleep(1000);
+    const load = await startLoad(sys, users);
+    const services = [cluster.collect, cluster.dispatch, ...cluster.push];
+    for (const s of services) s.child.kill('SIGUSR2'); // start profiling
+    const sat = await saturation({ sys, pool, load });
+    for (const s of services) s.child.kill('SIGUSR2'); // stop and write
+    log(`profile: saturation under the profiler ${sat.msgsPerSec} msgs/s; profiles in ${dir}`);
+    await sleep(1000);
+    await stopLoad(load);
+    await pool.close();
+    await pool.stop();
+    const summaries = await summarizeDir(dir, 10);
+    const md =
+      `# CPU profile of push-cluster under unicast saturation\n\n` +
+      `${P.clients} clients, ${P.saturateWarmMs + P.saturateMs} ms of saturation, ${sat.msgsPerSec} msgs/s delivered while profiled (sampling every 0.5 ms). Self time per function; "% of busy" excludes idle time.\n\n` +
+      profileMarkdown(summaries);
+    await mkdir(`${BENCH_DIR}results`, { recursive: true });
+    await writeFile(`${BENCH_DIR}results/profile.md`, await pretty(md, 'profile.md'));
+    process.stdout.write(md);
+  } finally {
+    await cluster.stop();
+  }
+}
+
+// ---- report ----------------------------------------------------------------------------------
+
+async function pretty(text: string, file: string): Promise<string> {
+  const options = (await prettier.resolveConfig(`${BENCH_DIR}results/${file}`)) ?? {};
+  return prettier.format(text, { ...options, filepath: `${BENCH_DIR}results/${file}` });
+}
+
+async function main(): Promise<void> {
+  if (flags.profile) return profile();
+  if (ONLY) {
+    const partial: Record<string, unknown> = {};
+    if (ONLY.includes('rawWs')) partial.rawWs = await benchRawWs();
+    if (ONLY.includes('socketio')) partial.socketio = await benchSocketIo();
+    if (ONLY.includes('cluster')) partial.cluster = await benchCluster();
+    process.stdout.write(JSON.stringify(partial, null, 2) + '\n');
+    return;
+  }
+  const started = new Date();
+  const rawWs = await benchRawWs();
+  const socketio = await benchSocketIo();
+  const c = await benchCluster();
+  const results: Results = {
+    mode: QUICK ? 'quick' : 'full',
+    startedAt: started.toISOString(),
+    durationSeconds: Math.round((performance.now() - t0) / 1000),
+    machine: {
+      cpus: cpus().length,
+      cpuModel: cpus()[0]?.model ?? '',
+      memoryGiB: round(totalmem() / 2 ** 30, 1),
+      node: process.version,
+      openFilesLimit: await openFiles(process.pid),
+      ephemeralPorts: (await readFile('/proc/sys/net/ipv4/ip_local_port_range', 'utf8'))
+        .trim()
+        .split(/\s+/)
+        .join('-'),
+    },
+    params: P,
+    e2e: {
+      msgsPerSec: c.result.saturation.msgsPerSec,
+      p50Ms: c.result.halfLoad?.p50Ms ?? NaN,
+      p90Ms: c.result.halfLoad?.p90Ms ?? NaN,
+      p99Ms: c.result.halfLoad?.p99Ms ?? NaN,
+    },
+    rawWs: {
+      msgsPerSec: rawWs.saturation.msgsPerSec,
+      p50Ms: rawWs.halfLoad?.p50Ms ?? NaN,
+      p99Ms: rawWs.halfLoad?.p99Ms ?? NaN,
+    },
+    socketio: {
+      msgsPerSec: socketio.saturation.msgsPerSec,
+      p50Ms: socketio.halfLoad?.p50Ms ?? NaN,
+      p90Ms: socketio.halfLoad?.p90Ms ?? NaN,
+      p99Ms: socketio.halfLoad?.p99Ms ?? NaN,
+    },
+    connections: c.connections,
+    fanout: c.fanout,
+    idle: c.idle,
+    healthChanges,
+    systems: { rawWs, socketio, cluster: c.result },
+  };
+  await mkdir(`${BENCH_DIR}results`, { recursive: true });
+  await writeFile(
+    `${BENCH_DIR}results/latest.json`,
+    await pretty(JSON.stringify(results, null, 2), 'latest.json'),
+  );
+  const series = (r: SystemResult, color: string, name: string) => [
+    {
+      label: `${name} p50`,
+      color,
+      points: r.sweep.map((p) => ({ x: p.offeredPerSec, y: p.p50Ms })),
+    },
+    {
+      label: `${name} p99`,
+      color,
+      dashed: true,
+      points: r.sweep.map((p) => ({ x: p.offeredPerSec, y: p.p99Ms })),
+    },
+  ];
+  await writeFile(
+    `${BENCH_DIR}results/latency.svg`,
+    latencyChart({
+      title: `Ingest → socket latency vs offered load (${results.mode} run, ${results.machine.cpus} CPUs, ${P.clients} clients)`,
+      xLabel: 'offered load (messages/s)',
+      yLabel: 'latency (ms, log scale)',
+      series: [
+        ...series(c.result, '#1f77b4', 'push-cluster'),
+        ...series(socketio, '#ff7f0e', 'Socket.IO'),
+      ],
+      markers: [
+        { x: c.result.saturation.msgsPerSec, label: 'push-cluster saturation', color: '#1f77b4' },
+        { x: socketio.saturation.msgsPerSec, label: 'Socket.IO saturation', color: '#ff7f0e' },
+      ],
+    }),
+  );
+  process.stdout.write(markdownReport(results));
+  log('wrote bench/results/latest.json and bench/results/latency.svg');
+}
+
+try {
+  await main();
+  await cleanupAll();
+} catch (err) {
+  log(`failed: ${(err as Error).stack ?? String(err)}`);
+  await cleanupAll();
+  process.exitCode = 1;
+}
+if (!interrupted) process.exit(process.exitCode ?? 0);
