@@ -44,12 +44,8 @@ export function createCollectService(
     const counts = await store.countByStatus();
     for (const [status, n] of Object.entries(counts)) metrics.pending.set({ status }, n);
   });
-  const handoff = new DispatchHandoff(
-    new Peers(dispatchView, config.secrets.INTERNAL_SECRET, config.PEER_TIMEOUT),
-    store,
-    config,
-    log,
-  );
+  const dispatch = new Peers(dispatchView, config.secrets.INTERNAL_SECRET, config.PEER_TIMEOUT);
+  const handoff = new DispatchHandoff(dispatch, store, config, log);
   const sweepLock = new LeaderLock({ consul, log, name: 'redelivery-sweep', serviceId: '' });
   const sweeper = new RedeliverySweeper(store, handoff, sweepLock, config, log, metrics);
   const retry = { baseMs: config.ACK_TIMEOUT, maxMs: config.ACK_RETRY_MAX };
@@ -144,6 +140,7 @@ export function createCollectService(
   });
   host.onClose(async () => {
     dispatchView.stop();
+    dispatch.close();
     await store.close();
   });
   return host;

@@ -1,3 +1,4 @@
+import { Agent, request } from 'node:http';
 import type { ServiceView, Instance } from './discovery.js';
 import { INTERNAL_SECRET_HEADER } from './protocol.js';
 
@@ -17,16 +18,23 @@ export class PeerError extends Error {
 /**
  * Calls to the instances of one peer service, found in its live Consul view:
  * round-robin over the passing instances, moving on to the next when one cannot be
- * reached. fetch keeps connections alive, so a busy path reuses its sockets.
+ * reached. Calls go through node:http with a keep-alive agent rather than fetch: on
+ * this path (every message crosses two hops) fetch cost a fifth of the throughput.
  */
 export class Peers {
   private next = 0;
+  private readonly agent = new Agent({ keepAlive: true, maxSockets: 64 });
 
   constructor(
     private readonly view: ServiceView,
     private readonly secret: string,
     private readonly timeoutMs: number,
   ) {}
+
+  /** Closes the kept-alive connections. */
+  close(): void {
+    this.agent.destroy();
+  }
 
   get service(): string {
     return this.view.service;
@@ -50,24 +58,59 @@ export class Peers {
     throw new PeerUnavailable(`${this.service} unreachable: ${(lastError as Error).message}`);
   }
 
-  async callInstance<T>(
+  callInstance<T>(
     instance: Instance,
     method: 'GET' | 'POST',
     path: string,
     body?: unknown,
   ): Promise<T> {
-    const res = await fetch(`http://${instance.address}:${instance.port}${path}`, {
-      method,
-      headers: { 'content-type': 'application/json', [INTERNAL_SECRET_HEADER]: this.secret },
-      body: body === undefined ? undefined : JSON.stringify(body),
-      signal: AbortSignal.timeout(this.timeoutMs),
-    });
-    const text = await res.text();
-    if (!res.ok)
-      throw new PeerError(
-        res.status,
-        `${this.service} ${instance.id} ${method} ${path}: ${res.status} ${text.slice(0, 200)}`,
+    const payload = body === undefined ? undefined : JSON.stringify(body);
+    return new Promise<T>((resolve, reject) => {
+      const req = request(
+        {
+          host: instance.address,
+          port: instance.port,
+          method,
+          path,
+          agent: this.agent,
+          timeout: this.timeoutMs,
+          headers: {
+            [INTERNAL_SECRET_HEADER]: this.secret,
+            ...(payload === undefined
+              ? {}
+              : {
+                  'content-type': 'application/json',
+                  'content-length': Buffer.byteLength(payload),
+                }),
+          },
+        },
+        (res) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (c: Buffer) => chunks.push(c));
+          res.on('error', reject);
+          res.on('end', () => {
+            const text = Buffer.concat(chunks).toString('utf8');
+            const status = res.statusCode ?? 0;
+            if (status < 200 || status >= 300) {
+              reject(
+                new PeerError(
+                  status,
+                  `${this.service} ${instance.id} ${method} ${path}: ${status} ${text.slice(0, 200)}`,
+                ),
+              );
+              return;
+            }
+            try {
+              resolve((text ? JSON.parse(text) : undefined) as T);
+            } catch (err) {
+              reject(err as Error);
+            }
+          });
+        },
       );
-    return (text ? JSON.parse(text) : undefined) as T;
+      req.on('timeout', () => req.destroy(new Error(`no answer within ${this.timeoutMs} ms`)));
+      req.on('error', reject);
+      req.end(payload);
+    });
   }
 }

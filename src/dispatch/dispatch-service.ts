@@ -148,6 +148,7 @@ export function createDispatchService(
   });
   host.onClose(async () => {
     pushView.stop();
+    pushNodes.close();
     redis.disconnect();
   });
   return host;

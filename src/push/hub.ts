@@ -11,8 +11,9 @@ export interface Connection {
   /** Ids this socket got in its replay: a message stored just before the replay query may
    *  still come through dispatch afterwards, and must not be pushed twice. */
   replayed: Set<string> | undefined;
-  /** Ids pushed and not acked yet, so a drain can wait for their acks (bounded). */
-  unacked: Set<string>;
+  /** Ids pushed and not acked yet, so a drain can wait for their acks (bounded; created on
+   *  the first push, since an idle connection should cost as little as possible). */
+  unacked: Set<string> | undefined;
 }
 
 /** hub: this node's users and their open sockets. */

@@ -56,10 +56,8 @@ export function createPushService(config: Config, log: Logger, consul: ConsulCli
   const consulError = (): void => void metrics.dependencyFailed('consul');
   const authView = new ServiceView({ consul, log, service: 'auth', onError: consulError });
   const collectView = new ServiceView({ consul, log, service: 'collect', onError: consulError });
-  const authenticator = new Authenticator(
-    new Peers(authView, config.secrets.INTERNAL_SECRET, config.PEER_TIMEOUT),
-    config.TOKEN_CACHE_SECONDS * 1000,
-  );
+  const auth = new Peers(authView, config.secrets.INTERNAL_SECRET, config.PEER_TIMEOUT);
+  const authenticator = new Authenticator(auth, config.TOKEN_CACHE_SECONDS * 1000);
   const collect = new Peers(collectView, config.secrets.INTERNAL_SECRET, config.PEER_TIMEOUT);
   const acks = new AckBatcher(collect, log);
   const wss = new WebSocketServer({
@@ -103,7 +101,7 @@ export function createPushService(config: Config, log: Logger, consul: ConsulCli
       alive: true,
       held: [],
       replayed: undefined,
-      unacked: new Set(),
+      unacked: undefined,
     };
     ws.on('pong', () => (conn.alive = true));
     ws.on('message', (data, isBinary) => onFrame(conn, data, isBinary));
@@ -177,7 +175,7 @@ export function createPushService(config: Config, log: Logger, consul: ConsulCli
     const id = (frame as { id?: unknown }).id;
     if (typeof id !== 'string' || id.length === 0 || id.length > 128)
       return sendError(conn, 'invalid_frame', 'an ack needs a string "id"');
-    conn.unacked.delete(id);
+    conn.unacked?.delete(id);
     acks.add(conn.userId, id);
   }
 
@@ -210,6 +208,7 @@ export function createPushService(config: Config, log: Logger, consul: ConsulCli
   function push(conn: Connection, id: string, frame: string): boolean {
     if (!send(conn, frame)) return false;
     metrics.messages.inc({ stage: 'pushed' });
+    conn.unacked ??= new Set();
     if (conn.unacked.size < MAX_TRACKED_UNACKED) conn.unacked.add(id);
     return true;
   }
@@ -312,7 +311,8 @@ export function createPushService(config: Config, log: Logger, consul: ConsulCli
     // Out of routing now, so nothing new arrives: let clients ack what they have, so
     // that they are not sent it again after they reconnect elsewhere.
     const waitUntil = Date.now() + DRAIN_ACK_WAIT_MS;
-    const awaiting = (): boolean => [...hub.connections()].some((c) => c.unacked.size > 0);
+    const awaiting = (): boolean =>
+      [...hub.connections()].some((c) => c.unacked !== undefined && c.unacked.size > 0);
     while (awaiting() && Date.now() < waitUntil) await new Promise((r) => setTimeout(r, 20));
     await acks.flush();
     for (const conn of [...hub.connections()])
@@ -323,6 +323,8 @@ export function createPushService(config: Config, log: Logger, consul: ConsulCli
   host.onClose(async () => {
     authView.stop();
     collectView.stop();
+    auth.close();
+    collect.close();
     wss.close();
     redis.disconnect();
   });
