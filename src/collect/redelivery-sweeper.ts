@@ -2,7 +2,7 @@ import type { Config } from '../core/config.js';
 import type { LeaderLock } from '../core/leader.js';
 import type { Logger } from '../core/logger.js';
 import type { Metrics } from '../core/metrics.js';
-import type { MessageStore } from '../store/message-store.js';
+import type { MessageStore, StoredMessage } from '../store/message-store.js';
 import type { DispatchHandoff } from './dispatch-handoff.js';
 
 const BATCH = 1000;
@@ -46,12 +46,10 @@ export class RedeliverySweeper {
         const now = new Date();
         const due = await this.store.claimDue(now, BATCH, LEASE_MS);
         if (due.length === 0) return;
-        const exhausted = due.filter(
-          (m) => m.status === 'delivered' && m.attempts >= this.config.MAX_ATTEMPTS,
-        );
-        const again = due.filter(
-          (m) => !(m.status === 'delivered' && m.attempts >= this.config.MAX_ATTEMPTS),
-        );
+        const spent = (m: StoredMessage): boolean =>
+          m.status === 'delivered' && m.attempts >= this.config.MAX_ATTEMPTS;
+        const exhausted = due.filter(spent);
+        const again = due.filter((m) => !spent(m));
         if (exhausted.length > 0) {
           await this.store.markFailed(
             exhausted.map((m) => m.id),

@@ -9,7 +9,8 @@ export interface Connection {
   /** While pending messages are replayed, live frames wait here so the user sees them in order. */
   held: { id: string; frame: string }[] | undefined;
   /** Ids this socket got in its replay: a message stored just before the replay query may
-   *  still come through dispatch afterwards, and must not be pushed twice. */
+   *  still come through dispatch afterwards, once, and that copy is not pushed again. A later
+   *  redelivery (the ack did not come) is pushed as usual. */
   replayed: Set<string> | undefined;
   /** Ids pushed and not acked yet, so a drain can wait for their acks (bounded; created on
    *  the first push, since an idle connection should cost as little as possible). */

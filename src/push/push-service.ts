@@ -242,7 +242,7 @@ export function createPushService(config: Config, log: Logger, consul: ConsulCli
         if (conn.held) {
           conn.held.push({ id: m.id, frame });
           reached = true;
-        } else if (conn.replayed?.has(m.id)) reached = true;
+        } else if (conn.replayed?.delete(m.id)) reached = true;
         else if (push(conn, m.id, frame)) reached = true;
       }
       if (reached) {
