@@ -34,6 +34,8 @@ export class Metrics {
     this.registry.setDefaultLabels({ service });
     collectDefaultMetrics({ register: this.registry });
     const registers = [this.registry];
+    // A metric only one kind of service moves is exposed by that kind only.
+    const on = (...services: string[]): Registry[] => (services.includes(service) ? registers : []);
     this.messages = new Counter({
       name: 'push_messages_total',
       help: 'Messages passing each stage of the data path',
@@ -43,24 +45,24 @@ export class Metrics {
     this.connections = new Gauge({
       name: 'push_connections',
       help: 'Open WebSocket connections on this push node',
-      registers,
+      registers: on('push'),
     });
     this.latency = new Histogram({
       name: 'push_ingest_to_socket_seconds',
       help: 'Time from ingestion (createdAt) to the write on a socket, measured on the push node',
       buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
-      registers,
+      registers: on('push'),
     });
     this.pending = new Gauge({
       name: 'push_messages_stored',
       help: 'Messages in the store by status (pending = waiting for a route, delivered = waiting for an ack)',
       labelNames: ['status'],
-      registers,
+      registers: on('collect'),
     });
     this.evictions = new Counter({
       name: 'push_node_evictions_total',
       help: 'Push nodes that left the passing set in Consul, as seen by this dispatch instance',
-      registers,
+      registers: on('dispatch'),
     });
     this.dependencyErrors = new Counter({
       name: 'push_dependency_errors_total',
