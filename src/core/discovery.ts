@@ -41,6 +41,7 @@ export interface ServiceViewOptions {
  */
 export class ServiceView {
   private list: readonly Instance[] = [];
+  private known: readonly Instance[] = [];
   private byId = new Map<string, Instance>();
   private watch: ReturnType<Consul['watch']> | undefined;
   private failing = false;
@@ -93,6 +94,11 @@ export class ServiceView {
     return this.failing;
   }
 
+  /** The last non-empty set of passing instances (empty until there was one). */
+  lastKnown(): readonly Instance[] {
+    return this.known;
+  }
+
   instances(): readonly Instance[] {
     return this.list;
   }
@@ -114,6 +120,7 @@ export class ServiceView {
     }));
     const before = [...this.byId.keys()].sort().join(',');
     this.list = next;
+    if (next.length > 0) this.known = next;
     this.byId = new Map(next.map((i) => [i.id, i]));
     const after = [...this.byId.keys()].sort().join(',');
     if (before !== after)

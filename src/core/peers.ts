@@ -29,6 +29,13 @@ export class Peers {
     private readonly view: ServiceView,
     private readonly secret: string,
     private readonly timeoutMs: number,
+    /**
+     * When no instance is passing, try the last ones that were rather than fail at once.
+     * Only for calls where a failing peer's answer is still worth having (token checks: an
+     * auth instance that flaps under a connect storm still verifies tokens correctly);
+     * never for routing messages.
+     */
+    private readonly lastKnownWhenNone = false,
   ) {}
 
   /** Closes the kept-alive connections. */
@@ -42,7 +49,8 @@ export class Peers {
 
   /** Calls some passing instance, trying up to three before giving up. */
   async call<T>(method: 'GET' | 'POST', path: string, body?: unknown): Promise<T> {
-    const instances = this.view.instances();
+    let instances = this.view.instances();
+    if (instances.length === 0 && this.lastKnownWhenNone) instances = this.view.lastKnown();
     if (instances.length === 0)
       throw new PeerUnavailable(`no passing ${this.service} instance in Consul`);
     let lastError: unknown;

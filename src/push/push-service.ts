@@ -56,7 +56,7 @@ export function createPushService(config: Config, log: Logger, consul: ConsulCli
   const consulError = (): void => void metrics.dependencyFailed('consul');
   const authView = new ServiceView({ consul, log, service: 'auth', onError: consulError });
   const collectView = new ServiceView({ consul, log, service: 'collect', onError: consulError });
-  const auth = new Peers(authView, config.secrets.INTERNAL_SECRET, config.PEER_TIMEOUT);
+  const auth = new Peers(authView, config.secrets.INTERNAL_SECRET, config.PEER_TIMEOUT, true);
   const authenticator = new Authenticator(auth, config.TOKEN_CACHE_SECONDS * 1000);
   const collect = new Peers(collectView, config.secrets.INTERNAL_SECRET, config.PEER_TIMEOUT);
   const acks = new AckBatcher(collect, log);
