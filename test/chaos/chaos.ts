@@ -46,6 +46,23 @@ async function timeUntil(
   }
 }
 
+/** Time until the instance has left the passing set in Consul. */
+const untilEvicted = (
+  c: TestCluster,
+  service: string,
+  id: string,
+  t0: number,
+): Promise<number | undefined> =>
+  timeUntil(async () => !(await passingIds(c, service)).has(id), 15_000, t0);
+
+/** Time until no client is left on the node and every client is connected again. */
+const untilClientsMoved = (
+  pop: Population,
+  port: number,
+  t0: number,
+): Promise<number | undefined> =>
+  timeUntil(() => pop.onNode(port) === 0 && allOpen(pop), 20_000, t0);
+
 /** Can a brand-new client connect right now? Returns the HTTP status of the upgrade (101 on success). */
 async function tryConnect(c: TestCluster, token: string): Promise<number> {
   return new Promise((resolve) => {
@@ -78,16 +95,8 @@ const faults: Fault[] = [
       const victim = c.push[0]!;
       const t0 = performance.now();
       victim.child.kill('SIGKILL');
-      const detectedMs = await timeUntil(
-        async () => !(await passingIds(c, 'push')).has(victim.id),
-        10_000,
-        t0,
-      );
-      const recoveredMs = await timeUntil(
-        () => pop.onNode(victim.port) === 0 && allOpen(pop),
-        20_000,
-        t0,
-      );
+      const detectedMs = await untilEvicted(c, 'push', victim.id, t0);
+      const recoveredMs = await untilClientsMoved(pop, victim.port, t0);
       await c.restart(victim);
       return { detectedMs, recoveredMs };
     },
@@ -98,16 +107,8 @@ const faults: Fault[] = [
       const victim = c.push[0]!;
       const t0 = performance.now();
       const stopped = victim.child.stop(12_000);
-      const detectedMs = await timeUntil(
-        async () => !(await passingIds(c, 'push')).has(victim.id),
-        10_000,
-        t0,
-      );
-      const recoveredMs = await timeUntil(
-        () => pop.onNode(victim.port) === 0 && allOpen(pop),
-        20_000,
-        t0,
-      );
+      const detectedMs = await untilEvicted(c, 'push', victim.id, t0);
+      const recoveredMs = await untilClientsMoved(pop, victim.port, t0);
       await stopped;
       await c.restart(victim);
       return { detectedMs, recoveredMs };
@@ -119,11 +120,7 @@ const faults: Fault[] = [
       const victim = c.push[0]!;
       const t0 = performance.now();
       victim.child.kill('SIGSTOP');
-      const detectedMs = await timeUntil(
-        async () => !(await passingIds(c, 'push')).has(victim.id),
-        15_000,
-        t0,
-      );
+      const detectedMs = await untilEvicted(c, 'push', victim.id, t0);
       await new Promise((r) => setTimeout(r, Math.max(0, 15_000 - since(t0))));
       victim.child.kill('SIGCONT');
       const recoveredMs = await timeUntil(
@@ -140,11 +137,7 @@ const faults: Fault[] = [
       const victim = c.all().find((p) => p.service === 'dispatch')!;
       const t0 = performance.now();
       victim.child.kill('SIGKILL');
-      const detectedMs = await timeUntil(
-        async () => !(await passingIds(c, 'dispatch')).has(victim.id),
-        10_000,
-        t0,
-      );
+      const detectedMs = await untilEvicted(c, 'dispatch', victim.id, t0);
       await c.restart(victim);
       const recoveredMs = await timeUntil(
         async () => (await passingIds(c, 'dispatch')).size === 2,
