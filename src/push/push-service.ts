@@ -54,6 +54,9 @@ export function createPushService(config: Config, log: Logger, consul: ConsulCli
     config.WS_PUBLIC_URL ?? `ws://${config.advertiseAddress}:${host.port}/ws`;
   const { metrics } = host;
   const consulError = (): void => void metrics.dependencyFailed('consul');
+  // Bound once: these are counted per message and per socket.
+  const pushedCount = metrics.messages.labels({ stage: 'pushed' });
+  const deliveredCount = metrics.messages.labels({ stage: 'delivered' });
   const authView = new ServiceView({ consul, log, service: 'auth', onError: consulError });
   const collectView = new ServiceView({ consul, log, service: 'collect', onError: consulError });
   const auth = new Peers(authView, config.secrets.INTERNAL_SECRET, config.PEER_TIMEOUT, true);
@@ -207,7 +210,7 @@ export function createPushService(config: Config, log: Logger, consul: ConsulCli
   /** Sends a message frame and remembers that its ack is awaited. */
   function push(conn: Connection, id: string, frame: string): boolean {
     if (!send(conn, frame)) return false;
-    metrics.messages.inc({ stage: 'pushed' });
+    pushedCount.inc();
     conn.unacked ??= new Set();
     if (conn.unacked.size < MAX_TRACKED_UNACKED) conn.unacked.add(id);
     return true;
@@ -233,6 +236,7 @@ export function createPushService(config: Config, log: Logger, consul: ConsulCli
   function deliver(messages: Envelope[]): string[] {
     const delivered: string[] = [];
     const now = Date.now();
+    const debug = log.isLevelEnabled('debug');
     for (const m of messages) {
       const conns = hub.connectionsOf(m.to);
       if (!conns) continue;
@@ -248,10 +252,10 @@ export function createPushService(config: Config, log: Logger, consul: ConsulCli
       if (reached) {
         delivered.push(m.id);
         metrics.latency.observe((now - Date.parse(m.createdAt)) / 1000);
-        log.debug({ msgId: m.id, to: m.to, sockets: conns.size }, 'pushed');
+        if (debug) log.debug({ msgId: m.id, to: m.to, sockets: conns.size }, 'pushed');
       }
     }
-    metrics.messages.inc({ stage: 'delivered' }, delivered.length);
+    deliveredCount.inc(delivered.length);
     return delivered;
   }
 
