@@ -14,6 +14,8 @@ interface RouteCommands {
     now: number,
     ttlMs: number,
   ): Promise<number>;
+  /** numberOfKeys first, then the keys, then now: see lookupRoutes-N.lua. */
+  lookupRoutes(numberOfKeys: number, ...keysThenNow: (string | number)[]): Promise<string[][]>;
   purgeNode(nodeUsersKey: string, nodeId: string, prefix: string, batch: number): Promise<number>;
   removeRoute(
     routeKey: string,
@@ -41,6 +43,7 @@ export class Routes {
     redis.defineCommand('addRoute', { numberOfKeys: 2, lua: script('addRoute-2') });
     redis.defineCommand('removeRoute', { numberOfKeys: 2, lua: script('removeRoute-2') });
     redis.defineCommand('purgeNode', { numberOfKeys: 1, lua: script('purgeNode-1') });
+    redis.defineCommand('lookupRoutes', { lua: script('lookupRoutes-N') });
     this.redis = redis as RoutesRedis;
   }
 
@@ -86,14 +89,16 @@ export class Routes {
     if (n % PIPELINE_CHUNK !== 0) await execOrThrow(pipeline);
   }
 
-  /** The live nodes of each user: one pipelined round trip for the whole batch. */
+  /** The live nodes of each user: one script call per chunk of users, so a batch costs a
+   *  round trip and a single command rather than one command per user. */
   async lookup(userIds: readonly string[]): Promise<Map<string, string[]>> {
     const now = Date.now();
-    const pipeline = this.redis.pipeline();
-    for (const userId of userIds) pipeline.zrangebyscore(routeKey(userId), now, '+inf');
-    const results = await execOrThrow(pipeline);
     const routes = new Map<string, string[]>();
-    userIds.forEach((userId, i) => routes.set(userId, (results[i] as string[] | undefined) ?? []));
+    for (let i = 0; i < userIds.length; i += PIPELINE_CHUNK) {
+      const chunk = userIds.slice(i, i + PIPELINE_CHUNK);
+      const found = await this.redis.lookupRoutes(chunk.length, ...chunk.map(routeKey), now);
+      chunk.forEach((userId, j) => routes.set(userId, found[j] ?? []));
+    }
     return routes;
   }
 }
