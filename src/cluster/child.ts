@@ -96,3 +96,33 @@ export class Child {
     clearTimeout(timer);
   }
 }
+
+/**
+ * Starts a process and waits until `ready` says it serves. Fails early if it exits, and
+ * stops it when it never gets ready, so a failed start leaves nothing running.
+ */
+export async function launchUntilReady(o: {
+  name: string;
+  command: string;
+  args: string[];
+  what: string;
+  ready: () => Promise<boolean>;
+  timeoutMs: number;
+  echo?: (line: string) => void;
+}): Promise<Child> {
+  const child = new Child(o.name, o.command, o.args, { echo: o.echo });
+  try {
+    await waitFor(
+      o.what,
+      async () => {
+        if (!child.running) throw new Error(`${o.name} exited:\n${child.recentOutput()}`);
+        return o.ready();
+      },
+      o.timeoutMs,
+    );
+  } catch (err) {
+    await child.stop(1000);
+    throw err;
+  }
+  return child;
+}

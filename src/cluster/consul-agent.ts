@@ -1,5 +1,5 @@
 import { findBinary } from './binaries.js';
-import { Child, freePort, waitFor } from './child.js';
+import { freePort, launchUntilReady, type Child } from './child.js';
 
 export interface ConsulAgentOptions {
   httpPort?: number;
@@ -61,22 +61,18 @@ export async function startConsulAgent(o: ConsulAgentOptions = {}): Promise<Cons
   };
   return agent;
 
-  async function launch(): Promise<Child> {
-    const child = new Child('consul', bin, args, { echo: o.echo });
-    try {
-      await waitFor(
-        `consul agent at ${addr} to elect itself leader`,
-        async () => {
-          if (!child.running) throw new Error(`consul exited:\n${child.recentOutput()}`);
-          const res = await fetch(`http://${addr}/v1/status/leader`);
-          return res.ok && (await res.text()).length > 4;
-        },
-        20_000,
-      );
-    } catch (err) {
-      await child.stop(1000);
-      throw err;
-    }
-    return child;
+  function launch(): Promise<Child> {
+    return launchUntilReady({
+      name: 'consul',
+      command: bin,
+      args,
+      what: `consul agent at ${addr} to elect itself leader`,
+      ready: async () => {
+        const res = await fetch(`http://${addr}/v1/status/leader`);
+        return res.ok && (await res.text()).length > 4;
+      },
+      timeoutMs: 20_000,
+      echo: o.echo,
+    });
   }
 }

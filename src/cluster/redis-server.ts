@@ -1,6 +1,6 @@
 import { createConnection } from 'node:net';
 import { findBinary } from './binaries.js';
-import { Child, freePort, waitFor } from './child.js';
+import { freePort, launchUntilReady, type Child } from './child.js';
 
 export interface RedisServer {
   child: Child;
@@ -45,17 +45,16 @@ export async function startRedisServer(
   };
   return server;
 
-  async function launch(): Promise<Child> {
-    const child = new Child('redis', bin, args, { echo: o.echo });
-    await waitFor(
-      `redis-server on port ${port}`,
-      async () => {
-        if (!child.running) throw new Error(`redis-server exited:\n${child.recentOutput()}`);
-        return ping(port);
-      },
-      10_000,
-    );
-    return child;
+  function launch(): Promise<Child> {
+    return launchUntilReady({
+      name: 'redis-server',
+      command: bin,
+      args,
+      what: `redis-server on port ${port}`,
+      ready: () => ping(port),
+      timeoutMs: 10_000,
+      echo: o.echo,
+    });
   }
 }
 

@@ -46,8 +46,7 @@ export function createCollectService(
   });
   const dispatch = new Peers(dispatchView, config.secrets.INTERNAL_SECRET, config.PEER_TIMEOUT);
   const handoff = new DispatchHandoff(dispatch, store, config, log);
-  const sweepLock = new LeaderLock({ consul, log, name: 'redelivery-sweep', serviceId: '' });
-  const sweeper = new RedeliverySweeper(store, handoff, sweepLock, config, log, metrics);
+  const sweeper = new RedeliverySweeper(store, handoff, config, log, metrics);
   const retry = { baseMs: config.ACK_TIMEOUT, maxMs: config.ACK_RETRY_MAX };
   const newId = monotonicFactory();
 
@@ -87,7 +86,7 @@ export function createCollectService(
         'the message store cannot take messages right now: nothing was accepted, retry',
       );
     }
-    metrics.messages.inc({ stage: 'ingested' }, result.inserted.length);
+    metrics.stage('ingested').inc(result.inserted.length);
     if (log.isLevelEnabled('debug'))
       for (const m of result.inserted) log.debug({ msgId: m.id, to: m.to }, 'accepted');
     ctx.status = 202;
@@ -122,21 +121,18 @@ export function createCollectService(
     const at = new Date();
     let acked = 0;
     for (const { userId, ids } of acks) acked += await store.markAcked(userId, ids, at);
-    metrics.messages.inc({ stage: 'acked' }, acked);
+    metrics.stage('acked').inc(acked);
     ctx.body = { acked };
   });
 
   host.app.use(router.routes()).use(router.allowedMethods());
   host.onStart(() => dispatchView.start());
   host.onStarted(() => {
-    sweepLock.bind(host.id);
-    sweepLock.start();
-    sweeper.start();
+    sweeper.start(new LeaderLock({ consul, log, name: 'redelivery-sweep', serviceId: host.id }));
   });
   host.onDrain(async () => {
     await sweeper.stop();
     await handoff.drain();
-    await sweepLock.stop();
   });
   host.onClose(async () => {
     dispatchView.stop();

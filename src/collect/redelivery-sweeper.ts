@@ -18,17 +18,20 @@ const LEASE_MS = 10_000;
 export class RedeliverySweeper {
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<void> | undefined;
+  private lock: LeaderLock | undefined;
 
   constructor(
     private readonly store: MessageStore,
     private readonly handoff: DispatchHandoff,
-    private readonly lock: LeaderLock,
     private readonly config: Config,
     private readonly log: Logger,
     private readonly metrics: Metrics,
   ) {}
 
-  start(): void {
+  /** Starts sweeping whenever `lock` is held; the sweeper takes and releases it. */
+  start(lock: LeaderLock): void {
+    this.lock = lock;
+    lock.start();
     this.timer = setInterval(() => {
       this.running ??= this.sweep().finally(() => (this.running = undefined));
     }, this.config.SWEEP_INTERVAL);
@@ -37,10 +40,11 @@ export class RedeliverySweeper {
   async stop(): Promise<void> {
     clearInterval(this.timer);
     await this.running;
+    await this.lock?.stop();
   }
 
   async sweep(): Promise<void> {
-    if (!this.lock.isLeader) return;
+    if (!this.lock?.isLeader) return;
     try {
       for (;;) {
         const now = new Date();
@@ -56,7 +60,7 @@ export class RedeliverySweeper {
             now,
             `not acked after ${this.config.MAX_ATTEMPTS} deliveries`,
           );
-          this.metrics.messages.inc({ stage: 'failed' }, exhausted.length);
+          this.metrics.stage('failed').inc(exhausted.length);
           this.log.warn(
             { msgIds: exhausted.slice(0, 20).map((m) => m.id), messages: exhausted.length },
             'messages failed: never acked',
@@ -64,7 +68,7 @@ export class RedeliverySweeper {
         }
         if (again.length > 0) {
           const redelivered = again.filter((m) => m.status === 'delivered').length;
-          this.metrics.messages.inc({ stage: 'redelivered' }, redelivered);
+          this.metrics.stage('redelivered').inc(redelivered);
           this.handoff.enqueue(again, false);
         }
         if (due.length < BATCH) return;

@@ -6,8 +6,7 @@ export interface LeaderLockOptions {
   log: Logger;
   /** What the lock guards, e.g. "route-purge": one holder per cluster. */
   name: string;
-  /** The holder's Consul ServiceID: the lock is released when its health check fails.
-   *  May be bound later (see bind), once the instance knows its port. */
+  /** The holder's Consul ServiceID: the lock is released when its health check fails. */
   serviceId: string;
   ttlSeconds?: number;
 }
@@ -31,10 +30,6 @@ export class LeaderLock {
   constructor(private readonly o: LeaderLockOptions) {
     this.key = `${KEY_PREFIX}${o.name}`;
     this.ttl = o.ttlSeconds ?? 10;
-  }
-
-  bind(serviceId: string): void {
-    this.o.serviceId = serviceId;
   }
 
   get isLeader(): boolean {

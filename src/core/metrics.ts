@@ -20,7 +20,7 @@ export type Dependency = 'consul' | 'redis' | 'mongodb' | 'journal';
  */
 export class Metrics {
   readonly registry = new Registry();
-  readonly messages: Counter<'stage'>;
+  private readonly messages: Counter<'stage'>;
   readonly connections: Gauge;
   readonly latency: Histogram;
   readonly pending: Gauge<'status'>;
@@ -76,6 +76,11 @@ export class Metrics {
       labelNames: ['route', 'status'],
       registers,
     });
+  }
+
+  /** The counter of one stage of the data path, for `.inc(n)`. */
+  stage(stage: Stage): { inc(n?: number): void } {
+    return this.messages.labels({ stage });
   }
 
   /** Counts a failed call to a dependency. */

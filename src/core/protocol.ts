@@ -43,8 +43,6 @@ export type ClientFrame = AckFrame;
 export const CloseCode = {
   /** The node is shutting down or draining: reconnect (through /v1/connect) at once. */
   ServiceRestart: 1012,
-  /** The client did not answer pings in time. */
-  Unresponsive: 4000,
   /** The socket's send buffer grew past WS_MAX_BUFFERED_BYTES: the client reads too slowly. */
   SlowConsumer: 4008,
   /** The token this socket was opened with has expired: get a new one and reconnect. */

@@ -56,11 +56,6 @@ export class Registration {
     }
   }
 
-  /** Pushes fresh meta now rather than at the next sync. */
-  refresh(): Promise<void> {
-    return this.sync();
-  }
-
   private sync(): Promise<void> {
     this.syncing ??= this.syncOnce().finally(() => {
       this.syncing = undefined;

@@ -61,7 +61,7 @@ export function createDispatchService(
       envelopeBatchSchema,
       await readJson(ctx, config.MAX_BODY_BYTES * 16),
     );
-    host.metrics.messages.inc({ stage: 'dispatched' }, messages.length);
+    host.metrics.stage('dispatched').inc(messages.length);
     const userRoutes = await routes.lookup([...new Set(messages.map((m) => m.to))]);
     const plan = routeMessages(messages, userRoutes, (id) => pushView.get(id) !== undefined);
     const delivered = new Set<string>();
@@ -82,7 +82,7 @@ export function createDispatchService(
             },
           );
           for (const id of res.delivered) delivered.add(id);
-          host.metrics.messages.inc({ stage: 'forwarded' }, batch.length);
+          host.metrics.stage('forwarded').inc(batch.length);
           for (const m of batch) answered.add(m.id);
         } catch (err) {
           // Not delivered: left out of both lists, so collect tries again shortly.

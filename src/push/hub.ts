@@ -57,8 +57,4 @@ export class Hub {
   get connectionCount(): number {
     return this.count;
   }
-
-  get userCount(): number {
-    return this.users.size;
-  }
 }

@@ -55,8 +55,8 @@ export function createPushService(config: Config, log: Logger, consul: ConsulCli
   const { metrics } = host;
   const consulError = (): void => void metrics.dependencyFailed('consul');
   // Bound once: these are counted per message and per socket.
-  const pushedCount = metrics.messages.labels({ stage: 'pushed' });
-  const deliveredCount = metrics.messages.labels({ stage: 'delivered' });
+  const pushedCount = metrics.stage('pushed');
+  const deliveredCount = metrics.stage('delivered');
   const authView = new ServiceView({ consul, log, service: 'auth', onError: consulError });
   const collectView = new ServiceView({ consul, log, service: 'collect', onError: consulError });
   const auth = new Peers(authView, config.secrets.INTERNAL_SECRET, config.PEER_TIMEOUT, true);

@@ -11,8 +11,6 @@ export class Population {
   readonly received = new Map<string, Set<string>>();
   /** Deliveries the client library dropped as duplicates. */
   duplicates = 0;
-  /** Messages the library emitted twice: must stay 0, since it dedupes. */
-  emittedTwice = 0;
 
   constructor(
     private readonly cluster: TestCluster,
@@ -32,9 +30,7 @@ export class Population {
           backoff: { initialMs: 100, maxMs: 1000 },
         });
         client.on('message', (m) => {
-          const seen = this.received.get(userId) as Set<string>;
-          if (seen.has(m.id) && i === 0) this.emittedTwice++;
-          seen.add(m.id);
+          (this.received.get(userId) as Set<string>).add(m.id);
         });
         client.on('duplicate', () => this.duplicates++);
         client.start();
