@@ -27,21 +27,21 @@ messageStoreContract('memory', async () => new MemoryStore());
   );
 }
 
+const ulid = monotonicFactory();
+
+function message(to: string, over: Partial<NewMessage> = {}): NewMessage {
+  const now = Date.now();
+  return {
+    id: ulid(),
+    to,
+    payload: { n: 1 },
+    createdAt: new Date(now),
+    expiresAt: new Date(now + 60_000),
+    ...over,
+  };
+}
+
 describe('MemoryStore', () => {
-  const ulid = monotonicFactory();
-
-  function message(to: string, over: Partial<NewMessage> = {}): NewMessage {
-    const now = Date.now();
-    return {
-      id: ulid(),
-      to,
-      payload: { n: 1 },
-      createdAt: new Date(now),
-      expiresAt: new Date(now + 60_000),
-      ...over,
-    };
-  }
-
   afterEach(() => {
     vi.useRealTimers();
   });
@@ -108,20 +108,6 @@ describe('MemoryStore', () => {
 });
 
 describe('MemoryStore redelivery', () => {
-  const ulid = monotonicFactory();
-
-  function message(to: string, over: Partial<NewMessage> = {}): NewMessage {
-    const now = Date.now();
-    return {
-      id: ulid(),
-      to,
-      payload: { n: 1 },
-      createdAt: new Date(now),
-      expiresAt: new Date(now + 60_000),
-      ...over,
-    };
-  }
-
   it('a journal is opened with MemoryStore.open, not the constructor', async () => {
     expect(() => new MemoryStore({ journalPath: '/tmp/never' })).toThrow(/MemoryStore.open/);
     const plain = await MemoryStore.open();
