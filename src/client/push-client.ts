@@ -1,7 +1,7 @@
 // The client library, for browsers and Node alike: it uses only the WebSocket API both
 // share (the browser's, or `ws`'s, which offers the same), and fetch.
-import type { MessageFrame, ServerFrame } from '../core/protocol.js';
-import { CloseCode } from '../core/protocol.js';
+import type { MessageFrame, ServerFrame } from '../protocol/frames.js';
+import { ackFrame, CloseCode } from '../protocol/frames.js';
 
 /** What a browser WebSocket and `ws` have in common, as far as this client uses it. */
 export interface WebSocketLike {
@@ -108,7 +108,7 @@ export class PushClient {
 
   /** Acks a message by id (needed only with autoAck: false). */
   ack(id: string): void {
-    if (this.ws?.readyState === 1) this.ws.send(JSON.stringify({ type: 'ack', id }));
+    if (this.ws?.readyState === 1) this.ws.send(ackFrame(id));
   }
 
   private async connect(): Promise<void> {

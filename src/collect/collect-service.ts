@@ -1,25 +1,18 @@
-import Router from '@koa/router';
 import { monotonicFactory } from 'ulid';
-import { z } from 'zod';
 import type { Config } from '../core/config.js';
 import type { ConsulClient } from '../core/consul.js';
 import { ServiceView } from '../core/discovery.js';
 import { HttpError, readJson, requireBearer } from '../core/http.js';
 import type { Logger } from '../core/logger.js';
 import { Peers } from '../core/peers.js';
-import type { IngestResponse, MessageView } from '../core/protocol.js';
+import { acksHop, deliveredHop, unackedHop } from '../protocol/hops.js';
+import type { IngestResponse, MessageView } from '../protocol/public-api.js';
 import { ServiceHost } from '../core/service-host.js';
-import { userIdSchema, validate } from '../core/validation.js';
 import type { MessageStore, NewMessage, StoredMessage } from '../store/message-store.js';
 import { LeaderLock } from '../core/leader.js';
 import { DispatchHandoff, envelopeOf } from './dispatch-handoff.js';
 import { RedeliverySweeper } from './redelivery-sweeper.js';
 import { parseIngestBody } from './ingest-schema.js';
-
-const idsSchema = z.object({ ids: z.array(z.string()).max(100_000) });
-const acksSchema = z.object({
-  acks: z.array(z.object({ userId: userIdSchema, ids: z.array(z.string()).max(100_000) })),
-});
 
 /**
  * collect: the ingestion API. A message is stored first and answered 202 only once the
@@ -44,13 +37,17 @@ export function createCollectService(
     const counts = await store.countByStatus();
     for (const [status, n] of Object.entries(counts)) metrics.pending.set({ status }, n);
   });
-  const dispatch = new Peers(dispatchView, config.secrets.INTERNAL_SECRET, config.PEER_TIMEOUT);
+  const dispatch = new Peers({
+    view: dispatchView,
+    secret: config.secrets.INTERNAL_SECRET,
+    timeoutMs: config.PEER_TIMEOUT,
+  });
   const handoff = new DispatchHandoff(dispatch, store, config, log);
   const sweeper = new RedeliverySweeper(store, handoff, config, log, metrics);
   const retry = { baseMs: config.ACK_TIMEOUT, maxMs: config.ACK_RETRY_MAX };
   const newId = monotonicFactory();
 
-  const router = new Router();
+  const router = host.routes;
 
   // ---- public API ------------------------------------------------------------
 
@@ -103,29 +100,23 @@ export function createCollectService(
 
   // ---- for push nodes --------------------------------------------------------
 
-  router.get('/internal/pending', async (ctx) => {
-    const userId = validate(userIdSchema, ctx.query.userId);
-    const limit = Math.min(Number(ctx.query.limit) || 1000, 10_000);
+  host.handle(unackedHop, async ({ userId, limit }) => {
     const messages = await store.listUnacked(userId, limit);
-    ctx.body = { messages: messages.map(envelopeOf) };
+    return { messages: messages.map(envelopeOf) };
   });
 
-  router.post('/internal/delivered', async (ctx) => {
-    const { ids } = validate(idsSchema, await readJson(ctx, config.MAX_BODY_BYTES * 16));
+  host.handle(deliveredHop, async ({ ids }) => {
     await store.markDelivered(ids, new Date(), retry);
-    ctx.status = 204;
+    return {};
   });
 
-  router.post('/internal/acks', async (ctx) => {
-    const { acks } = validate(acksSchema, await readJson(ctx, config.MAX_BODY_BYTES * 16));
+  host.handle(acksHop, async ({ acks }) => {
     const at = new Date();
     let acked = 0;
     for (const { userId, ids } of acks) acked += await store.markAcked(userId, ids, at);
     metrics.stage('acked').inc(acked);
-    ctx.body = { acked };
+    return { acked };
   });
-
-  host.app.use(router.routes()).use(router.allowedMethods());
   host.onStart(() => dispatchView.start());
   host.onStarted(() => {
     sweeper.start(new LeaderLock({ consul, log, name: 'redelivery-sweep', serviceId: host.id }));

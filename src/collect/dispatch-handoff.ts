@@ -1,7 +1,7 @@
 import type { Config } from '../core/config.js';
 import type { Logger } from '../core/logger.js';
 import type { Peers } from '../core/peers.js';
-import type { DispatchResponse, Envelope } from '../core/protocol.js';
+import { handoffHop, type Envelope, type ResponseOf } from '../protocol/hops.js';
 import type { MessageStore, StoredMessage } from '../store/message-store.js';
 
 const MAX_BATCH = 1000;
@@ -61,11 +61,9 @@ export class DispatchHandoff {
   private async send(chunk: Queued[]): Promise<void> {
     const now = Date.now();
     const ids = chunk.map((q) => q.envelope.id);
-    let res: DispatchResponse;
+    let res: ResponseOf<typeof handoffHop>;
     try {
-      res = await this.dispatch.call<DispatchResponse>('POST', '/internal/dispatch', {
-        messages: chunk.map((q) => q.envelope),
-      });
+      res = await this.dispatch.call(handoffHop, { messages: chunk.map((q) => q.envelope) });
     } catch (err) {
       this.log.warn(
         { err: (err as Error).message, messages: chunk.length },

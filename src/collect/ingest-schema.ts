@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { HttpError } from '../core/http.js';
-import { userIdSchema, validate } from '../core/validation.js';
+import { validate } from '../core/validation.js';
+import { userIdSchema } from '../protocol/user-id.js';
 
 /** Most messages one request may create (recipients × messages). */
 export const MAX_MESSAGES_PER_REQUEST = 10_000;

@@ -18,10 +18,13 @@ export const DEV_SECRETS = {
   JWT_SECRET: 'dev-jwt-secret-do-not-use-in-production',
   INTERNAL_SECRET: 'dev-internal-secret',
 } as const;
-type SecretName = keyof typeof DEV_SECRETS;
+type DevSecretName = keyof typeof DEV_SECRETS;
+/** Secrets that are off unless set: no development value stands in for them. */
+type OptionalSecretName = 'METRICS_TOKEN';
+type SecretName = DevSecretName | OptionalSecretName;
 
 /** Which secrets each service cannot run without. */
-const SECRETS_NEEDED: Record<ServiceName, SecretName[]> = {
+const SECRETS_NEEDED: Record<ServiceName, DevSecretName[]> = {
   auth: ['AUTH_ADMIN_KEY', 'JWT_SECRET', 'INTERNAL_SECRET'],
   collect: ['INGEST_API_KEY', 'INTERNAL_SECRET'],
   dispatch: ['INTERNAL_SECRET'],
@@ -58,6 +61,7 @@ const envSchema = z.object({
   INGEST_API_KEY: z.string().min(1).optional(),
   INTERNAL_SECRET: z.string().min(1).optional(),
   JWT_SECRET: z.string().min(1).optional(),
+  METRICS_TOKEN: z.string().min(1).optional(),
   JWT_ALGORITHM: z.enum(['HS256', 'RS256', 'ES256']).default('HS256'),
   JWT_PRIVATE_KEY: z.string().optional(),
   JWT_PUBLIC_KEY: z.string().optional(),
@@ -106,9 +110,9 @@ export interface Config extends Omit<Env, SecretName> {
   port: number;
   advertiseAddress: string;
   production: boolean;
-  secrets: Record<SecretName, string>;
+  secrets: Record<DevSecretName, string> & Partial<Record<OptionalSecretName, string>>;
   /** Secrets that got a development value because they were unset. */
-  devSecrets: SecretName[];
+  devSecrets: DevSecretName[];
 }
 
 export class ConfigError extends Error {}
@@ -126,10 +130,13 @@ export function loadConfig(
   }
   const e = parsed.data;
   const production = e.NODE_ENV === 'production';
-  const secrets = {} as Record<SecretName, string>;
-  const devSecrets: SecretName[] = [];
-  const missing: SecretName[] = [];
-  for (const name of Object.keys(DEV_SECRETS) as SecretName[]) {
+  const secrets: Config['secrets'] = {
+    ...({} as Record<DevSecretName, string>),
+    ...(e.METRICS_TOKEN ? { METRICS_TOKEN: e.METRICS_TOKEN } : {}),
+  };
+  const devSecrets: DevSecretName[] = [];
+  const missing: DevSecretName[] = [];
+  for (const name of Object.keys(DEV_SECRETS) as DevSecretName[]) {
     const value = e[name];
     if (value !== undefined) secrets[name] = value;
     else if (!production) {
@@ -160,6 +167,7 @@ export function loadConfig(
     INGEST_API_KEY: _i,
     INTERNAL_SECRET: _s,
     JWT_SECRET: _j,
+    METRICS_TOKEN: _m,
     ...rest
   } = e;
   return {

@@ -4,8 +4,8 @@ import { timingSafeEqual } from 'node:crypto';
 import Koa, { type Context, type Next } from 'koa';
 import getRawBody from 'raw-body';
 import type { Logger } from './logger.js';
-import type { ErrorBody } from './protocol.js';
-import { INTERNAL_SECRET_HEADER } from './protocol.js';
+import { INTERNAL_SECRET_HEADER } from '../protocol/hops.js';
+import type { ErrorBody } from '../protocol/public-api.js';
 
 /** An error with the HTTP status and the machine-readable code a client gets. */
 export class HttpError extends Error {
@@ -30,8 +30,13 @@ export function createApp(log: Logger, observe?: (ctx: Context) => void): Koa {
   app.use(async (ctx: Context, next: Next) => {
     try {
       await next();
-      if (ctx.status === 404 && ctx.body === undefined) {
-        throw new HttpError(404, 'not_found', `no route for ${ctx.method} ${ctx.path}`);
+      if (ctx.status === 404 && ctx.body === undefined) throw notFound(ctx);
+      if (ctx.status === 405 && ctx.body === undefined) {
+        throw new HttpError(
+          405,
+          'method_not_allowed',
+          `${ctx.method} is not allowed here: use ${ctx.response.get('allow') || 'another method'}`,
+        );
       }
     } catch (err) {
       if (err instanceof HttpError) {
@@ -50,15 +55,41 @@ export function createApp(log: Logger, observe?: (ctx: Context) => void): Koa {
   return app;
 }
 
+function notFound(ctx: Context): HttpError {
+  return new HttpError(404, 'not_found', `no route for ${ctx.method} ${ctx.path}`);
+}
+
+/** Path segments as our routes spell them: no encodings, no dot segments, no empty ones. */
+const CANONICAL_PATH = /^(\/[A-Za-z0-9_~-][A-Za-z0-9._~-]*)+$|^\/$/;
+
+/**
+ * Every route has exactly one spelling. A request whose raw target is spelled any other
+ * way (`//`, `/./`, `/../`, a trailing slash, percent-encoding, an absolute URL) is 404
+ * before any router sees it, so no router can match a look-alike; routers themselves
+ * match case-sensitively and strictly.
+ */
+export function isCanonicalTarget(rawUrl: string | undefined): boolean {
+  const target = rawUrl ?? '';
+  const q = target.indexOf('?');
+  const path = q === -1 ? target : target.slice(0, q);
+  return CANONICAL_PATH.test(path) && !/\/\.\.?(\/|$)/.test(path);
+}
+
+export async function canonicalPathOnly(ctx: Context, next: Next): Promise<void> {
+  if (!isCanonicalTarget(ctx.req.url)) throw notFound(ctx);
+  await next();
+}
+
+const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
+
 /** Reads and parses a JSON body, with the status a client needs for each way it can be wrong. */
 export async function readJson(ctx: Context, limitBytes: number): Promise<unknown> {
   // The content type is not checked: `curl -d` sends JSON labelled as a form, and the
   // body must parse as JSON either way.
-  let text: string;
+  let bytes: Buffer;
   try {
-    text = await getRawBody(ctx.req, {
+    bytes = await getRawBody(ctx.req, {
       limit: limitBytes,
-      encoding: 'utf8',
       length: ctx.get('content-length') || undefined,
     });
   } catch (err) {
@@ -69,7 +100,13 @@ export async function readJson(ctx: Context, limitBytes: number): Promise<unknow
     if (e.type === 'request.size.invalid' || e.type === 'request.aborted') {
       throw new HttpError(400, 'invalid_body', 'the body ended before its announced length');
     }
-    throw new HttpError(400, 'invalid_body', 'the body could not be read as UTF-8 text');
+    throw new HttpError(400, 'invalid_body', 'the body could not be read');
+  }
+  let text: string;
+  try {
+    text = strictUtf8.decode(bytes);
+  } catch {
+    throw new HttpError(400, 'invalid_body', 'the body is not valid UTF-8');
   }
   if (text.length === 0)
     throw new HttpError(400, 'invalid_json', 'the body is empty: send a JSON object');
@@ -108,13 +145,10 @@ export function requireBearer(ctx: Context, key: string, what: string): void {
   }
 }
 
-/** Guards /internal/ routes: only peers holding INTERNAL_SECRET may call them. */
-export function internalOnly(secret: string) {
+/** Runs first on every internal route: only peers holding INTERNAL_SECRET get further. */
+export function requireInternalSecret(secret: string) {
   return async (ctx: Context, next: Next): Promise<void> => {
-    if (
-      ctx.path.startsWith('/internal/') &&
-      !sameSecret(ctx.get(INTERNAL_SECRET_HEADER) || undefined, secret)
-    ) {
+    if (!sameSecret(ctx.get(INTERNAL_SECRET_HEADER) || undefined, secret)) {
       throw new HttpError(401, 'unauthorized', 'internal route: peers only');
     }
     await next();
@@ -129,9 +163,8 @@ export type HealthProbe = () => Promise<void> | void;
  * The body does not change between calls with the same outcome, so Consul's
  * health index moves only when the status does.
  */
-export function healthRoute(probes: Record<string, HealthProbe>, isDraining: () => boolean) {
-  return async (ctx: Context, next: Next): Promise<void> => {
-    if (ctx.path !== '/health' || ctx.method !== 'GET') return next();
+export function healthHandler(probes: Record<string, HealthProbe>, isDraining: () => boolean) {
+  return async (ctx: Context): Promise<void> => {
     const failures: Record<string, string> = {};
     if (isDraining()) failures.lifecycle = 'draining';
     await Promise.all(
@@ -180,7 +213,26 @@ export async function listen(server: Server, host: string, port: number): Promis
 export function httpServer(): Server {
   const server = createServer();
   server.keepAliveTimeout = 65_000;
+  // Requests node:http refuses before any handler runs (headers too large, a malformed
+  // request line) still get the JSON error shape.
+  server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
+    if (!socket.writable) return socket.destroy();
+    const [status, reason, code, message] =
+      err.code === 'HPE_HEADER_OVERFLOW'
+        ? [431, 'Request Header Fields Too Large', 'headers_too_large', 'the headers are too large']
+        : [400, 'Bad Request', 'bad_request', 'the request is not valid HTTP/1.1'];
+    socket.end(plainResponse(status, reason, errorBody(code, message)));
+  });
   return server;
+}
+
+/** A whole HTTP/1.1 response with a JSON body, for sockets no framework handles. */
+export function plainResponse(status: number, reason: string, body: unknown): string {
+  const text = JSON.stringify(body);
+  return (
+    `HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json\r\n` +
+    `Content-Length: ${Buffer.byteLength(text)}\r\nConnection: close\r\n\r\n${text}`
+  );
 }
 
 export async function closeServer(server: Server): Promise<void> {

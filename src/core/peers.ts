@@ -1,6 +1,6 @@
 import { Agent, request } from 'node:http';
 import type { ServiceView, Instance } from './discovery.js';
-import { INTERNAL_SECRET_HEADER } from './protocol.js';
+import { INTERNAL_SECRET_HEADER, type Hop } from '../protocol/hops.js';
 
 /** No passing instance of a peer service answered. */
 export class PeerUnavailable extends Error {}
@@ -21,22 +21,34 @@ export class PeerError extends Error {
  * reached. Calls go through node:http with a keep-alive agent rather than fetch: on
  * this path (every message crosses two hops) fetch cost a fifth of the throughput.
  */
+export interface PeersOptions {
+  view: ServiceView;
+  /** INTERNAL_SECRET, sent on every call. */
+  secret: string;
+  timeoutMs: number;
+  /**
+   * What to do when no instance is passing: fail at once, or try the last ones that
+   * were. Only for calls where a failing peer's answer is still worth having (token
+   * checks: an auth instance that flaps under a connect storm still verifies tokens
+   * correctly); never for routing messages.
+   */
+  whenNonePassing?: 'fail' | 'try-last-known';
+}
+
 export class Peers {
   private next = 0;
   private readonly agent = new Agent({ keepAlive: true, maxSockets: 64 });
+  private readonly view: ServiceView;
+  private readonly secret: string;
+  private readonly timeoutMs: number;
+  private readonly tryLastKnown: boolean;
 
-  constructor(
-    private readonly view: ServiceView,
-    private readonly secret: string,
-    private readonly timeoutMs: number,
-    /**
-     * When no instance is passing, try the last ones that were rather than fail at once.
-     * Only for calls where a failing peer's answer is still worth having (token checks: an
-     * auth instance that flaps under a connect storm still verifies tokens correctly);
-     * never for routing messages.
-     */
-    private readonly lastKnownWhenNone = false,
-  ) {}
+  constructor(o: PeersOptions) {
+    this.view = o.view;
+    this.secret = o.secret;
+    this.timeoutMs = o.timeoutMs;
+    this.tryLastKnown = o.whenNonePassing === 'try-last-known';
+  }
 
   /** Closes the kept-alive connections. */
   close(): void {
@@ -48,16 +60,16 @@ export class Peers {
   }
 
   /** Calls some passing instance, trying up to three before giving up. */
-  async call<T>(method: 'GET' | 'POST', path: string, body?: unknown): Promise<T> {
+  async call<Req, Res>(hop: Hop<Req, Res>, body: Req): Promise<Res> {
     let instances = this.view.instances();
-    if (instances.length === 0 && this.lastKnownWhenNone) instances = this.view.lastKnown();
+    if (instances.length === 0 && this.tryLastKnown) instances = this.view.lastKnown();
     if (instances.length === 0)
       throw new PeerUnavailable(`no passing ${this.service} instance in Consul`);
     let lastError: unknown;
     for (let i = 0; i < Math.min(3, instances.length); i++) {
       const instance = instances[this.next++ % instances.length] as Instance;
       try {
-        return await this.callInstance<T>(instance, method, path, body);
+        return await this.callInstance(instance, hop, body);
       } catch (err) {
         if (err instanceof PeerError) throw err;
         lastError = err;
@@ -66,14 +78,12 @@ export class Peers {
     throw new PeerUnavailable(`${this.service} unreachable: ${(lastError as Error).message}`);
   }
 
-  callInstance<T>(
-    instance: Instance,
-    method: 'GET' | 'POST',
-    path: string,
-    body?: unknown,
-  ): Promise<T> {
-    const payload = body === undefined ? undefined : JSON.stringify(body);
-    return new Promise<T>((resolve, reject) => {
+  /** Calls one instance. Its answer is typed by the hop, not checked: peers are ours. */
+  callInstance<Req, Res>(instance: Instance, hop: Hop<Req, Res>, body: Req): Promise<Res> {
+    const payload = JSON.stringify(body);
+    const { path } = hop;
+    const method = 'POST';
+    return new Promise<Res>((resolve, reject) => {
       const req = request(
         {
           host: instance.address,
@@ -83,13 +93,9 @@ export class Peers {
           agent: this.agent,
           timeout: this.timeoutMs,
           headers: {
-            [INTERNAL_SECRET_HEADER]: this.secret,
-            ...(payload === undefined
-              ? {}
-              : {
-                  'content-type': 'application/json',
-                  'content-length': Buffer.byteLength(payload),
-                }),
+            ...(hop.access === 'internal' ? { [INTERNAL_SECRET_HEADER]: this.secret } : {}),
+            'content-type': 'application/json',
+            'content-length': Buffer.byteLength(payload),
           },
         },
         (res) => {
@@ -109,7 +115,7 @@ export class Peers {
               return;
             }
             try {
-              resolve((text ? JSON.parse(text) : undefined) as T);
+              resolve(JSON.parse(text) as Res);
             } catch (err) {
               reject(err as Error);
             }

@@ -1,23 +1,31 @@
 import type { Server } from 'node:http';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
+import Router from '@koa/router';
 import type Koa from 'koa';
 import type { ConsulClient as Consul } from './consul.js';
 import type { Config } from './config.js';
+import type { Hop } from '../protocol/hops.js';
 import {
+  canonicalPathOnly,
   closeServer,
   createApp,
-  healthRoute,
+  healthHandler,
   httpServer,
-  internalOnly,
   listen,
+  readJson,
+  requireBearer,
+  requireInternalSecret,
   type HealthProbe,
 } from './http.js';
+import { validate } from './validation.js';
 import type { Logger } from './logger.js';
 import { Metrics } from './metrics.js';
 import { Registration } from './registry.js';
 
 export const VERSION = '0.1.0';
 const STALL_LIMIT_MS = 1000;
+/** Internal bodies carry batches: they may be this many times MAX_BODY_BYTES. */
+const INTERNAL_BODY_FACTOR = 16;
 
 export interface HostOptions {
   config: Config;
@@ -30,12 +38,17 @@ export interface HostOptions {
 }
 
 /**
- * The frame every service lives in: a Koa app with JSON errors, /health and the
- * internal-route guard; an HTTP server; its registration in Consul; and a stop that
- * undoes start in reverse — leave routing, drain, close.
+ * The frame every service lives in: a Koa app with JSON errors, /health and /metrics;
+ * its public routes and its hops (internal ones behind INTERNAL_SECRET); an HTTP server;
+ * its registration in Consul; and a stop that undoes start in reverse — leave routing,
+ * drain, close.
  */
 export class ServiceHost {
   readonly app: Koa;
+  /** Public routes: case-sensitive and strict, one spelling each. */
+  readonly routes = new Router({ sensitive: true, strict: true });
+  /** Internal hops only, each behind the secret (see `handle`). */
+  private readonly internalRoutes = new Router({ sensitive: true, strict: true });
   readonly metrics: Metrics;
   readonly server: Server;
   port = 0;
@@ -50,9 +63,7 @@ export class ServiceHost {
     this.metrics = new Metrics(o.config.service);
     this.app = createApp(o.log, (ctx) => {
       // Label by route pattern, never by raw path: ids in paths would explode the series.
-      const route =
-        (ctx as { _matchedRoute?: string })._matchedRoute ??
-        (ctx.path === '/health' || ctx.path === '/metrics' ? ctx.path : 'unmatched');
+      const route = (ctx as { _matchedRoute?: string })._matchedRoute ?? 'unmatched';
       this.metrics.httpRequests.inc({ route, status: String(ctx.status) });
     });
     const loopDelay = monitorEventLoopDelay({ resolution: 20 });
@@ -71,14 +82,40 @@ export class ServiceHost {
           throw new Error(`event loop stalled for ${Math.round(worstMs)} ms`);
       },
     };
-    this.app.use(healthRoute(probes, () => this.draining));
-    this.app.use(async (ctx, next) => {
-      if (ctx.path !== '/metrics' || ctx.method !== 'GET') return next();
+    this.routes.get(
+      '/health',
+      healthHandler(probes, () => this.draining),
+    );
+    const metricsToken = o.config.secrets.METRICS_TOKEN;
+    this.routes.get('/metrics', async (ctx) => {
+      if (metricsToken) requireBearer(ctx, metricsToken, 'METRICS_TOKEN');
       ctx.type = this.metrics.registry.contentType;
       ctx.body = await this.metrics.scrape();
     });
-    this.app.use(internalOnly(o.config.secrets.INTERNAL_SECRET));
+    this.app.use(canonicalPathOnly);
     this.server = httpServer();
+  }
+
+  /**
+   * Serves one hop: parses and validates its request body, runs `fn`, answers its result.
+   * An internal hop checks INTERNAL_SECRET before anything else runs: this is the only way
+   * to register one, so no internal route exists without the check.
+   */
+  handle<Req, Res>(hop: Hop<Req, Res>, fn: (request: Req) => Promise<Res> | Res): void {
+    const { config } = this.o;
+    const internal = hop.access === 'internal';
+    const limit = internal ? config.MAX_BODY_BYTES * INTERNAL_BODY_FACTOR : config.MAX_BODY_BYTES;
+    const run = async (ctx: Koa.Context): Promise<void> => {
+      const request = validate(hop.request, await readJson(ctx, limit));
+      ctx.body = await fn(request);
+    };
+    if (internal)
+      this.internalRoutes.post(
+        hop.path,
+        requireInternalSecret(config.secrets.INTERNAL_SECRET),
+        run,
+      );
+    else this.routes.post(hop.path, run);
   }
 
   get isDraining(): boolean {
@@ -108,6 +145,9 @@ export class ServiceHost {
   async start(): Promise<void> {
     const { config, log, consul } = this.o;
     for (const hook of this.startHooks) await hook();
+    // No allowedMethods on internal hops: a wrong method there is 404, like a wrong path.
+    this.app.use(this.internalRoutes.routes());
+    this.app.use(this.routes.routes()).use(this.routes.allowedMethods());
     this.server.on('request', this.app.callback());
     this.port = await listen(this.server, config.HOST, config.port);
     this.registration = new Registration({

@@ -1,16 +1,15 @@
-import Router from '@koa/router';
 import type { Config } from '../core/config.js';
 import type { ConsulClient } from '../core/consul.js';
 import { ServiceView } from '../core/discovery.js';
-import { HttpError, readJson } from '../core/http.js';
+import { HttpError } from '../core/http.js';
 import type { Logger } from '../core/logger.js';
 import { Peers } from '../core/peers.js';
 import { LeaderLock } from '../core/leader.js';
-import type { ConnectResponse, DeliverResponse, DispatchResponse } from '../core/protocol.js';
+import { forwardHop, handoffHop } from '../protocol/hops.js';
+import type { ConnectResponse } from '../protocol/public-api.js';
 import { createRedis, redisProbe } from '../core/redis.js';
 import { Routes } from '../core/routes.js';
 import { ServiceHost } from '../core/service-host.js';
-import { envelopeBatchSchema, validate } from '../core/validation.js';
 import { ConnectBalancer } from './connect-balancer.js';
 import { routeMessages } from './route-messages.js';
 
@@ -45,7 +44,11 @@ export function createDispatchService(
   });
   // One dispatch instance purges the routes of evicted nodes; the others stand by.
   let purgeLock: LeaderLock | undefined;
-  const pushNodes = new Peers(pushView, config.secrets.INTERNAL_SECRET, config.PEER_TIMEOUT);
+  const pushNodes = new Peers({
+    view: pushView,
+    secret: config.secrets.INTERNAL_SECRET,
+    timeoutMs: config.PEER_TIMEOUT,
+  });
   const host = new ServiceHost({
     config,
     log,
@@ -55,12 +58,7 @@ export function createDispatchService(
     },
   });
 
-  const router = new Router();
-  router.post('/internal/dispatch', async (ctx) => {
-    const { messages } = validate(
-      envelopeBatchSchema,
-      await readJson(ctx, config.MAX_BODY_BYTES * 16),
-    );
+  host.handle(handoffHop, async ({ messages }) => {
     host.metrics.stage('dispatched').inc(messages.length);
     const userRoutes = await routes.lookup([...new Set(messages.map((m) => m.to))]);
     const plan = routeMessages(messages, userRoutes, (id) => pushView.get(id) !== undefined);
@@ -73,14 +71,7 @@ export function createDispatchService(
         const node = pushView.get(nodeId);
         try {
           if (!node) throw new Error('left the passing set');
-          const res = await pushNodes.callInstance<DeliverResponse>(
-            node,
-            'POST',
-            '/internal/deliver',
-            {
-              messages: batch,
-            },
-          );
+          const res = await pushNodes.callInstance(node, forwardHop, { messages: batch });
           for (const id of res.delivered) delivered.add(id);
           host.metrics.stage('forwarded').inc(batch.length);
           for (const m of batch) answered.add(m.id);
@@ -103,10 +94,10 @@ export function createDispatchService(
         );
     }
     for (const id of answered) if (!delivered.has(id) && !failed.has(id)) unrouted.push(id);
-    ctx.body = { delivered: [...delivered], unrouted } satisfies DispatchResponse;
+    return { delivered: [...delivered], unrouted };
   });
 
-  router.get('/v1/connect', (ctx) => {
+  host.routes.get('/v1/connect', (ctx) => {
     const url = balancer.pick();
     if (!url)
       throw new HttpError(
@@ -118,7 +109,6 @@ export function createDispatchService(
     ctx.body = { url } satisfies ConnectResponse;
   });
 
-  host.app.use(router.routes()).use(router.allowedMethods());
   async function purge(nodeIds: string[]): Promise<void> {
     if (!purgeLock?.isLeader) return;
     for (const nodeId of nodeIds) {

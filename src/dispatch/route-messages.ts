@@ -1,4 +1,4 @@
-import type { Envelope } from '../core/protocol.js';
+import type { Envelope } from '../protocol/hops.js';
 
 export interface RoutePlan {
   /** What each passing node should get: every message of every user bound to it. */

@@ -1,5 +1,6 @@
 import type { Logger } from '../core/logger.js';
 import type { Peers } from '../core/peers.js';
+import { acksHop } from '../protocol/hops.js';
 
 const FLUSH_MS = 10;
 const RETRY_MS = 1000;
@@ -37,7 +38,7 @@ export class AckBatcher {
     this.byUser = new Map();
     this.held = 0;
     try {
-      await this.collect.call('POST', '/internal/acks', { acks: batch });
+      await this.collect.call(acksHop, { acks: batch });
     } catch (err) {
       this.log.warn(
         { err: (err as Error).message, users: batch.length },

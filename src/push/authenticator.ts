@@ -1,5 +1,5 @@
 import { PeerError, PeerUnavailable, type Peers } from '../core/peers.js';
-import type { VerifyResponse } from '../core/protocol.js';
+import { verifyHop } from '../protocol/hops.js';
 
 export type AuthOutcome =
   | { ok: true; userId: string; expiresAt: number }
@@ -31,7 +31,7 @@ export class Authenticator {
     const hit = this.cache.get(token);
     if (hit && hit.until > now) return { ok: true, userId: hit.userId, expiresAt: hit.expiresAt };
     try {
-      const claims = await this.auth.call<VerifyResponse>('POST', '/v1/verify', { token });
+      const claims = await this.auth.call(verifyHop, { token });
       const expiresAt = Date.parse(claims.expiresAt);
       if (this.cacheMs > 0) {
         if (this.cache.size >= MAX_CACHED)

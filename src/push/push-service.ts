@@ -1,24 +1,22 @@
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
-import Router from '@koa/router';
 import { WebSocketServer, type RawData, type WebSocket } from 'ws';
 import type { Config } from '../core/config.js';
 import type { ConsulClient } from '../core/consul.js';
 import { ServiceView } from '../core/discovery.js';
-import { bearer, readJson } from '../core/http.js';
+import { bearer, isCanonicalTarget, plainResponse } from '../core/http.js';
 import type { Logger } from '../core/logger.js';
 import { Peers } from '../core/peers.js';
 import {
   CloseCode,
-  type DeliverResponse,
-  type Envelope,
+  parseClientFrame,
   type ErrorFrame,
   type MessageFrame,
-} from '../core/protocol.js';
+} from '../protocol/frames.js';
+import { deliveredHop, forwardHop, unackedHop, type Envelope } from '../protocol/hops.js';
 import { createRedis, redisProbe } from '../core/redis.js';
 import { Routes } from '../core/routes.js';
 import { ServiceHost } from '../core/service-host.js';
-import { envelopeBatchSchema, validate } from '../core/validation.js';
 import { AckBatcher } from './ack-batcher.js';
 import { Authenticator } from './authenticator.js';
 import { Hub, type Connection } from './hub.js';
@@ -59,9 +57,10 @@ export function createPushService(config: Config, log: Logger, consul: ConsulCli
   const deliveredCount = metrics.stage('delivered');
   const authView = new ServiceView({ consul, log, service: 'auth', onError: consulError });
   const collectView = new ServiceView({ consul, log, service: 'collect', onError: consulError });
-  const auth = new Peers(authView, config.secrets.INTERNAL_SECRET, config.PEER_TIMEOUT, true);
+  const peerOptions = { secret: config.secrets.INTERNAL_SECRET, timeoutMs: config.PEER_TIMEOUT };
+  const auth = new Peers({ ...peerOptions, view: authView, whenNonePassing: 'try-last-known' });
   const authenticator = new Authenticator(auth, config.TOKEN_CACHE_SECONDS * 1000);
-  const collect = new Peers(collectView, config.secrets.INTERNAL_SECRET, config.PEER_TIMEOUT);
+  const collect = new Peers({ ...peerOptions, view: collectView });
   const acks = new AckBatcher(collect, log);
   const wss = new WebSocketServer({
     noServer: true,
@@ -80,7 +79,7 @@ export function createPushService(config: Config, log: Logger, consul: ConsulCli
 
   async function upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://x');
-    if (url.pathname !== '/ws')
+    if (!isCanonicalTarget(req.url) || url.pathname !== '/ws')
       return rejectUpgrade(socket, 404, 'not_found', 'WebSocket endpoint is /ws');
     if (host.isDraining)
       return rejectUpgrade(
@@ -127,10 +126,7 @@ export function createPushService(config: Config, log: Logger, consul: ConsulCli
   async function replay(conn: Connection, attempt = 1): Promise<void> {
     let pending: Envelope[] = [];
     try {
-      const res = await collect.call<{ messages: Envelope[] }>(
-        'GET',
-        `/internal/pending?userId=${encodeURIComponent(conn.userId)}&limit=${REPLAY_LIMIT}`,
-      );
+      const res = await collect.call(unackedHop, { userId: conn.userId, limit: REPLAY_LIMIT });
       pending = res.messages;
     } catch (err) {
       // Live messages must not wait on collect: release them, and try the replay again
@@ -154,7 +150,7 @@ export function createPushService(config: Config, log: Logger, consul: ConsulCli
     if (sent.size > 0) {
       conn.replayed = sent;
       setTimeout(() => (conn.replayed = undefined), REPLAY_DEDUPE_MS).unref();
-      collect.call('POST', '/internal/delivered', { ids: [...sent] }).catch((err: unknown) => {
+      collect.call(deliveredHop, { ids: [...sent] }).catch((err: unknown) => {
         log.warn({ err: (err as Error).message }, 'could not mark replayed messages delivered');
       });
     }
@@ -162,24 +158,10 @@ export function createPushService(config: Config, log: Logger, consul: ConsulCli
 
   function onFrame(conn: Connection, data: RawData, isBinary: boolean): void {
     if (isBinary) return sendError(conn, 'binary_not_supported', 'send JSON text frames');
-    let frame: unknown;
-    try {
-      frame = JSON.parse(data.toString());
-    } catch {
-      return sendError(conn, 'invalid_json', 'the frame is not valid JSON');
-    }
-    const type = (frame as { type?: unknown } | null)?.type;
-    if (type !== 'ack')
-      return sendError(
-        conn,
-        'unknown_type',
-        `unknown frame type ${JSON.stringify(type ?? null)}: expected "ack"`,
-      );
-    const id = (frame as { id?: unknown }).id;
-    if (typeof id !== 'string' || id.length === 0 || id.length > 128)
-      return sendError(conn, 'invalid_frame', 'an ack needs a string "id"');
-    conn.unacked?.delete(id);
-    acks.add(conn.userId, id);
+    const frame = parseClientFrame(data.toString());
+    if (!('type' in frame)) return sendError(conn, frame.code, frame.message);
+    conn.unacked?.delete(frame.id);
+    acks.add(conn.userId, frame.id);
   }
 
   async function onClose(conn: Connection): Promise<void> {
@@ -259,12 +241,7 @@ export function createPushService(config: Config, log: Logger, consul: ConsulCli
     return delivered;
   }
 
-  const router = new Router();
-  router.post('/internal/deliver', async (ctx) => {
-    const body = validate(envelopeBatchSchema, await readJson(ctx, config.MAX_BODY_BYTES * 16));
-    ctx.body = { delivered: deliver(body.messages) } satisfies DeliverResponse;
-  });
-  host.app.use(router.routes()).use(router.allowedMethods());
+  host.handle(forwardHop, ({ messages }) => ({ delivered: deliver(messages) }));
 
   // ---- keeping routes and sockets alive -------------------------------------
 
@@ -338,7 +315,6 @@ export function createPushService(config: Config, log: Logger, consul: ConsulCli
 /** Answers a refused upgrade with a plain HTTP response and the JSON error body. */
 function rejectUpgrade(socket: Duplex, status: number, code: string, message: string): void {
   if (socket.destroyed) return;
-  const body = JSON.stringify({ error: { code, message } });
   const reason =
     {
       401: 'Unauthorized',
@@ -346,7 +322,5 @@ function rejectUpgrade(socket: Duplex, status: number, code: string, message: st
       500: 'Internal Server Error',
       503: 'Service Unavailable',
     }[status] ?? 'Error';
-  socket.end(
-    `HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
-  );
+  socket.end(plainResponse(status, reason, { error: { code, message } }));
 }

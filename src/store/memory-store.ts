@@ -1,4 +1,4 @@
-import type { MessageStatus } from '../core/protocol.js';
+import type { MessageStatus } from '../protocol/public-api.js';
 import { Journal, readJournal, type JournalOptions, type JournalStats } from './journal.js';
 import type {
   AckRetry,

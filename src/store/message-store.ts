@@ -1,4 +1,4 @@
-import type { MessageStatus } from '../core/protocol.js';
+import type { MessageStatus } from '../protocol/public-api.js';
 
 /** A message as the store keeps it. */
 export interface StoredMessage {

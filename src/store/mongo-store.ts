@@ -8,7 +8,7 @@ import {
   type WithId,
   type WriteError,
 } from 'mongodb';
-import type { MessageStatus } from '../core/protocol.js';
+import type { MessageStatus } from '../protocol/public-api.js';
 import type {
   AckRetry,
   InsertResult,

@@ -6,7 +6,8 @@ import { waitFor } from '../../src/cluster/child.js';
 import { createConsul, type ConsulClient } from '../../src/core/consul.js';
 import { ServiceView } from '../../src/core/discovery.js';
 import { PeerUnavailable, Peers } from '../../src/core/peers.js';
-import { INTERNAL_SECRET_HEADER } from '../../src/core/protocol.js';
+import { z } from 'zod';
+import { INTERNAL_SECRET_HEADER, type Hop } from '../../src/protocol/hops.js';
 import { testLog } from '../support/silent-log.js';
 
 let agent: ConsulAgent;
@@ -37,6 +38,13 @@ afterAll(async () => {
   await agent?.stop();
 });
 
+const echoHop = (path: string): Hop<{ n: number }, { echo: string }> => ({
+  path,
+  access: 'internal',
+  request: z.object({ n: z.number() }),
+  response: z.object({ echo: z.string() }),
+});
+
 describe('Peers', () => {
   it('calls a passing instance with the internal secret, and falls back to the last known one only when asked', async () => {
     const view = new ServiceView({
@@ -48,15 +56,20 @@ describe('Peers', () => {
     await view.start();
     try {
       await waitFor('the peer in the view', () => view.get('peer-1') !== undefined);
-      const strict = new Peers(view, 's3cret', 2000);
-      const lenient = new Peers(view, 's3cret', 2000, true);
-      expect(await strict.call('GET', '/x')).toEqual({ echo: '/x' });
+      const strict = new Peers({ view, secret: 's3cret', timeoutMs: 2000 });
+      const lenient = new Peers({
+        view,
+        secret: 's3cret',
+        timeoutMs: 2000,
+        whenNonePassing: 'try-last-known',
+      });
+      expect(await strict.call(echoHop('/x'), { n: 1 })).toEqual({ echo: '/x' });
       expect(seenSecrets).toEqual(['s3cret']);
 
       await consul.agent.check.fail({ id: 'peer-1-ttl' });
       await waitFor('the peer out of the passing view', () => view.instances().length === 0);
-      await expect(strict.call('GET', '/y')).rejects.toBeInstanceOf(PeerUnavailable);
-      expect(await lenient.call('GET', '/z')).toEqual({ echo: '/z' });
+      await expect(strict.call(echoHop('/y'), { n: 2 })).rejects.toBeInstanceOf(PeerUnavailable);
+      expect(await lenient.call(echoHop('/z'), { n: 3 })).toEqual({ echo: '/z' });
       strict.close();
       lenient.close();
     } finally {

@@ -8,7 +8,7 @@ import {
   type WebSocketConstructor,
 } from '../../src/client/push-client.js';
 import { waitFor } from '../../src/cluster/child.js';
-import { CloseCode } from '../../src/core/protocol.js';
+import { CloseCode } from '../../src/protocol/frames.js';
 
 // The client library against a small stand-in for dispatch and a push node on loopback,
 // so each behaviour (dedupe, acks, reconnects) can be provoked exactly.

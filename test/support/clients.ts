@@ -1,5 +1,5 @@
 import WebSocket from 'ws';
-import type { MessageFrame, ServerFrame } from '../../src/core/protocol.js';
+import type { MessageFrame, ServerFrame } from '../../src/protocol/frames.js';
 import { waitFor } from '../../src/cluster/child.js';
 import { KEYS, type TestCluster } from './cluster.js';
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import type { Envelope } from '../../src/core/protocol.js';
+import type { Envelope } from '../../src/protocol/hops.js';
 import { routeMessages } from '../../src/dispatch/route-messages.js';
 
 const msg = (id: string, to: string): Envelope => ({

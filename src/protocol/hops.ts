@@ -1,0 +1,97 @@
+// Every call between our services, defined once. The caller (`Peers.call(hop, body)`)
+// and the handler (`ServiceHost.handle(hop, fn)`) both import the hop, so a change to a
+// body is a type error on both sides, and "go to definition" crosses the hop.
+//
+// The data path: collect --handoff--> dispatch --forward--> push node --socket--> client,
+// and back: push node --acks / delivered / unacked--> collect.
+import { z } from 'zod';
+import { userIdSchema } from './user-id.js';
+
+/** Header that carries INTERNAL_SECRET on every internal hop. */
+export const INTERNAL_SECRET_HEADER = 'x-internal-secret';
+
+/** The most ids one internal request may carry. */
+export const MAX_IDS_PER_REQUEST = 100_000;
+
+/** One POST route between services: where it lives, who may call it, and its bodies. */
+export interface Hop<Req, Res> {
+  readonly path: string;
+  /** internal: only peers holding INTERNAL_SECRET; public: anyone (the body says who). */
+  readonly access: 'internal' | 'public';
+  readonly request: z.ZodType<Req>;
+  readonly response: z.ZodType<Res>;
+}
+
+function hop<Req, Res>(
+  path: string,
+  access: Hop<Req, Res>['access'],
+  request: z.ZodType<Req>,
+  response: z.ZodType<Res>,
+): Hop<Req, Res> {
+  return { path, access, request, response };
+}
+
+/** A message as it travels between services and to the socket. */
+export const envelopeSchema = z.object({
+  id: z.string(),
+  to: z.string(),
+  payload: z.unknown(),
+  /** ISO-8601 */
+  createdAt: z.string(),
+});
+export type Envelope = z.infer<typeof envelopeSchema>;
+
+const envelopes = z.object({ messages: z.array(envelopeSchema) });
+const ids = z.array(z.string()).max(MAX_IDS_PER_REQUEST);
+
+/** collect → dispatch: route these stored messages to their users' nodes. */
+export const handoffHop = hop(
+  '/internal/handoff',
+  'internal',
+  envelopes,
+  z.object({
+    /** Ids that reached at least one socket of their user. */
+    delivered: ids,
+    /** The user has no live route (or its nodes have no socket of the user): wait for a
+     *  connect. Ids in neither list could not be handed to a node: collect retries them. */
+    unrouted: ids,
+  }),
+);
+
+/** dispatch → push node: push these messages to the sockets of their users here. */
+export const forwardHop = hop(
+  '/internal/forward',
+  'internal',
+  envelopes,
+  z.object({ delivered: ids }),
+);
+
+/** push node → collect: a user's messages not acked yet, oldest first (the replay). */
+export const unackedHop = hop(
+  '/internal/unacked',
+  'internal',
+  z.object({ userId: userIdSchema, limit: z.number().int().min(1).max(10_000) }),
+  envelopes,
+);
+
+/** push node → collect: these messages were pushed to a socket (by a replay). */
+export const deliveredHop = hop('/internal/delivered', 'internal', z.object({ ids }), z.object({}));
+
+/** push node → collect: clients acked these messages. */
+export const acksHop = hop(
+  '/internal/acks',
+  'internal',
+  z.object({ acks: z.array(z.object({ userId: userIdSchema, ids })) }),
+  z.object({ acked: z.number() }),
+);
+
+/** push node → auth: who does this token belong to? Public: a token is its own proof. */
+export const verifyHop = hop(
+  '/v1/verify',
+  'public',
+  z.object({ token: z.string().min(1).max(8192) }),
+  z.object({ userId: z.string(), expiresAt: z.string() }),
+);
+
+export type RequestOf<H> = H extends Hop<infer Req, unknown> ? Req : never;
+export type ResponseOf<H> = H extends Hop<unknown, infer Res> ? Res : never;
