@@ -1,5 +1,6 @@
 import jwt from 'jsonwebtoken';
 import type { Config } from '../core/config.js';
+import { userIdSchema } from '../protocol/user-id.js';
 
 export interface TokenClaims {
   userId: string;
@@ -31,6 +32,8 @@ export class Tokens {
     userId: string,
     ttlSeconds = this.config.TOKEN_TTL_SECONDS,
   ): { token: string; expiresAt: Date } {
+    const subject = userIdSchema.safeParse(userId);
+    if (!subject.success) throw new InvalidToken(`not a valid user id: ${subject.error.message}`);
     const nowSeconds = Math.floor(Date.now() / 1000);
     const exp = nowSeconds + ttlSeconds;
     const token = jwt.sign({ exp, iat: nowSeconds }, this.signKey, {
@@ -53,12 +56,12 @@ export class Tokens {
     } catch (err) {
       throw new InvalidToken((err as Error).message);
     }
-    if (
-      typeof payload === 'string' ||
-      typeof payload.sub !== 'string' ||
-      payload.sub.length === 0
-    ) {
+    if (typeof payload === 'string' || typeof payload.sub !== 'string') {
       throw new InvalidToken('token has no subject');
+    }
+    // A subject that ingestion could never address is no user of ours, however it was signed.
+    if (!userIdSchema.safeParse(payload.sub).success) {
+      throw new InvalidToken('token subject is not a valid user id');
     }
     if (typeof payload.exp !== 'number') throw new InvalidToken('token has no expiry');
     return { userId: payload.sub, expiresAt: new Date(payload.exp * 1000) };

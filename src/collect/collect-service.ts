@@ -13,6 +13,7 @@ import { LeaderLock } from '../core/leader.js';
 import { DispatchHandoff, envelopeOf } from './dispatch-handoff.js';
 import { RedeliverySweeper } from './redelivery-sweeper.js';
 import { parseIngestBody } from './ingest-schema.js';
+import type { MessageLimits } from './message-limits.js';
 
 /**
  * collect: the ingestion API. A message is stored first and answered 202 only once the
@@ -46,6 +47,11 @@ export function createCollectService(
   const sweeper = new RedeliverySweeper(store, handoff, config, log, metrics);
   const retry = { baseMs: config.ACK_TIMEOUT, maxMs: config.ACK_RETRY_MAX };
   const newId = monotonicFactory();
+  const limits: MessageLimits = {
+    maxPayloadBytes: config.MAX_PAYLOAD_BYTES,
+    maxPayloadDepth: config.MAX_PAYLOAD_DEPTH,
+    maxRequestPayloadBytes: config.MAX_REQUEST_PAYLOAD_BYTES,
+  };
 
   const router = host.routes;
 
@@ -53,7 +59,7 @@ export function createCollectService(
 
   router.post('/v1/messages', async (ctx) => {
     requireBearer(ctx, config.secrets.INGEST_API_KEY, 'INGEST_API_KEY');
-    const items = parseIngestBody(await readJson(ctx, config.MAX_BODY_BYTES));
+    const items = parseIngestBody(await readJson(ctx, config.MAX_BODY_BYTES), limits);
     const now = new Date();
     const expiresAt = new Date(now.getTime() + config.MESSAGE_TTL_SECONDS * 1000);
     // Due for the sweeper unless the hand-off below records an outcome first: a crash

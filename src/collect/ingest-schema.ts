@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { HttpError } from '../core/http.js';
 import { validate } from '../core/validation.js';
 import { userIdSchema } from '../protocol/user-id.js';
+import { checkPayload, type MessageLimits } from './message-limits.js';
 
 /** Most messages one request may create (recipients × messages). */
 export const MAX_MESSAGES_PER_REQUEST = 10_000;
@@ -13,7 +14,13 @@ const oneMessage = z
       z.array(userIdSchema).min(1, 'must name at least one user').max(MAX_MESSAGES_PER_REQUEST),
     ]),
     payload: z.unknown(),
-    id: z.string().min(1).max(128).optional(),
+    id: z
+      .string()
+      .min(1)
+      .max(128)
+      // eslint-disable-next-line no-control-regex -- control characters are exactly what is refused
+      .refine((s) => !/[\u0000-\u001f\u007f]/.test(s), 'must not contain control characters')
+      .optional(),
   })
   .strict()
   .refine((m) => m.payload !== undefined, {
@@ -41,17 +48,30 @@ export interface Recipient {
 /**
  * Validates either body form and lists its messages, one per recipient, in request
  * order. The form is chosen by the `messages` field, so that a 400 names the field
- * that is wrong rather than saying that neither form matched.
+ * that is wrong rather than saying that neither form matched. Every payload is checked
+ * against the limits here, before anything is stored: a message the store or a later
+ * hop could not carry is refused now, with the limit it breaks.
  */
-export function parseIngestBody(value: unknown): Recipient[] {
+export function parseIngestBody(value: unknown, limits: MessageLimits): Recipient[] {
   const isBatch =
     typeof value === 'object' && value !== null && !Array.isArray(value) && 'messages' in value;
   const items = isBatch ? validate(batch, value).messages : [validate(oneMessage, value)];
   const out: Recipient[] = [];
-  for (const item of items) {
-    for (const to of Array.isArray(item.to) ? item.to : [item.to]) {
-      out.push({ to, payload: item.payload, key: item.id });
-    }
+  let requestBytes = 0;
+  items.forEach((item, i) => {
+    const where = isBatch ? `messages.${i}.payload` : 'payload';
+    const { bytes } = checkPayload(item.payload, limits, where);
+    const recipients = Array.isArray(item.to) ? item.to : [item.to];
+    requestBytes += bytes * recipients.length;
+    for (const to of recipients) out.push({ to, payload: item.payload, key: item.id });
+  });
+  if (requestBytes > limits.maxRequestPayloadBytes) {
+    throw new HttpError(
+      400,
+      'limit_exceeded',
+      `this request would store ${requestBytes} payload bytes (payload × recipients), more than ` +
+        `MAX_REQUEST_PAYLOAD_BYTES (${limits.maxRequestPayloadBytes}): split it`,
+    );
   }
   if (out.length > MAX_MESSAGES_PER_REQUEST) {
     throw new HttpError(

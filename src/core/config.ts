@@ -75,6 +75,17 @@ const envSchema = z.object({
     .int()
     .positive()
     .default(1024 * 1024),
+  MAX_PAYLOAD_BYTES: z.coerce
+    .number()
+    .int()
+    .positive()
+    .default(64 * 1024),
+  MAX_PAYLOAD_DEPTH: z.coerce.number().int().min(1).max(100).default(32),
+  MAX_REQUEST_PAYLOAD_BYTES: z.coerce
+    .number()
+    .int()
+    .positive()
+    .default(16 * 1024 * 1024),
   MESSAGE_TTL_SECONDS: seconds.default(7 * 24 * 3600),
   ROUTE_TTL_SECONDS: seconds.default(30),
   WS_PUBLIC_URL: z
@@ -158,6 +169,14 @@ export function loadConfig(
     throw new ConfigError(
       `NODE_ENV=production and ${missing.join(', ')} ${missing.length > 1 ? 'are' : 'is'} not set: ` +
         `${service} will not start with a development secret in production`,
+    );
+  }
+  // Nothing accepted at the edge may be refused inside: one message must fit a public
+  // body, and a socket's send buffer with room to spare.
+  if (e.MAX_PAYLOAD_BYTES > e.MAX_BODY_BYTES || e.MAX_PAYLOAD_BYTES * 2 > e.WS_MAX_BUFFERED_BYTES) {
+    throw new ConfigError(
+      `MAX_PAYLOAD_BYTES (${e.MAX_PAYLOAD_BYTES}) must be at most MAX_BODY_BYTES ` +
+        `(${e.MAX_BODY_BYTES}) and at most half of WS_MAX_BUFFERED_BYTES (${e.WS_MAX_BUFFERED_BYTES})`,
     );
   }
   const port = overrides.port ?? e.PORT ?? DEFAULT_PORTS[service];

@@ -1,8 +1,27 @@
 import { describe, expect, it } from 'vitest';
 import { parseIngestBody } from '../../src/collect/ingest-schema.js';
 import { HttpError } from '../../src/core/http.js';
+import type { MessageLimits } from '../../src/collect/message-limits.js';
 
-const parse = (body: unknown) => parseIngestBody(body);
+const LIMITS: MessageLimits = {
+  maxPayloadBytes: 1000,
+  maxPayloadDepth: 4,
+  maxRequestPayloadBytes: 10_000,
+};
+const parse = (body: unknown, limits = LIMITS) => parseIngestBody(body, limits);
+
+function refusal(body: unknown): HttpError {
+  try {
+    parse(body);
+  } catch (err) {
+    if (err instanceof HttpError) return err;
+    throw err;
+  }
+  throw new Error(`accepted ${JSON.stringify(body).slice(0, 100)}`);
+}
+
+/** `depth` arrays, one inside the other. */
+const nested = (depth: number): unknown => JSON.parse('['.repeat(depth) + ']'.repeat(depth));
 
 describe('ingest body', () => {
   it('makes one message per recipient, in request order, with the idempotency key', () => {
@@ -46,5 +65,57 @@ describe('ingest body', () => {
       expect((err as HttpError).status).toBe(400);
       expect((err as HttpError).message).toContain(field);
     }
+  });
+
+  it('takes a payload exactly at each limit, and refuses it one past, naming the limit', () => {
+    // {"s":"…"} is 8 bytes of JSON around the string.
+    expect(parse({ to: 'a', payload: { s: 'x'.repeat(992) } })).toHaveLength(1);
+    const big = refusal({ to: 'a', payload: { s: 'x'.repeat(993) } });
+    expect([big.status, big.code]).toEqual([400, 'limit_exceeded']);
+    expect(big.message).toContain('MAX_PAYLOAD_BYTES (1000)');
+    expect(big.message).toContain('1001 bytes');
+
+    expect(parse({ to: 'a', payload: nested(4) })).toHaveLength(1);
+    const deep = refusal({
+      messages: [
+        { to: 'a', payload: 1 },
+        { to: 'b', payload: nested(5) },
+      ],
+    });
+    expect([deep.status, deep.code]).toEqual([400, 'limit_exceeded']);
+    expect(deep.message).toContain('messages.1.payload');
+    expect(deep.message).toContain('MAX_PAYLOAD_DEPTH (4)');
+  });
+
+  it('measures bytes as UTF-8, not as characters', () => {
+    // "é" is 2 bytes: 2 quotes + 499 × 2 = 1000 bytes; one more is 1002.
+    expect(parse({ to: 'a', payload: 'é'.repeat(499) })).toHaveLength(1);
+    expect(refusal({ to: 'a', payload: 'é'.repeat(500) }).code).toBe('limit_exceeded');
+  });
+
+  it('checks nesting of any depth without overflowing the stack', () => {
+    const err = refusal({ to: 'a', payload: nested(200_000) });
+    expect(err.code).toBe('limit_exceeded');
+  });
+
+  it('refuses object keys with NUL anywhere in the payload, and takes $ and . in keys', () => {
+    const err = refusal({ to: 'a', payload: { ok: { ['a\u0000b']: 1 } } });
+    expect([err.status, err.code]).toEqual([400, 'invalid_request']);
+    expect(err.message).toContain('NUL');
+    expect(parse({ to: 'a', payload: { $set: { 'a.b': 1 } } })[0]?.payload).toEqual({
+      $set: { 'a.b': 1 },
+    });
+  });
+
+  it('bounds what one request stores in all: payload × recipients', () => {
+    const payload = 'x'.repeat(998); // 1000 bytes as JSON
+    expect(parse({ to: Array.from({ length: 10 }, (_, i) => `u${i}`), payload })).toHaveLength(10);
+    const err = refusal({ to: Array.from({ length: 11 }, (_, i) => `u${i}`), payload });
+    expect(err.code).toBe('limit_exceeded');
+    expect(err.message).toContain('MAX_REQUEST_PAYLOAD_BYTES (10000)');
+  });
+
+  it('refuses control characters in an idempotency key', () => {
+    expect(refusal({ to: 'a', payload: 1, id: 'k\u0000' }).message).toContain('id');
   });
 });
