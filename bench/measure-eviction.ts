@@ -1,8 +1,8 @@
 // How long a SIGKILLed instance stays in the passing view: kill → gone from a live
 // ServiceView (the one dispatch routes with). Five runs against a real Consul agent.
 // Run: npm run measure:eviction
-import { startConsulAgent } from '../src/cluster/consul-agent.js';
-import { waitFor } from '../src/cluster/child.js';
+import { startConsulAgent } from '../src/launcher/consul-agent.js';
+import { waitFor } from '../src/launcher/child.js';
 import { createConsul } from '../src/core/consul.js';
 import { ServiceView } from '../src/core/discovery.js';
 import { createLogger } from '../src/core/logger.js';

@@ -5,7 +5,7 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { cpus, totalmem } from 'node:os';
 import { parseArgs } from 'node:util';
 import * as prettier from 'prettier';
-import { startRedisServer, type RedisServer } from '../src/cluster/redis-server.js';
+import { startRedisServer, type RedisServer } from '../src/launcher/redis-server.js';
 import { wsUrlOf } from '../test/support/clients.js';
 import { KEYS, type TestCluster } from '../test/support/cluster.js';
 import { latencyChart } from './lib/chart.js';

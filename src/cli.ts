@@ -51,7 +51,7 @@ async function main(): Promise<void> {
     process.exit(name || values.help ? 0 : 2);
   }
   if (name === 'cluster') {
-    const { runLocalCluster } = await import('./cluster/local-cluster.js');
+    const { runLocalCluster } = await import('./launcher/local-cluster.js');
     return runLocalCluster();
   }
   if (!(SERVICES as readonly string[]).includes(name)) {

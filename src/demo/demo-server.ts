@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { join, normalize } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { PROJECT_ROOT } from '../cluster/binaries.js';
+import { PROJECT_ROOT } from '../launcher/binaries.js';
 
 /** The compiled client library is served from dist/, whether this runs from src or dist. */
 const DIST = join(PROJECT_ROOT, 'dist');

@@ -5,7 +5,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import WebSocket from 'ws';
-import { waitFor } from '../../src/cluster/child.js';
+import { waitFor } from '../../src/launcher/child.js';
 import { startCluster, type ServiceProc, type TestCluster } from '../support/cluster.js';
 import { mintToken } from '../support/clients.js';
 import { LoadGenerator, Population, settle } from '../support/load.js';

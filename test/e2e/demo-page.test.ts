@@ -4,7 +4,7 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { chromium, type Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { PROJECT_ROOT } from '../../src/cluster/binaries.js';
+import { PROJECT_ROOT } from '../../src/launcher/binaries.js';
 import { createDemoServer } from '../../src/demo/demo-server.js';
 import { KEYS, startCluster, type TestCluster } from '../support/cluster.js';
 import { messageStatus, postMessages } from '../support/clients.js';

@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { waitFor } from '../../src/cluster/child.js';
+import { waitFor } from '../../src/launcher/child.js';
 import { startCluster, type TestCluster } from '../support/cluster.js';
 import { LoadGenerator, Population, settle } from '../support/load.js';
 

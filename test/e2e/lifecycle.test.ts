@@ -1,6 +1,6 @@
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { waitFor } from '../../src/cluster/child.js';
+import { waitFor } from '../../src/launcher/child.js';
 import { CloseCode } from '../../src/protocol/frames.js';
 import { nodeUsersKey } from '../../src/core/redis-keys.js';
 import { startCluster, type TestCluster } from '../support/cluster.js';

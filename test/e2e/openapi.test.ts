@@ -4,7 +4,7 @@ import { Ajv2020 } from 'ajv/dist/2020.js';
 import addFormats from 'ajv-formats';
 import { parse } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { PROJECT_ROOT } from '../../src/cluster/binaries.js';
+import { PROJECT_ROOT } from '../../src/launcher/binaries.js';
 import { KEYS, startCluster, type TestCluster } from '../support/cluster.js';
 import { mintToken, postMessages } from '../support/clients.js';
 

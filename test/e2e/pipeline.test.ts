@@ -1,7 +1,7 @@
 import jwt from 'jsonwebtoken';
 import WebSocket from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { waitFor } from '../../src/cluster/child.js';
+import { waitFor } from '../../src/launcher/child.js';
 import { KEYS, startCluster, type TestCluster } from '../support/cluster.js';
 import { messageStatus, mintToken, postMessages, TestClient, wsUrlOf } from '../support/clients.js';
 

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { waitFor } from '../../src/cluster/child.js';
+import { waitFor } from '../../src/launcher/child.js';
 import { KEYS, startCluster, type TestCluster } from '../support/cluster.js';
 import { mintToken, postMessages, TestClient, wsUrlOf } from '../support/clients.js';
 

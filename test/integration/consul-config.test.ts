@@ -1,7 +1,7 @@
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { findBinary, PROJECT_ROOT } from '../../src/cluster/binaries.js';
+import { findBinary, PROJECT_ROOT } from '../../src/launcher/binaries.js';
 
 describe('consul.d', () => {
   it('passes `consul validate` for the development agent and the backing services', () => {

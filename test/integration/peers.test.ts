@@ -1,8 +1,8 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startConsulAgent, type ConsulAgent } from '../../src/cluster/consul-agent.js';
-import { waitFor } from '../../src/cluster/child.js';
+import { startConsulAgent, type ConsulAgent } from '../../src/launcher/consul-agent.js';
+import { waitFor } from '../../src/launcher/child.js';
 import { createConsul, type ConsulClient } from '../../src/core/consul.js';
 import { ServiceView } from '../../src/core/discovery.js';
 import { PeerUnavailable, Peers } from '../../src/core/peers.js';

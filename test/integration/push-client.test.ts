@@ -7,7 +7,7 @@ import {
   type PushMessage,
   type WebSocketConstructor,
 } from '../../src/client/push-client.js';
-import { waitFor } from '../../src/cluster/child.js';
+import { waitFor } from '../../src/launcher/child.js';
 import { CloseCode } from '../../src/protocol/frames.js';
 
 // The client library against a small stand-in for dispatch and a push node on loopback,

@@ -1,7 +1,7 @@
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startRedisServer, type RedisServer } from '../../src/cluster/redis-server.js';
-import { waitFor } from '../../src/cluster/child.js';
+import { startRedisServer, type RedisServer } from '../../src/launcher/redis-server.js';
+import { waitFor } from '../../src/launcher/child.js';
 import { Routes } from '../../src/core/routes.js';
 
 let server: RedisServer;

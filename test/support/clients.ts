@@ -1,6 +1,6 @@
 import WebSocket from 'ws';
 import type { MessageFrame, ServerFrame } from '../../src/protocol/frames.js';
-import { waitFor } from '../../src/cluster/child.js';
+import { waitFor } from '../../src/launcher/child.js';
 import { KEYS, type TestCluster } from './cluster.js';
 
 export async function mintToken(

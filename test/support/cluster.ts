@@ -1,6 +1,6 @@
 import { join } from 'node:path';
-import { PROJECT_ROOT } from '../../src/cluster/binaries.js';
-import { Child, freePort, waitFor } from '../../src/cluster/child.js';
+import { PROJECT_ROOT } from '../../src/launcher/binaries.js';
+import { Child, freePort, waitFor } from '../../src/launcher/child.js';
 import { DEV_SECRETS, type ServiceName } from '../../src/core/config.js';
 import { startDeps, type Deps } from './deps.js';
 

@@ -1,7 +1,7 @@
-import { startConsulAgent, type ConsulAgent } from '../../src/cluster/consul-agent.js';
-import { startRedisServer, type RedisServer } from '../../src/cluster/redis-server.js';
+import { startConsulAgent, type ConsulAgent } from '../../src/launcher/consul-agent.js';
+import { startRedisServer, type RedisServer } from '../../src/launcher/redis-server.js';
 
-export { waitFor, freePort } from '../../src/cluster/child.js';
+export { waitFor, freePort } from '../../src/launcher/child.js';
 
 export interface Deps {
   consul: ConsulAgent;

@@ -1,5 +1,5 @@
 import { fileURLToPath } from 'node:url';
-import { Child, waitFor } from '../../src/cluster/child.js';
+import { Child, waitFor } from '../../src/launcher/child.js';
 
 const SCRIPT = fileURLToPath(new URL('./fixtures/instance.mjs', import.meta.url));
 

@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { PROJECT_ROOT } from '../../src/cluster/binaries.js';
+import { PROJECT_ROOT } from '../../src/launcher/binaries.js';
 
 /**
  * Tests start real service processes from dist/. `npm test` builds first (pretest);

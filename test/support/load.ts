@@ -1,6 +1,6 @@
 import WebSocket from 'ws';
 import { PushClient, type WebSocketConstructor } from '../../src/client/push-client.js';
-import { waitFor } from '../../src/cluster/child.js';
+import { waitFor } from '../../src/launcher/child.js';
 import { KEYS, type TestCluster } from './cluster.js';
 import { mintToken } from './clients.js';
 

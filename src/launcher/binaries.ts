@@ -2,7 +2,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-/** The repository root, from src/cluster or dist/cluster alike. */
+/** The repository root, from src/launcher or dist/launcher alike. */
 export const PROJECT_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
 /**
