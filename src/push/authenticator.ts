@@ -1,23 +1,52 @@
+import { LRUCache } from 'lru-cache';
 import { PeerError, PeerUnavailable, type Peers } from '../core/peers.js';
+import { MAX_CACHED_TOKENS } from '../core/tuning.js';
 import { verifyHop } from '../protocol/hops.js';
 
 export type AuthOutcome =
   | { ok: true; userId: string; expiresAt: number }
   | { ok: false; status: 401 | 503; code: string; message: string };
 
-const MAX_CACHED = 10_000;
+interface Verified {
+  userId: string;
+  expiresAt: number;
+}
+
+export interface AuthenticatorOptions {
+  /** auth's instances (only `call` is used). */
+  auth: Pick<Peers, 'call'>;
+  /** TOKEN_CACHE_SECONDS in ms; 0 turns the cache off. */
+  cacheMs: number;
+  /** Epoch milliseconds, for entries' expiry; tests pass their own clock. */
+  clock?: { now(): number };
+}
 
 /**
  * Asks auth who a token belongs to. Answers are cached for a short while (never past
  * the token's expiry), so a reconnect storm does not become an auth storm.
  */
 export class Authenticator {
-  private readonly cache = new Map<string, { userId: string; expiresAt: number; until: number }>();
+  private readonly cache: LRUCache<string, Verified> | undefined;
+  private readonly auth: Pick<Peers, 'call'>;
+  private readonly cacheMs: number;
+  private readonly clock: { now(): number };
 
-  constructor(
-    private readonly auth: Peers,
-    private readonly cacheMs: number,
-  ) {}
+  constructor(o: AuthenticatorOptions) {
+    this.auth = o.auth;
+    this.cacheMs = o.cacheMs;
+    this.clock = o.clock ?? Date;
+    // Entries age on the wall clock that token expiries are read on. One look-up per
+    // upgrade: reading the clock every time (ttlResolution 0) costs nothing that matters.
+    this.cache =
+      o.cacheMs > 0
+        ? new LRUCache({
+            max: MAX_CACHED_TOKENS,
+            ttl: o.cacheMs,
+            ttlResolution: 0,
+            perf: this.clock,
+          })
+        : undefined;
+  }
 
   async verify(token: string | undefined): Promise<AuthOutcome> {
     if (!token)
@@ -27,42 +56,39 @@ export class Authenticator {
         code: 'missing_token',
         message: 'connect with ?token=<jwt> or "Authorization: Bearer <jwt>"',
       };
-    const now = Date.now();
-    const hit = this.cache.get(token);
-    if (hit && hit.until > now) return { ok: true, userId: hit.userId, expiresAt: hit.expiresAt };
+    const hit = this.cache?.get(token);
+    if (hit) return { ok: true, ...hit };
+    let verified: Verified;
     try {
       const claims = await this.auth.call(verifyHop, { token });
-      const expiresAt = Date.parse(claims.expiresAt);
-      if (this.cacheMs > 0) {
-        if (this.cache.size >= MAX_CACHED)
-          this.cache.delete(this.cache.keys().next().value as string);
-        this.cache.set(token, {
-          userId: claims.userId,
-          expiresAt,
-          until: Math.min(now + this.cacheMs, expiresAt),
-        });
-      }
-      return { ok: true, userId: claims.userId, expiresAt };
+      verified = { userId: claims.userId, expiresAt: Date.parse(claims.expiresAt) };
     } catch (err) {
-      if (err instanceof PeerError && err.status === 401) {
-        return {
-          ok: false,
-          status: 401,
-          code: 'invalid_token',
-          message: 'the token is invalid or expired',
-        };
-      }
-      if (err instanceof PeerError && err.status === 400) {
-        return { ok: false, status: 401, code: 'invalid_token', message: 'the token is malformed' };
-      }
-      const why =
-        err instanceof PeerUnavailable || err instanceof PeerError ? err.message : String(err);
-      return {
-        ok: false,
-        status: 503,
-        code: 'auth_unavailable',
-        message: `cannot verify tokens right now: ${why}`,
-      };
+      return refusal(err);
     }
+    // An entry lives TOKEN_CACHE_SECONDS, or less when the token expires sooner.
+    const ttl = Math.min(this.cacheMs, verified.expiresAt - this.clock.now());
+    if (this.cache && ttl > 0) this.cache.set(token, verified, { ttl });
+    return { ok: true, ...verified };
   }
+}
+
+/** Why auth's verdict refuses the upgrade: a bad token is 401, an unreachable auth 503. */
+function refusal(err: unknown): AuthOutcome & { ok: false } {
+  if (err instanceof PeerError && err.status === 401)
+    return {
+      ok: false,
+      status: 401,
+      code: 'invalid_token',
+      message: 'the token is invalid or expired',
+    };
+  if (err instanceof PeerError && err.status === 400)
+    return { ok: false, status: 401, code: 'invalid_token', message: 'the token is malformed' };
+  return {
+    ok: false,
+    status: 503,
+    code: 'auth_unavailable',
+    message: `cannot verify tokens right now: ${
+      err instanceof PeerUnavailable || err instanceof PeerError ? err.message : String(err)
+    }`,
+  };
 }

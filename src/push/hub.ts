@@ -1,29 +1,15 @@
-import type { WebSocket } from 'ws';
-
-/** One client socket, with what the node tracks about it. */
-export interface Connection {
-  ws: WebSocket;
-  userId: string;
-  tokenExpiresAt: number;
-  alive: boolean;
-  /** While pending messages are replayed, live frames wait here so the user sees them in order. */
-  held: { id: string; frame: string }[] | undefined;
-  /** Ids this socket got in its replay: a message stored just before the replay query may
-   *  still come through dispatch afterwards, once, and that copy is not pushed again. A later
-   *  redelivery (the ack did not come) is pushed as usual. */
-  replayed: Set<string> | undefined;
-  /** Ids pushed and not acked yet, so a drain can wait for their acks (bounded; created on
-   *  the first push, since an idle connection should cost as little as possible). */
-  unacked: Set<string> | undefined;
+/** What the hub needs of a socket: whose it is. */
+interface Owned {
+  readonly userId: string;
 }
 
-/** hub: this node's users and their open sockets. */
-export class Hub {
-  private readonly users = new Map<string, Set<Connection>>();
+/** hub: this node's users and their open sockets (connections, see connection.ts). */
+export class Hub<C extends Owned> {
+  private readonly users = new Map<string, Set<C>>();
   private count = 0;
 
   /** Adds a socket; true when it is the user's first on this node. */
-  add(conn: Connection): boolean {
+  add(conn: C): boolean {
     let set = this.users.get(conn.userId);
     const first = set === undefined;
     if (!set) this.users.set(conn.userId, (set = new Set()));
@@ -33,7 +19,7 @@ export class Hub {
   }
 
   /** Removes a socket; true when it was the user's last on this node. */
-  remove(conn: Connection): boolean {
+  remove(conn: C): boolean {
     const set = this.users.get(conn.userId);
     if (!set?.delete(conn)) return false;
     this.count--;
@@ -42,7 +28,7 @@ export class Hub {
     return true;
   }
 
-  connectionsOf(userId: string): ReadonlySet<Connection> | undefined {
+  connectionsOf(userId: string): ReadonlySet<C> | undefined {
     return this.users.get(userId);
   }
 
@@ -50,7 +36,7 @@ export class Hub {
     return this.users.keys();
   }
 
-  *connections(): IterableIterator<Connection> {
+  *connections(): IterableIterator<C> {
     for (const set of this.users.values()) yield* set;
   }
 

@@ -1,0 +1,35 @@
+// Tuning constants: the fixed limits and timings of each service that are not
+// configuration (the environment settings are in config.ts and the README's table).
+// One flat list of named values, each with what it bounds and why it has this value,
+// grouped by service. Change one here, not where it is used.
+
+// ---- push node -------------------------------------------------------------------
+
+/** Most unacked messages one replay asks collect for (`unackedHop`) and pushes on connect. */
+export const REPLAY_LIMIT = 1000;
+
+/** How long a socket remembers the ids of its replay, so that a live copy of a replayed
+ *  message that dispatch forwards shortly after is not pushed a second time. */
+export const REPLAY_DEDUPE_MS = 30_000;
+
+/** How many times a failed replay is tried (the n-th retry waits n seconds). */
+export const REPLAY_ATTEMPTS = 5;
+
+/** Most pushed-but-unacked ids tracked per socket, for the drain's wait for acks. */
+export const MAX_TRACKED_UNACKED = 1000;
+
+/** How long a drain waits for clients to ack what they were pushed before closing them. */
+export const DRAIN_ACK_WAIT_MS = 2000;
+
+/** How long the ack batcher gathers clients' acks before passing them to collect. */
+export const ACK_FLUSH_MS = 10;
+
+/** How long the ack batcher waits before trying again when collect could not take acks. */
+export const ACK_RETRY_MS = 1000;
+
+/** Most acks waiting to be passed to collect; beyond it acks are dropped (the messages
+ *  are then pushed again after ACK_TIMEOUT, which is safe). */
+export const MAX_WAITING_ACKS = 100_000;
+
+/** Most token verifications the authenticator caches (least recently used go first). */
+export const MAX_CACHED_TOKENS = 10_000;

@@ -1,0 +1,69 @@
+import type { Logger } from '../core/logger.js';
+import type { Routes } from '../core/routes.js';
+
+export interface BindingsOptions {
+  routes: Pick<Routes, 'add' | 'remove' | 'addAll'>;
+  /** This node's id in the routes (its Consul ServiceID, known once it listens). */
+  nodeId: () => string;
+  /** The users with a socket here (the hub's). */
+  users: () => Iterable<string>;
+  /** ROUTE_TTL_SECONDS in ms: how long a binding lasts unless renewed. */
+  ttlMs: number;
+  log: Logger;
+}
+
+/**
+ * This node's side of the routes: a user is bound to the node (in Redis) while they have
+ * a socket here, so that dispatch forwards their messages here. Bindings expire unless
+ * renewed, so they are renewed all together on a timer; a failed write is only logged,
+ * since the next renewal redoes it.
+ */
+export class Bindings {
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(private readonly o: BindingsOptions) {}
+
+  /** Binds a user on their first socket here. */
+  async bind(userId: string): Promise<void> {
+    try {
+      await this.o.routes.add(this.o.nodeId(), userId);
+    } catch (err) {
+      this.o.log.warn({ err: (err as Error).message, userId }, 'could not bind user in redis');
+    }
+  }
+
+  /** Unbinds a user when their last socket here closes. */
+  async unbind(userId: string): Promise<void> {
+    try {
+      await this.o.routes.remove(this.o.nodeId(), userId);
+    } catch (err) {
+      this.o.log.warn(
+        { err: (err as Error).message, userId },
+        'could not unbind user in redis: the binding will expire',
+      );
+    }
+  }
+
+  /** Renews (or re-creates, after a Redis restart) the binding of every user here. */
+  async renew(): Promise<void> {
+    try {
+      await this.o.routes.addAll(this.o.nodeId(), this.o.users());
+    } catch (err) {
+      this.o.log.warn({ err: (err as Error).message }, 'route renewal failed: will retry');
+    }
+  }
+
+  /** Renews at a third of the expiry: two renewals can fail before a binding lapses. */
+  start(): void {
+    this.timer = setInterval(() => void this.renew(), this.o.ttlMs / 3);
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+  }
+
+  /** Unbinds every given user (a drain), whatever fails. */
+  async unbindAll(userIds: readonly string[]): Promise<void> {
+    await Promise.allSettled(userIds.map((u) => this.o.routes.remove(this.o.nodeId(), u)));
+  }
+}

@@ -1,0 +1,105 @@
+import { WebSocket, type RawData } from 'ws';
+import { MAX_TRACKED_UNACKED } from '../core/tuning.js';
+import { CloseCode, parseClientFrame, type ErrorFrame } from '../protocol/frames.js';
+
+/** What a connection uses of its WebSocket: ws's WebSocket has it all, tests pass a fake. */
+export interface Socket {
+  readonly readyState: number;
+  readonly bufferedAmount: number;
+  send(data: string): void;
+  close(code: number, reason: string): void;
+  terminate(): void;
+  ping(): void;
+}
+
+/** What every connection of a node shares. */
+export interface ConnectionLimits {
+  /** WS_MAX_BUFFERED_BYTES: a socket whose send buffer grows past it is a slow consumer. */
+  maxBufferedBytes: number;
+  /** Counts each message frame written to a socket (stage `pushed`). */
+  pushed: { inc(): void };
+}
+
+/** A live message frame waiting for the replay of its socket to be sent. */
+export interface QueuedFrame {
+  id: string;
+  frame: string;
+}
+
+/**
+ * One client socket of a user on this node, with what the node tracks about it. Every
+ * frame to the client goes through `send`, which closes a slow consumer instead of
+ * letting its buffer grow.
+ */
+export class Connection {
+  /** Whether the socket answered the last ping (see keep-alive.ts). */
+  alive = true;
+  /** Live frames that arrived while the socket's replay was being sent: they are pushed
+   *  right after it, so the user sees messages in order. Undefined once the replay is out. */
+  queuedDuringReplay: QueuedFrame[] | undefined = [];
+  /** Ids this socket got in its replay: a message stored just before the replay query may
+   *  still come through dispatch afterwards, once, and that copy is not pushed again. A later
+   *  redelivery (the ack did not come) is pushed as usual. */
+  replayed: Set<string> | undefined;
+  /** Ids pushed and not acked yet, so a drain can wait for their acks (bounded by
+   *  MAX_TRACKED_UNACKED; created on the first push, so an idle connection costs little). */
+  unacked: Set<string> | undefined;
+
+  constructor(
+    readonly socket: Socket,
+    readonly userId: string,
+    readonly tokenExpiresAt: number,
+    private readonly limits: ConnectionLimits,
+  ) {}
+
+  get isOpen(): boolean {
+    return this.socket.readyState === WebSocket.OPEN;
+  }
+
+  /** Sends one frame; false when the socket cannot take it (closed, or a slow consumer,
+   *  which this closes with 4008). */
+  send(frame: string): boolean {
+    const { socket } = this;
+    if (!this.isOpen) return false;
+    if (socket.bufferedAmount > this.limits.maxBufferedBytes) {
+      socket.close(CloseCode.SlowConsumer, 'slow consumer');
+      return false;
+    }
+    socket.send(frame);
+    return true;
+  }
+
+  /** Pushes a message frame and remembers that its ack is awaited; false when not sent. */
+  push(id: string, frame: string): boolean {
+    if (!this.send(frame)) return false;
+    this.limits.pushed.inc();
+    this.unacked ??= new Set();
+    if (this.unacked.size < MAX_TRACKED_UNACKED) this.unacked.add(id);
+    return true;
+  }
+
+  sendError(code: string, message: string): void {
+    this.send(JSON.stringify({ type: 'error', code, message } satisfies ErrorFrame));
+  }
+
+  /** Reads one frame from the client: the id it acks, or undefined after answering a
+   *  frame it could not accept with an error frame (the socket stays open). */
+  receive(data: RawData, isBinary: boolean): string | undefined {
+    if (isBinary) {
+      this.sendError('binary_not_supported', 'send JSON text frames');
+      return undefined;
+    }
+    const frame = parseClientFrame(data.toString());
+    if (!('type' in frame)) {
+      this.sendError(frame.code, frame.message);
+      return undefined;
+    }
+    this.unacked?.delete(frame.id);
+    return frame.id;
+  }
+
+  /** Whether some pushed message still waits for its ack. */
+  get awaitingAcks(): boolean {
+    return this.unacked !== undefined && this.unacked.size > 0;
+  }
+}

@@ -1,0 +1,65 @@
+import type { Logger } from '../core/logger.js';
+import type { MessageFrame } from '../protocol/frames.js';
+import type { Envelope } from '../protocol/hops.js';
+import type { Connection } from './connection.js';
+import type { Hub } from './hub.js';
+
+/** The frame of one message, as every socket of its user gets it. */
+export function messageFrame(m: Envelope): string {
+  return JSON.stringify({
+    type: 'message',
+    id: m.id,
+    payload: m.payload,
+    createdAt: m.createdAt,
+  } satisfies MessageFrame);
+}
+
+export interface DeliveryOptions {
+  hub: Pick<Hub<Connection>, 'connectionsOf'>;
+  log: Logger;
+  /** Stage `delivered`: messages that reached at least one socket of their user. */
+  delivered: { inc(n: number): void };
+  /** Seconds from ingestion to the write on a socket. */
+  latency: { observe(seconds: number): void };
+}
+
+/**
+ * The forward hop's end: pushes each message dispatch forwards to every socket of its
+ * user on this node, serializing it once.
+ */
+export class Delivery {
+  constructor(private readonly o: DeliveryOptions) {}
+
+  /** Pushes each message to every socket of its user here; returns the ids that reached one. */
+  forward(messages: readonly Envelope[]): string[] {
+    const { hub, log } = this.o;
+    const delivered: string[] = [];
+    const now = Date.now();
+    const debug = log.isLevelEnabled('debug');
+    for (const m of messages) {
+      const conns = hub.connectionsOf(m.to);
+      if (!conns) continue;
+      const frame = messageFrame(m);
+      let reached = false;
+      for (const conn of conns) if (offer(conn, m.id, frame)) reached = true;
+      if (reached) {
+        delivered.push(m.id);
+        this.o.latency.observe((now - Date.parse(m.createdAt)) / 1000);
+        if (debug) log.debug({ msgId: m.id, to: m.to, sockets: conns.size }, 'pushed');
+      }
+    }
+    this.o.delivered.inc(delivered.length);
+    return delivered;
+  }
+}
+
+/** One message to one socket: queued while the socket's replay is sent, skipped when
+ *  that replay already pushed it, pushed otherwise. True when the socket has it or will. */
+function offer(conn: Connection, id: string, frame: string): boolean {
+  if (conn.queuedDuringReplay) {
+    conn.queuedDuringReplay.push({ id, frame });
+    return true;
+  }
+  if (conn.replayed?.delete(id)) return true;
+  return conn.push(id, frame);
+}

@@ -1,0 +1,67 @@
+import type { IncomingMessage } from 'node:http';
+import type { Duplex } from 'node:stream';
+import type { WebSocket, WebSocketServer } from 'ws';
+import { bearer, errorBody, isCanonicalTarget, plainResponse } from '../core/http.js';
+import type { Logger } from '../core/logger.js';
+import type { Authenticator } from './authenticator.js';
+
+export interface UpgradeOptions {
+  authenticator: Pick<Authenticator, 'verify'>;
+  isDraining: () => boolean;
+  wss: Pick<WebSocketServer, 'handleUpgrade'>;
+  /** Takes an accepted socket, whose token belongs to userId. */
+  open: (ws: WebSocket, userId: string, tokenExpiresAt: number) => void;
+  log: Logger;
+}
+
+/**
+ * The node's 'upgrade' listener: only `GET /ws`, spelled canonically, on a node that is
+ * not draining, with a token auth accepts, becomes a WebSocket. Anything else gets a
+ * plain HTTP answer with the JSON error body.
+ */
+export function upgradeHandler(o: UpgradeOptions) {
+  return (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
+    void upgrade(o, req, socket, head).catch((err: unknown) => {
+      o.log.error({ err }, 'upgrade failed');
+      refuse(socket, 500, 'internal', 'internal error');
+    });
+  };
+}
+
+async function upgrade(
+  o: UpgradeOptions,
+  req: IncomingMessage,
+  socket: Duplex,
+  head: Buffer,
+): Promise<void> {
+  // Checked before parsing: `new URL` throws on some targets a hostile client sends.
+  if (!isCanonicalTarget(req.url))
+    return refuse(socket, 404, 'not_found', 'WebSocket endpoint is /ws');
+  const url = new URL(req.url ?? '/', 'http://x');
+  if (url.pathname !== '/ws') return refuse(socket, 404, 'not_found', 'WebSocket endpoint is /ws');
+  if (o.isDraining())
+    return refuse(
+      socket,
+      503,
+      'draining',
+      'this node is shutting down: ask /v1/connect for another',
+    );
+  const token = url.searchParams.get('token') ?? bearer(req.headers.authorization);
+  const outcome = await o.authenticator.verify(token ?? undefined);
+  if (!outcome.ok) return refuse(socket, outcome.status, outcome.code, outcome.message);
+  if (socket.destroyed) return;
+  o.wss.handleUpgrade(req, socket, head, (ws) => o.open(ws, outcome.userId, outcome.expiresAt));
+}
+
+const REASONS: Record<number, string> = {
+  401: 'Unauthorized',
+  404: 'Not Found',
+  500: 'Internal Server Error',
+  503: 'Service Unavailable',
+};
+
+/** Answers a refused upgrade with a plain HTTP response and the JSON error body. */
+function refuse(socket: Duplex, status: number, code: string, message: string): void {
+  if (socket.destroyed) return;
+  socket.end(plainResponse(status, REASONS[status] ?? 'Error', errorBody(code, message)));
+}
