@@ -100,7 +100,8 @@ async function main(): Promise<void> {
         await createStore({
           mongodbUrl: config.MONGODB_URL,
           mongodbDb: config.MONGODB_DB,
-          journalPath: config.MEMORY_STORE_JOURNAL,
+          sqlitePath: config.SQLITE_PATH,
+          ackedRetentionMs: config.ACKED_RETENTION,
           log,
         }),
       );

@@ -78,7 +78,7 @@ export function createCollectService(
     try {
       result = await store.insert(messages);
     } catch (err) {
-      metrics.dependencyFailed(store.kind === 'mongodb' ? 'mongodb' : 'journal');
+      metrics.dependencyFailed(store.kind);
       log.error(
         { err: (err as Error).message, messages: messages.length },
         'store refused messages',
@@ -87,6 +87,15 @@ export function createCollectService(
         503,
         'store_unavailable',
         'the message store cannot take messages right now: nothing was accepted, retry',
+      );
+    }
+    // A refused message refuses the whole request: the store kept none of it (InsertResult).
+    const refused = result.refused[0];
+    if (refused) {
+      throw new HttpError(
+        400,
+        'invalid_request',
+        `message ${refused.index} cannot be stored (${refused.reason}): nothing was accepted`,
       );
     }
     metrics.stage('ingested').inc(result.inserted.length);

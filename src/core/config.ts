@@ -111,7 +111,10 @@ const envSchema = z.object({
   SWEEP_INTERVAL: duration.default(1000),
   HANDOFF_GRACE: duration.default(5000),
   UNROUTED_RECHECK: duration.default(15_000),
-  MEMORY_STORE_JOURNAL: z.string().optional(),
+  /** The SQLite message store's file, used when MONGODB_URL is unset (':memory:' for tests). */
+  SQLITE_PATH: z.string().min(1).default('.data/messages.sqlite'),
+  /** How long an acked message is kept after its ack (MESSAGE_TTL_SECONDS still caps it). */
+  ACKED_RETENTION: duration.default(3_600_000),
 });
 
 export type Env = z.infer<typeof envSchema>;

@@ -11,7 +11,7 @@ export type Stage =
   | 'redelivered' // collect: handed to dispatch again by the sweeper
   | 'failed'; // collect: never acked after MAX_ATTEMPTS pushes
 
-export type Dependency = 'consul' | 'redis' | 'mongodb' | 'journal';
+export type Dependency = 'consul' | 'redis' | 'mongodb' | 'sqlite';
 
 /**
  * Every metric a service exposes on /metrics, defined in one place so that names and
@@ -66,7 +66,7 @@ export class Metrics {
     });
     this.dependencyErrors = new Counter({
       name: 'push_dependency_errors_total',
-      help: 'Failed calls to Consul, Redis, MongoDB, or writes to the memory store journal',
+      help: 'Failed calls to Consul, Redis, MongoDB or SQLite',
       labelNames: ['dependency'],
       registers,
     });

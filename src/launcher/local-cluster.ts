@@ -153,7 +153,7 @@ push-cluster is up: ${services.length} services, all passing in Consul.
     .filter((s) => s.service === 'push')
     .map((s) => `ws://127.0.0.1:${s.port}/ws`)
     .join('  ')}
-  message store  ${env.MONGODB_URL ? 'MongoDB' : 'memory (set MONGODB_URL for durable storage)'}
+  message store  ${env.MONGODB_URL ? 'MongoDB' : `SQLite, ${env.SQLITE_PATH ?? '.data/messages.sqlite'} (set MONGODB_URL for replicated storage)`}
 
   AUTH_ADMIN_KEY ${env.AUTH_ADMIN_KEY ? '***' : adminKey} ${secretNote('AUTH_ADMIN_KEY')}
   INGEST_API_KEY ${env.INGEST_API_KEY ? '***' : ingestKey} ${secretNote('INGEST_API_KEY')}

@@ -35,13 +35,33 @@ export type NewMessage = Pick<
   'id' | 'to' | 'payload' | 'createdAt' | 'key' | 'expiresAt' | 'nextAttemptAt'
 >;
 
+/** A message of an insert call that the store cannot take, for a reason that a retry of the
+ *  same message would not change (a payload it cannot serialize, an id already stored). */
+export interface Refusal {
+  /** The message's index in the insert call. */
+  index: number;
+  reason: string;
+}
+
+/**
+ * The outcome of one insert call. A call is all or nothing: either every message is stored
+ * (or resolved to the stored holder of its key) and `refused` is empty, or some messages are
+ * refused and none of the call's messages is stored (`ids` and `inserted` empty). A failure
+ * whose outcome is unknown or passing (store unreachable, write concern timeout, disk error)
+ * rejects the call instead: the caller may retry it.
+ */
 export interface InsertResult {
   /** One id per input message, in input order. For a message whose (key, to) was stored
    *  before, the id of the stored one. */
   ids: string[];
   /** The messages that were new, in input order: only these are to be dispatched. */
   inserted: StoredMessage[];
+  /** The messages refused, in input order; when not empty, nothing of the call was stored. */
+  refused: Refusal[];
 }
+
+/** How long an acked message is kept by default (ACKED_RETENTION). */
+export const DEFAULT_ACKED_RETENTION_MS = 3_600_000;
 
 /** When an unacked push is retried: after base × 2^(attempts − 1), at most max. */
 export interface AckRetry {
@@ -50,14 +70,23 @@ export interface AckRetry {
 }
 
 /**
- * Where messages live from ingestion until they expire. Two implementations:
- * MongoDB (production) and memory (development and tests without a mongod; optionally
- * journaled to a file so that it survives a restart).
+ * Where messages live from ingestion until they are purged. Two implementations: SQLite
+ * (one file: single-node deployments, development, tests) and MongoDB (replicated, shared by
+ * any number of collect instances). Payloads are stored as their JSON text, so any JSON value
+ * the ingestion accepts is stored and read back exactly.
+ *
+ * A message is kept until `expiresAt`, or once acked until `ackedAt` + the acked retention
+ * if that comes first; then the store deletes it (`purge`, or MongoDB's TTL monitor).
  */
 export interface MessageStore {
-  readonly kind: 'mongodb' | 'memory';
-  /** Resolves only once the messages are durably stored. Idempotent on (key, to). */
+  readonly kind: 'sqlite' | 'mongodb';
+  /**
+   * Resolves only once the messages are durably stored. Idempotent on (key, to): a message
+   * whose pair is held by a live (unexpired) message resolves to that message's id. See
+   * InsertResult for refusals.
+   */
   insert(messages: NewMessage[]): Promise<InsertResult>;
+  /** The message, unless it expired (or was purged). */
   get(id: string): Promise<StoredMessage | undefined>;
   /**
    * Records a push to a socket: pending or delivered → delivered, attempts + 1,
@@ -83,8 +112,18 @@ export interface MessageStore {
   claimDue(now: Date, limit: number, leaseMs: number): Promise<StoredMessage[]>;
   /** The user's messages not yet acked nor failed (pending or delivered), oldest first. */
   listUnacked(userId: string, limit: number): Promise<StoredMessage[]>;
-  /** How many messages are in each status (for metrics and the chaos suite). */
+  /**
+   * How many messages are held in each status (for metrics and the chaos suite), from a cheap
+   * source: never a scan of every message per call. SQLite: exact counters, where an expired
+   * message counts until it is purged. MongoDB: counts of unexpired messages, refreshed in the
+   * background at most every `countRefreshMs`.
+   */
   countByStatus(): Promise<Record<MessageStatus, number>>;
+  /**
+   * Deletes up to `limit` messages that expired or whose acked retention ran out; returns
+   * how many. SQLite also runs it by itself on a timer; MongoDB's TTL index does the same.
+   */
+  purge(now: Date, limit?: number): Promise<number>;
   /** Resolves when the store can take writes; rejects with the reason otherwise. */
   ping(): Promise<void>;
   close(): Promise<void>;

@@ -1,7 +1,6 @@
 import {
   MongoBulkWriteError,
   MongoClient,
-  MongoInvalidArgumentError,
   type Collection,
   type Db,
   type MongoClientOptions,
@@ -9,18 +8,24 @@ import {
   type WriteError,
 } from 'mongodb';
 import type { MessageStatus } from '../protocol/public-api.js';
-import type {
-  AckRetry,
-  InsertResult,
-  MessageStore,
-  NewMessage,
-  StoredMessage,
+import {
+  DEFAULT_ACKED_RETENTION_MS,
+  type AckRetry,
+  type InsertResult,
+  type MessageStore,
+  type NewMessage,
+  type Refusal,
+  type StoredMessage,
 } from './message-store.js';
 
 interface MessageDoc {
   _id: string;
   to: string;
-  payload: unknown;
+  /** The payload's JSON text: any JSON value is storable, whatever BSON thinks of its keys
+   *  (NUL, '$', '.') or its depth. */
+  payloadJson?: string;
+  /** Documents written before payloadJson existed hold the payload as BSON. */
+  payload?: unknown;
   createdAt: Date;
   status: MessageStatus;
   /** Absent from documents written before redelivery existed: read as 0. */
@@ -32,6 +37,8 @@ interface MessageDoc {
   failReason?: string;
   key?: string;
   expiresAt: Date;
+  /** Set on ack: when the acked retention runs out. The TTL monitor deletes it then. */
+  purgeAt?: Date;
 }
 
 export interface MongoStoreOptions {
@@ -39,19 +46,21 @@ export interface MongoStoreOptions {
   flushDelayMs?: number;
   /** A batch holding this many messages is written at once. Default 1000. */
   maxBatch?: number;
-}
-
-/** One message that the database refused; `code` is the server's. */
-export class MessageWriteError extends Error {
-  override readonly name = 'MessageWriteError';
-  constructor(
-    readonly messageId: string,
-    readonly code: number | undefined,
-    detail: string,
-    cause?: unknown,
-  ) {
-    super(`message ${messageId} was not stored: ${detail}`, { cause });
-  }
+  /** How long an acked message is kept after its ack. Default 1 h. */
+  ackedRetentionMs?: number;
+  /** wtimeoutMS of every write: how long a majority may take to acknowledge. Default 5 s. */
+  writeTimeoutMs?: number;
+  /** maxTimeMS of every read and update on the server. Default 5 s. */
+  operationTimeoutMs?: number;
+  /** ping's write must be acknowledged by a majority within this. Default 700 ms (the
+   *  /health probe gives up after 800 ms). */
+  pingTimeoutMs?: number;
+  /** countByStatus recounts at most this often, in the background. Default 30 s; 0 recounts
+   *  on every call (tests). */
+  countRefreshMs?: number;
+  /** The document ping writes: one per instance. Default a random one. */
+  healthId?: string;
+  log?: { warn(obj: object, msg: string): void };
 }
 
 interface Waiter {
@@ -61,20 +70,55 @@ interface Waiter {
 }
 
 const COLLECTION = 'messages';
+const HEALTH = 'health';
 const DUPLICATE_KEY = 11000;
 const OPEN: MessageStatus[] = ['pending', 'delivered'];
-/** Caps the exponent of the ack retry backoff, as ackRetryDelay does for the memory store. */
+const STATUSES: readonly MessageStatus[] = ['pending', 'delivered', 'acked', 'failed'];
+/** Caps the exponent of the ack retry backoff: 2^40 × base is past any sensible max. */
 const MAX_BACKOFF_EXPONENT = 40;
+/** Under MongoDB's 16 MiB document limit, with room for the other fields. */
+const MAX_PAYLOAD_JSON = 15 * 1024 * 1024;
 
-function pairKey(key: string, to: string): string {
-  return key + '\u0000' + to;
-}
+/**
+ * Every query and the index it reads (also in docs/storage.md):
+ *   _id                                    get; every update by id
+ *   unacked {to, status, createdAt, _id}   listUnacked (two status ranges, merged in order)
+ *   claimDue {nextAttemptAt, _id}          claimDue, in index order: each page starts where
+ *     partial: nextAttemptAt exists        the last one's leases left the range
+ *   key {key, to} unique, partial          insert's idempotency lookup
+ *   expiresAt TTL                          the TTL monitor: expiry
+ *   purgeAt TTL, partial                   the TTL monitor: acked retention; purge()
+ *   counts {status, expiresAt}             countByStatus, counted on the index alone
+ */
+const INDEXES = [
+  { name: 'unacked', key: { to: 1, status: 1, createdAt: 1, _id: 1 } },
+  {
+    name: 'claimDue',
+    key: { nextAttemptAt: 1, _id: 1 },
+    partialFilterExpression: { nextAttemptAt: { $exists: true } },
+  },
+  {
+    name: 'key',
+    key: { key: 1, to: 1 },
+    unique: true,
+    partialFilterExpression: { key: { $type: 'string' } },
+  },
+  // The TTL monitor deletes about once a minute, so reads still filter on expiresAt.
+  { name: 'expiresAt', key: { expiresAt: 1 }, expireAfterSeconds: 0 },
+  {
+    name: 'purgeAt',
+    key: { purgeAt: 1 },
+    expireAfterSeconds: 0,
+    partialFilterExpression: { purgeAt: { $exists: true } },
+  },
+  { name: 'counts', key: { status: 1, expiresAt: 1 } },
+] as const;
 
-function toDoc(m: NewMessage): MessageDoc {
+function toDoc(m: NewMessage, payloadJson: string): MessageDoc {
   const doc: MessageDoc = {
     _id: m.id,
     to: m.to,
-    payload: m.payload,
+    payloadJson,
     createdAt: m.createdAt,
     status: 'pending',
     attempts: 0,
@@ -86,11 +130,16 @@ function toDoc(m: NewMessage): MessageDoc {
   return doc;
 }
 
-function toMessage(doc: WithId<MessageDoc>): StoredMessage {
+function payloadOf(doc: MessageDoc): unknown {
+  return doc.payloadJson !== undefined ? JSON.parse(doc.payloadJson) : doc.payload;
+}
+
+/** `payload` spares parsing the JSON text again when the caller still has the value. */
+function toMessage(doc: WithId<MessageDoc>, payload: unknown = payloadOf(doc)): StoredMessage {
   const m: StoredMessage = {
     id: doc._id,
     to: doc.to,
-    payload: doc.payload,
+    payload,
     createdAt: doc.createdAt,
     status: doc.status,
     attempts: doc.attempts ?? 0,
@@ -103,6 +152,21 @@ function toMessage(doc: WithId<MessageDoc>): StoredMessage {
   if (typeof doc.failReason === 'string') m.failReason = doc.failReason;
   if (typeof doc.key === 'string') m.key = doc.key;
   return m;
+}
+
+/** The payload's JSON text, or why it cannot be stored. */
+function serialize(payload: unknown): { json: string } | { reason: string } {
+  let json: string | undefined;
+  try {
+    json = JSON.stringify(payload) as string | undefined;
+  } catch (err) {
+    return { reason: `the payload cannot be serialized: ${(err as Error).message}` };
+  }
+  if (json === undefined) return { reason: 'the payload is not a JSON value' };
+  if (json.length > MAX_PAYLOAD_JSON) {
+    return { reason: `the payload is over ${MAX_PAYLOAD_JSON} characters of JSON` };
+  }
+  return { json };
 }
 
 /**
@@ -120,10 +184,21 @@ function perDocumentErrors(err: unknown): readonly WriteError[] | undefined {
   return list.length > 0 ? list : undefined;
 }
 
+/** A document of one batch write, and what became of it. */
+interface Slot {
+  doc: MessageDoc;
+  payload: unknown;
+  /** The waiters whose messages this document stands for (several share a (key, to)). */
+  owners: Set<number>;
+  outcome?: { id: string } | { refused: string };
+}
+
 /**
  * Messages in MongoDB. Concurrent inserts share one insertMany (group commit): with
  * w:majority + j:true each write waits for replication and a journal flush, so writing one
- * request at a time would cap ingestion at a few hundred requests a second.
+ * request at a time would cap ingestion at a few hundred requests a second. Every write waits
+ * for a majority at most `writeTimeoutMs`, every read or update runs at most
+ * `operationTimeoutMs` on the server.
  */
 export class MongoStore implements MessageStore {
   readonly kind = 'mongodb' as const;
@@ -131,23 +206,40 @@ export class MongoStore implements MessageStore {
   private readonly client: MongoClient;
   private readonly db: Db;
   private readonly messages: Collection<MessageDoc>;
+  private readonly health: Collection<{ _id: string; at: Date }>;
   private readonly flushDelayMs: number;
   private readonly maxBatch: number;
+  private readonly ackedRetentionMs: number;
+  private readonly maxTimeMS: number;
+  private readonly pingTimeoutMs: number;
+  private readonly countRefreshMs: number;
+  private readonly healthId: string;
+  private readonly log: MongoStoreOptions['log'];
 
   private batch: Waiter[] = [];
   private batchCount = 0;
   private timer: NodeJS.Timeout | undefined;
   private readonly writing = new Set<Promise<void>>();
   private closing: Promise<void> | undefined;
+  private counts: { at: number; value: Record<MessageStatus, number> } | undefined;
+  private counting: Promise<Record<MessageStatus, number>> | undefined;
 
   constructor(client: MongoClient, dbName: string, opts: MongoStoreOptions = {}) {
     this.client = client;
     this.db = client.db(dbName);
     this.messages = this.db.collection<MessageDoc>(COLLECTION, {
-      writeConcern: { w: 'majority', j: true },
+      writeConcern: { w: 'majority', j: true, wtimeoutMS: opts.writeTimeoutMs ?? 5000 },
+      readConcern: { level: 'majority' },
     });
+    this.health = this.db.collection(HEALTH);
     this.flushDelayMs = opts.flushDelayMs ?? 2;
     this.maxBatch = Math.max(1, opts.maxBatch ?? 1000);
+    this.ackedRetentionMs = opts.ackedRetentionMs ?? DEFAULT_ACKED_RETENTION_MS;
+    this.maxTimeMS = opts.operationTimeoutMs ?? 5000;
+    this.pingTimeoutMs = opts.pingTimeoutMs ?? 700;
+    this.countRefreshMs = opts.countRefreshMs ?? 30_000;
+    this.healthId = opts.healthId ?? `ping-${Math.random().toString(36).slice(2)}`;
+    this.log = opts.log;
   }
 
   static async connect(
@@ -155,7 +247,12 @@ export class MongoStore implements MessageStore {
     dbName: string,
     opts: MongoStoreOptions & { clientOptions?: MongoClientOptions } = {},
   ): Promise<MongoStore> {
-    const client = new MongoClient(url, opts.clientOptions);
+    // Fail fast when no primary is reachable: the default waits 30 s per operation.
+    const client = new MongoClient(url, {
+      serverSelectionTimeoutMS: 5000,
+      connectTimeoutMS: 5000,
+      ...opts.clientOptions,
+    });
     await client.connect();
     const store = new MongoStore(client, dbName, opts);
     try {
@@ -169,25 +266,11 @@ export class MongoStore implements MessageStore {
 
   /** Creates the collection's indexes; a no-op when they already exist as specified. */
   async ensureIndexes(): Promise<void> {
-    await this.messages.createIndexes([
-      { key: { to: 1, status: 1, createdAt: 1, _id: 1 } },
-      // The TTL monitor deletes about once a minute, so reads still filter on expiresAt.
-      { key: { expiresAt: 1 }, expireAfterSeconds: 0 },
-      {
-        key: { key: 1, to: 1 },
-        unique: true,
-        partialFilterExpression: { key: { $type: 'string' } },
-      },
-      // claimDue: only messages that something waits for carry a nextAttemptAt.
-      {
-        key: { nextAttemptAt: 1 },
-        partialFilterExpression: { nextAttemptAt: { $exists: true } },
-      },
-    ]);
+    await this.messages.createIndexes(INDEXES.map((i) => ({ ...i })));
   }
 
   insert(messages: NewMessage[]): Promise<InsertResult> {
-    if (messages.length === 0) return Promise.resolve({ ids: [], inserted: [] });
+    if (messages.length === 0) return Promise.resolve({ ids: [], inserted: [], refused: [] });
     if (this.closing) return Promise.reject(new Error('MongoStore is closed'));
     return new Promise<InsertResult>((resolve, reject) => {
       this.batch.push({ messages, resolve, reject });
@@ -198,7 +281,10 @@ export class MongoStore implements MessageStore {
   }
 
   async get(id: string): Promise<StoredMessage | undefined> {
-    const doc = await this.messages.findOne({ _id: id, expiresAt: { $gt: new Date() } });
+    const doc = await this.messages.findOne(
+      { _id: id, expiresAt: { $gt: new Date() } },
+      { maxTimeMS: this.maxTimeMS },
+    );
     return doc ? toMessage(doc) : undefined;
   }
 
@@ -208,31 +294,35 @@ export class MongoStore implements MessageStore {
     // in one $set stage read the fields as they were, so '$attempts' is the count before this
     // push: the exponent attempts − 1 of the new count.
     const before = { $ifNull: ['$attempts', 0] };
-    await this.messages.updateMany({ _id: { $in: ids }, status: { $in: OPEN } }, [
-      {
-        $set: {
-          status: 'delivered',
-          deliveredAt: at,
-          attempts: { $add: [before, 1] },
-          nextAttemptAt: {
-            $add: [
-              at,
-              {
-                $min: [
-                  retry.maxMs,
-                  {
-                    $multiply: [
-                      retry.baseMs,
-                      { $pow: [2, { $min: [before, MAX_BACKOFF_EXPONENT] }] },
-                    ],
-                  },
-                ],
-              },
-            ],
+    await this.messages.updateMany(
+      { _id: { $in: ids }, status: { $in: OPEN } },
+      [
+        {
+          $set: {
+            status: 'delivered',
+            deliveredAt: at,
+            attempts: { $add: [before, 1] },
+            nextAttemptAt: {
+              $add: [
+                at,
+                {
+                  $min: [
+                    retry.maxMs,
+                    {
+                      $multiply: [
+                        retry.baseMs,
+                        { $pow: [2, { $min: [before, MAX_BACKOFF_EXPONENT] }] },
+                      ],
+                    },
+                  ],
+                },
+              ],
+            },
           },
         },
-      },
-    ]);
+      ],
+      { maxTimeMS: this.maxTimeMS },
+    );
   }
 
   async markUnrouted(ids: string[]): Promise<void> {
@@ -240,6 +330,7 @@ export class MongoStore implements MessageStore {
     await this.messages.updateMany(
       { _id: { $in: ids }, status: 'pending' },
       { $unset: { nextAttemptAt: '' } },
+      { maxTimeMS: this.maxTimeMS },
     );
   }
 
@@ -248,14 +339,27 @@ export class MongoStore implements MessageStore {
     await this.messages.updateMany(
       { _id: { $in: ids }, status: { $in: OPEN } },
       { $set: { nextAttemptAt: at } },
+      { maxTimeMS: this.maxTimeMS },
     );
   }
 
   async markAcked(userId: string, ids: string[], at: Date): Promise<number> {
     if (ids.length === 0) return 0;
+    const retained = new Date(at.getTime() + this.ackedRetentionMs);
     const res = await this.messages.updateMany(
       { _id: { $in: ids }, to: userId, status: { $ne: 'acked' } },
-      { $set: { status: 'acked', ackedAt: at }, $unset: { nextAttemptAt: '' } },
+      [
+        {
+          $set: {
+            status: 'acked',
+            ackedAt: at,
+            // The TTL index on purgeAt deletes it once the acked retention ran out.
+            purgeAt: { $min: ['$expiresAt', retained] },
+          },
+        },
+        { $unset: 'nextAttemptAt' },
+      ],
+      { maxTimeMS: this.maxTimeMS },
     );
     return res.modifiedCount;
   }
@@ -268,6 +372,7 @@ export class MongoStore implements MessageStore {
         $set: { status: 'failed', failedAt: at, failReason: reason },
         $unset: { nextAttemptAt: '' },
       },
+      { maxTimeMS: this.maxTimeMS },
     );
   }
 
@@ -281,8 +386,12 @@ export class MongoStore implements MessageStore {
         status: { $in: OPEN },
         expiresAt: { $gt: new Date() },
       })
+      // Index order is the sort order: a page reads `limit` documents (plus any that are
+      // acked, failed or expired in between), never the whole backlog.
+      .hint('claimDue')
       .sort({ nextAttemptAt: 1, _id: 1 })
       .limit(limit)
+      .maxTimeMS(this.maxTimeMS)
       .toArray();
     if (docs.length === 0) return [];
     const ids = docs.map((d) => d._id);
@@ -290,6 +399,7 @@ export class MongoStore implements MessageStore {
     const res = await this.messages.updateMany(
       { _id: { $in: ids }, nextAttemptAt: { $lte: now } },
       { $set: { nextAttemptAt: lease } },
+      { maxTimeMS: this.maxTimeMS },
     );
     let claimed = docs;
     if (res.modifiedCount < docs.length) {
@@ -297,6 +407,7 @@ export class MongoStore implements MessageStore {
       // sweeper (whose lease is past `now`). Return only those that carry this lease.
       const mine = await this.messages
         .find({ _id: { $in: ids }, nextAttemptAt: lease }, { projection: { _id: 1 } })
+        .maxTimeMS(this.maxTimeMS)
         .toArray();
       const kept = new Set(mine.map((d) => d._id));
       claimed = docs.filter((d) => kept.has(d._id));
@@ -308,39 +419,93 @@ export class MongoStore implements MessageStore {
     // limit(0) would mean "no limit" to MongoDB.
     if (limit <= 0) return [];
     const docs = await this.messages
-      .find({
-        to: userId,
-        status: { $in: ['pending', 'delivered'] },
-        expiresAt: { $gt: new Date() },
-      })
+      .find({ to: userId, status: { $in: OPEN }, expiresAt: { $gt: new Date() } })
       .sort({ createdAt: 1, _id: 1 })
       .limit(limit)
+      .maxTimeMS(this.maxTimeMS)
       .toArray();
-    return docs.map(toMessage);
+    return docs.map((d) => toMessage(d));
   }
 
+  /**
+   * Counts of unexpired messages per status, counted on the {status, expiresAt} index (no
+   * document is read) at most every `countRefreshMs`: a call in between gets the last counts
+   * and starts a recount in the background. Only the very first call waits for a count.
+   */
   async countByStatus(): Promise<Record<MessageStatus, number>> {
-    const counts: Record<MessageStatus, number> = { pending: 0, delivered: 0, acked: 0, failed: 0 };
-    const groups = await this.messages
-      .aggregate<{ _id: MessageStatus; n: number }>([
-        // The TTL monitor deletes about once a minute: leave out what it has not reached yet.
-        { $match: { expiresAt: { $gt: new Date() } } },
-        { $group: { _id: '$status', n: { $sum: 1 } } },
-      ])
-      .toArray();
-    for (const g of groups) {
-      if (g._id in counts) counts[g._id] = g.n;
-    }
-    return counts;
+    const last = this.counts;
+    if (last && Date.now() - last.at < this.countRefreshMs) return { ...last.value };
+    const recount = this.recount();
+    if (!last || this.countRefreshMs === 0) return { ...(await recount) };
+    recount.catch((err: unknown) =>
+      this.log?.warn({ err }, 'message counts could not be refreshed; serving the last ones'),
+    );
+    return { ...last.value };
   }
 
+  async purge(now: Date, limit = 1000): Promise<number> {
+    if (limit <= 0) return 0;
+    const due = await this.messages
+      .find(
+        { $or: [{ expiresAt: { $lte: now } }, { purgeAt: { $lte: now } }] },
+        { projection: { _id: 1 } },
+      )
+      .limit(limit)
+      .maxTimeMS(this.maxTimeMS)
+      .toArray();
+    if (due.length === 0) return 0;
+    const res = await this.messages.deleteMany(
+      { _id: { $in: due.map((d) => d._id) } },
+      { maxTimeMS: this.maxTimeMS },
+    );
+    return res.deletedCount;
+  }
+
+  /**
+   * A one-document write acknowledged by a majority and journaled: fails whenever inserts
+   * would (no primary, no majority, writes not acknowledged in time), not only when the
+   * server is unreachable.
+   */
   async ping(): Promise<void> {
-    await this.db.command({ ping: 1 });
+    await this.health.updateOne(
+      { _id: this.healthId },
+      { $set: { at: new Date() } },
+      {
+        upsert: true,
+        writeConcern: { w: 'majority', j: true, wtimeoutMS: this.pingTimeoutMs },
+        maxTimeMS: this.pingTimeoutMs,
+      },
+    );
   }
 
   close(): Promise<void> {
     this.closing ??= this.shutdown();
     return this.closing;
+  }
+
+  private recount(): Promise<Record<MessageStatus, number>> {
+    this.counting ??= (async () => {
+      try {
+        const now = new Date();
+        const ns = await Promise.all(
+          STATUSES.map((status) =>
+            this.messages.countDocuments(
+              { status, expiresAt: { $gt: now } },
+              { hint: 'counts', maxTimeMS: this.maxTimeMS },
+            ),
+          ),
+        );
+        const value = Object.fromEntries(STATUSES.map((s, i) => [s, ns[i]!])) as Record<
+          MessageStatus,
+          number
+        >;
+        this.counts = { at: Date.now(), value };
+        return value;
+      } finally {
+        this.counting = undefined;
+      }
+    })();
+    return this.counting;
   }
 
   private async shutdown(): Promise<void> {
@@ -365,125 +530,193 @@ export class MongoStore implements MessageStore {
     this.writing.add(done);
   }
 
-  /** Writes one batch and settles each of its waiters; never rejects. */
+  /**
+   * Writes one batch and settles each of its waiters. A waiter with a message that cannot be
+   * stored is refused as a whole: its payloads are checked before the write, and documents of
+   * its that the server took anyway are deleted again. A failure whose outcome is unknown
+   * rejects every waiter it touches.
+   */
   private async write(waiters: Waiter[]): Promise<void> {
+    const refused = new Map<number, Refusal[]>();
     // One document per keyless message and per distinct (key, to): a second message with the
     // same pair in the batch would only fail on the unique index, so it shares the first's doc.
-    const docs: MessageDoc[] = [];
-    const slots: { doc: number; own: boolean }[][] = [];
-    const docByPair = new Map<string, number>();
-    for (const w of waiters) {
-      const mine: { doc: number; own: boolean }[] = [];
-      for (const m of w.messages) {
-        if (m.key !== undefined) {
-          const pair = pairKey(m.key, m.to);
-          const earlier = docByPair.get(pair);
-          if (earlier !== undefined) {
-            mine.push({ doc: earlier, own: false });
-            continue;
-          }
-          docByPair.set(pair, docs.length);
-        }
-        mine.push({ doc: docs.length, own: true });
-        docs.push(toDoc(m));
+    const slots: Slot[] = [];
+    const slotOf: number[][] = waiters.map(() => []);
+    const slotByPair = new Map<string, number>();
+    for (const [w, waiter] of waiters.entries()) {
+      const docs: { doc: MessageDoc; payload: unknown }[] = [];
+      const bad: Refusal[] = [];
+      for (const [index, m] of waiter.messages.entries()) {
+        const s = serialize(m.payload);
+        if ('reason' in s) bad.push({ index, reason: s.reason });
+        else docs.push({ doc: toDoc(m, s.json), payload: m.payload });
       }
-      slots.push(mine);
+      if (bad.length > 0) {
+        refused.set(w, bad);
+        continue;
+      }
+      for (const d of docs) {
+        const pair = d.doc.key === undefined ? undefined : `${d.doc.key}\u0000${d.doc.to}`;
+        const earlier = pair === undefined ? undefined : slotByPair.get(pair);
+        if (earlier !== undefined) {
+          slots[earlier]!.owners.add(w);
+          slotOf[w]!.push(earlier);
+          continue;
+        }
+        if (pair !== undefined) slotByPair.set(pair, slots.length);
+        slotOf[w]!.push(slots.length);
+        slots.push({ ...d, owners: new Set([w]) });
+      }
     }
 
-    const failed = new Map<number, unknown>();
-    const duplicates = new Set<number>();
+    let unknown: unknown;
     try {
-      await this.messages.insertMany(docs, { ordered: false });
+      await this.insertSlots(slots);
     } catch (err) {
-      const writeErrors = perDocumentErrors(err);
-      if (!writeErrors) {
-        // The driver refuses such a batch before sending anything (an oversized or
-        // unserializable document): write each request alone so one bad request fails alone.
-        if (err instanceof MongoInvalidArgumentError && waiters.length > 1) {
-          await Promise.all(waiters.map((w) => this.write([w])));
-          return;
-        }
-        for (const w of waiters) w.reject(err);
-        return;
+      unknown = err;
+    }
+    if (unknown !== undefined) {
+      for (const [w, waiter] of waiters.entries()) {
+        const bad = refused.get(w);
+        if (bad) waiter.resolve({ ids: [], inserted: [], refused: bad });
+        else waiter.reject(unknown);
       }
-      for (const we of writeErrors) {
-        const doc = docs[we.index];
-        if (!doc) continue;
-        if (we.code === DUPLICATE_KEY && doc.key !== undefined) duplicates.add(we.index);
-        else failed.set(we.index, new MessageWriteError(doc._id, we.code, we.errmsg ?? '', err));
-      }
+      return;
     }
 
-    const existing = await this.findExisting(docs, duplicates, failed);
+    for (const [w] of waiters.entries()) {
+      if (refused.has(w)) continue;
+      const bad: Refusal[] = [];
+      for (const [index, s] of slotOf[w]!.entries()) {
+        const outcome = slots[s]!.outcome;
+        if (outcome && 'refused' in outcome) bad.push({ index, reason: outcome.refused });
+      }
+      if (bad.length > 0) refused.set(w, bad);
+    }
+    // The documents the server took for refused waiters, unless an accepted waiter shares
+    // them: all or nothing per call.
+    const undo = slots.filter(
+      (s) =>
+        s.outcome &&
+        'id' in s.outcome &&
+        s.outcome.id === s.doc._id &&
+        [...s.owners].every((w) => refused.has(w)),
+    );
+    let undoError: unknown;
+    if (undo.length > 0) {
+      try {
+        await this.messages.deleteMany({ _id: { $in: undo.map((s) => s.doc._id) } });
+      } catch (err) {
+        undoError = err;
+        this.log?.warn(
+          { err, ids: undo.map((s) => s.doc._id) },
+          'could not delete the stored messages of a refused insert',
+        );
+      }
+    }
 
     for (const [w, waiter] of waiters.entries()) {
+      const bad = refused.get(w);
+      if (bad) {
+        // Its other messages may still be stored: the outcome is unknown, not a refusal.
+        if (undoError !== undefined && slotOf[w]!.some((s) => undo.includes(slots[s]!))) {
+          waiter.reject(undoError);
+        } else {
+          waiter.resolve({ ids: [], inserted: [], refused: bad });
+        }
+        continue;
+      }
       const ids: string[] = [];
       const inserted: StoredMessage[] = [];
-      let error: { reason: unknown } | undefined;
-      for (const slot of slots[w]!) {
-        const doc = docs[slot.doc]!;
-        if (failed.has(slot.doc)) {
-          error ??= { reason: failed.get(slot.doc) };
-        } else if (duplicates.has(slot.doc)) {
-          ids.push(existing.get(slot.doc)!);
-        } else {
-          ids.push(doc._id);
-          if (slot.own) inserted.push(toMessage(doc));
+      const seen = new Set<number>();
+      for (const s of slotOf[w]!) {
+        const slot = slots[s]!;
+        const id = (slot.outcome as { id: string }).id;
+        ids.push(id);
+        // A document shared by several waiters is new for the first accepted one only.
+        const first = Math.min(...[...slot.owners].filter((o) => !refused.has(o)));
+        if (id === slot.doc._id && first === w && !seen.has(s)) {
+          seen.add(s);
+          inserted.push(toMessage(slot.doc, slot.payload));
         }
       }
-      if (error) waiter.reject(error.reason);
-      else waiter.resolve({ ids, inserted });
+      waiter.resolve({ ids, inserted, refused: [] });
     }
   }
 
   /**
-   * For each document refused on the (key, to) index, the id of the message that holds the
-   * pair. A duplicate that finds no holder (the duplicate was on _id, or the holder expired
-   * in between) is moved to `failed`.
+   * Inserts the slots' documents (unordered) and sets each slot's outcome: its own id, the id
+   * of the live message holding its (key, to), or a refusal. A holder that has expired no
+   * longer holds the key: its key is released and the document inserted again, once. Throws
+   * when the outcome of any document is unknown.
    */
-  private async findExisting(
-    docs: MessageDoc[],
-    duplicates: Set<number>,
-    failed: Map<number, unknown>,
-  ): Promise<Map<number, string>> {
-    const byDoc = new Map<number, string>();
-    if (duplicates.size === 0) return byDoc;
-    const pairs: { key: string; to: string }[] = [];
-    for (const i of duplicates) {
-      const doc = docs[i]!;
-      pairs.push({ key: doc.key!, to: doc.to });
-    }
-    let holders: { _id: string; key?: string; to: string }[];
-    try {
-      holders = await this.messages
-        .find({ $or: pairs }, { projection: { _id: 1, key: 1, to: 1 } })
-        .toArray();
-    } catch (err) {
-      for (const i of duplicates) failed.set(i, err);
-      duplicates.clear();
-      return byDoc;
-    }
-    const holderByPair = new Map<string, string>();
-    for (const h of holders) {
-      if (typeof h.key === 'string') holderByPair.set(pairKey(h.key, h.to), h._id);
-    }
-    for (const i of duplicates) {
-      const doc = docs[i]!;
-      const holder = holderByPair.get(pairKey(doc.key!, doc.to));
-      if (holder === undefined) {
-        failed.set(
-          i,
-          new MessageWriteError(
-            doc._id,
-            DUPLICATE_KEY,
-            'duplicate key, but no message holds its key',
-          ),
+  private async insertSlots(all: Slot[]): Promise<void> {
+    let round = all;
+    for (let attempt = 0; round.length > 0; attempt++) {
+      const duplicates: Slot[] = [];
+      try {
+        await this.messages.insertMany(
+          round.map((s) => s.doc),
+          { ordered: false },
         );
-        duplicates.delete(i);
-      } else {
-        byDoc.set(i, holder);
+      } catch (err) {
+        const writeErrors = perDocumentErrors(err);
+        if (!writeErrors) throw err;
+        for (const we of writeErrors) {
+          const slot = round[we.index];
+          if (!slot) continue;
+          const onKey = we.code === DUPLICATE_KEY && slot.doc.key !== undefined;
+          if (onKey && !/\b_id_\b/.test(we.errmsg ?? '')) duplicates.push(slot);
+          else if (we.code === DUPLICATE_KEY) {
+            slot.outcome = { refused: 'a message with this id is already stored' };
+          } else {
+            slot.outcome = { refused: `refused by the database (${we.code}): ${we.errmsg}` };
+          }
+        }
       }
+      for (const s of round) s.outcome ??= { id: s.doc._id };
+      for (const s of duplicates) delete s.outcome;
+      if (duplicates.length === 0) return;
+
+      const holders = await this.messages
+        .find(
+          // $type restates the partial index's filter, so the planner surely can use it.
+          {
+            $or: duplicates.map((s) => ({
+              key: { $eq: s.doc.key, $type: 'string' },
+              to: s.doc.to,
+            })),
+          },
+          { projection: { _id: 1, key: 1, to: 1, expiresAt: 1 } },
+        )
+        .maxTimeMS(this.maxTimeMS)
+        .toArray();
+      const now = Date.now();
+      const holderByPair = new Map<string, { _id: string; expiresAt: Date }>();
+      for (const h of holders) holderByPair.set(`${h.key}\u0000${h.to}`, h);
+      const again: Slot[] = [];
+      const expired: string[] = [];
+      for (const s of duplicates) {
+        const holder = holderByPair.get(`${s.doc.key}\u0000${s.doc.to}`);
+        if (holder && holder.expiresAt.getTime() > now) {
+          s.outcome = { id: holder._id };
+        } else if (attempt === 0) {
+          if (holder) expired.push(holder._id);
+          again.push(s);
+        } else {
+          // Taken again between two rounds by a message that is gone again: let the caller
+          // retry rather than loop.
+          throw new Error(`the key of message ${s.doc._id} is contended: retry`);
+        }
+      }
+      if (expired.length > 0) {
+        await this.messages.updateMany(
+          { _id: { $in: expired }, expiresAt: { $lte: new Date(now) } },
+          { $unset: { key: '' } },
+          { maxTimeMS: this.maxTimeMS },
+        );
+      }
+      round = again;
     }
-    return byDoc;
   }
 }

@@ -154,7 +154,7 @@ const faults: Fault[] = [
       c.collect.child.kill('SIGKILL');
       await c.collect.child.waitExit();
       await c.restart(c.collect);
-      return { recoveredMs: since(t0), note: 'memory store + journal (MEMORY_STORE_JOURNAL)' };
+      return { recoveredMs: since(t0), note: 'SQLite store in a file (SQLITE_PATH)' };
     },
   },
   {
@@ -219,14 +219,14 @@ const fmt = (ms: number | undefined): string =>
   ms === undefined ? '—' : `${(ms / 1000).toFixed(2)} s`;
 
 async function main(): Promise<void> {
-  const journalDir = mkdtempSync(join(tmpdir(), 'push-cluster-chaos-'));
+  const storeDir = mkdtempSync(join(tmpdir(), 'push-cluster-chaos-'));
   const rows: Row[] = [];
   try {
     for (const fault of faults) {
       process.stdout.write(`${fault.name} … `);
       const cluster = await startCluster({
         pushNodes: 2,
-        env: { ACK_TIMEOUT: '3s', MEMORY_STORE_JOURNAL: join(journalDir, `${rows.length}.jsonl`) },
+        env: { ACK_TIMEOUT: '3s', SQLITE_PATH: join(storeDir, `${rows.length}.sqlite`) },
       });
       await cluster.spawn('dispatch');
       const pop = new Population(cluster, USERS);
@@ -255,7 +255,7 @@ async function main(): Promise<void> {
       }
     }
   } finally {
-    rmSync(journalDir, { recursive: true, force: true });
+    rmSync(storeDir, { recursive: true, force: true });
   }
   console.log(
     '\n| fault | detected after | recovered after | sent | delivered | duplicates (before dedupe) | lost | note |',

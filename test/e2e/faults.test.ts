@@ -72,8 +72,8 @@ describe('no message accepted with 202 is lost when', () => {
     expect(outcome.lostIds).toEqual([]);
   });
 
-  it('collect is SIGKILLed right after a 202 and restarted (memory store with its journal)', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'push-cluster-journal-'));
+  it('collect is SIGKILLed right after a 202 and restarted (SQLite store in a file)', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'push-cluster-sqlite-'));
     dirs.push(dir);
     const outcome = await run(
       async (c, gen) => {
@@ -83,7 +83,7 @@ describe('no message accepted with 202 is lost when', () => {
         await c.collect.child.waitExit();
         await c.restart(c.collect);
       },
-      { MEMORY_STORE_JOURNAL: join(dir, 'messages.jsonl') },
+      { SQLITE_PATH: join(dir, 'messages.sqlite') },
     );
     expect(outcome.lostIds).toEqual([]);
   });

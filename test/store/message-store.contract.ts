@@ -87,7 +87,7 @@ export function messageStoreContract(
     });
 
     it('insert of no messages returns an empty result', async () => {
-      expect(await store.insert([])).toEqual({ ids: [], inserted: [] });
+      expect(await store.insert([])).toEqual({ ids: [], inserted: [], refused: [] });
     });
 
     it('get of an unknown id returns undefined', async () => {
@@ -421,7 +421,7 @@ export function messageStoreContract(
       expect(await store.claimDue(now, 2, 1000)).toEqual([]);
     });
 
-    it('countByStatus counts live messages in each status', async () => {
+    it('countByStatus counts the messages in each status, expired ones gone once purged', async () => {
       expect(await store.countByStatus()).toEqual({
         pending: 0,
         delivered: 0,
@@ -436,6 +436,8 @@ export function messageStoreContract(
       await store.markDelivered([msgs[0]!.id, msgs[1]!.id, msgs[2]!.id], at, RETRY);
       await store.markAcked(to, [msgs[2]!.id, msgs[3]!.id], at);
       await store.markFailed([msgs[4]!.id], at, 'gave up');
+      // An expired message counts at most until it is purged.
+      await store.purge(new Date());
 
       expect(await store.countByStatus()).toEqual({
         pending: 2,

@@ -1,0 +1,518 @@
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import Database from 'better-sqlite3';
+import type { MessageStatus } from '../protocol/public-api.js';
+import {
+  DEFAULT_ACKED_RETENTION_MS,
+  type AckRetry,
+  type InsertResult,
+  type MessageStore,
+  type NewMessage,
+  type Refusal,
+  type StoredMessage,
+} from './message-store.js';
+
+export interface SqliteStoreOptions {
+  /** The database file, created with its folder if missing; ':memory:' for a private one. */
+  path: string;
+  /** How long an acked message is kept after its ack. Default 1 h. */
+  ackedRetentionMs?: number;
+  /** How often expired and old acked messages are deleted. Default 10 s; 0 turns it off. */
+  purgeIntervalMs?: number;
+  /** Rows deleted per transaction by the purge. Default 2000. */
+  purgeBatch?: number;
+  /** How long a write waits for another process's lock before failing. Default 5 s. */
+  busyTimeoutMs?: number;
+  log?: { warn(obj: object, msg: string): void };
+}
+
+const SCHEMA_VERSION = 1;
+const STATUSES: readonly MessageStatus[] = ['pending', 'delivered', 'acked', 'failed'];
+/** Caps the exponent of the ack retry backoff: 2^40 × base is past any sensible max. */
+const MAX_BACKOFF_EXPONENT = 40;
+/** After a purge, free pages beyond this share of the file go back to the file system. */
+const FREE_PAGE_SHARE = 0.25;
+/** At most this many pages are given back per purge run, so that it stays short. */
+const VACUUM_PAGES = 2048;
+
+/**
+ * Times are epoch milliseconds; the payload is its JSON text, so any JSON value is stored as
+ * sent and never lives on the heap longer than the call that reads or writes it.
+ *
+ * Every query and the index it reads (checked by test/integration/sqlite-store.test.ts):
+ *   id (primary key)      get; every update by id (markDelivered, markUnrouted, retryAt,
+ *                         markAcked, markFailed, claimDue's lease)
+ *   messages_unacked      listUnacked: (to_user, created_at, id) of pending and delivered
+ *                         messages only, so acked ones leave the index
+ *   messages_due          claimDue: (next_attempt_at, id) of messages something waits for
+ *   messages_key          insert's idempotency lookup: unique (key, to_user) of keyed messages
+ *   messages_purge        purge: purge_at (expiry, or ack + the acked retention)
+ *   status_counts         countByStatus: a row per status kept by triggers, not an index scan
+ */
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS messages (
+  id              TEXT    NOT NULL PRIMARY KEY,
+  to_user         TEXT    NOT NULL,
+  payload         TEXT    NOT NULL,
+  created_at      INTEGER NOT NULL,
+  status          TEXT    NOT NULL,
+  attempts        INTEGER NOT NULL DEFAULT 0,
+  next_attempt_at INTEGER,
+  delivered_at    INTEGER,
+  acked_at        INTEGER,
+  failed_at       INTEGER,
+  fail_reason     TEXT,
+  key             TEXT,
+  expires_at      INTEGER NOT NULL,
+  purge_at        INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS messages_unacked ON messages (to_user, created_at, id)
+  WHERE status IN ('pending', 'delivered');
+CREATE INDEX IF NOT EXISTS messages_due ON messages (next_attempt_at, id)
+  WHERE next_attempt_at IS NOT NULL;
+CREATE UNIQUE INDEX IF NOT EXISTS messages_key ON messages (key, to_user)
+  WHERE key IS NOT NULL;
+CREATE INDEX IF NOT EXISTS messages_purge ON messages (purge_at);
+
+CREATE TABLE IF NOT EXISTS status_counts (
+  status TEXT    NOT NULL PRIMARY KEY,
+  n      INTEGER NOT NULL
+) WITHOUT ROWID;
+INSERT OR IGNORE INTO status_counts (status, n)
+  VALUES ('pending', 0), ('delivered', 0), ('acked', 0), ('failed', 0);
+CREATE TRIGGER IF NOT EXISTS messages_counted_insert AFTER INSERT ON messages BEGIN
+  UPDATE status_counts SET n = n + 1 WHERE status = NEW.status;
+END;
+CREATE TRIGGER IF NOT EXISTS messages_counted_delete AFTER DELETE ON messages BEGIN
+  UPDATE status_counts SET n = n - 1 WHERE status = OLD.status;
+END;
+CREATE TRIGGER IF NOT EXISTS messages_counted_update AFTER UPDATE OF status ON messages
+  WHEN OLD.status <> NEW.status BEGIN
+  UPDATE status_counts SET n = n - 1 WHERE status = OLD.status;
+  UPDATE status_counts SET n = n + 1 WHERE status = NEW.status;
+END;
+
+CREATE TABLE IF NOT EXISTS health (k TEXT NOT NULL PRIMARY KEY, at INTEGER NOT NULL);
+`;
+
+/** The statements, by name: also what the test checks each query plan of. */
+export const SQL = {
+  insert: `INSERT INTO messages (id, to_user, payload, created_at, status, attempts,
+      next_attempt_at, key, expires_at, purge_at)
+    VALUES (@id, @to, @payload, @createdAt, 'pending', 0, @nextAttemptAt, @key, @expiresAt,
+      @expiresAt)`,
+  holderOfKey: `SELECT id, expires_at FROM messages WHERE key = ? AND to_user = ?`,
+  releaseKey: `UPDATE messages SET key = NULL WHERE id = ?`,
+  get: `SELECT * FROM messages WHERE id = ? AND expires_at > ?`,
+  markDelivered: `UPDATE messages SET status = 'delivered', delivered_at = @at,
+      attempts = attempts + 1,
+      next_attempt_at = @at + min(@maxMs, @baseMs * (1 << min(attempts, ${MAX_BACKOFF_EXPONENT})))
+    WHERE id = @id AND status IN ('pending', 'delivered')`,
+  markUnrouted: `UPDATE messages SET next_attempt_at = NULL WHERE id = ? AND status = 'pending'`,
+  retryAt: `UPDATE messages SET next_attempt_at = ?
+    WHERE id = ? AND status IN ('pending', 'delivered')`,
+  markAcked: `UPDATE messages SET status = 'acked', acked_at = @at, next_attempt_at = NULL,
+      purge_at = min(expires_at, @at + @retention)
+    WHERE id = @id AND to_user = @to AND status <> 'acked'`,
+  markFailed: `UPDATE messages SET status = 'failed', failed_at = @at, fail_reason = @reason,
+      next_attempt_at = NULL
+    WHERE id = @id AND status IN ('pending', 'delivered')`,
+  due: `SELECT * FROM messages
+    WHERE next_attempt_at IS NOT NULL AND next_attempt_at <= @now
+      AND status IN ('pending', 'delivered') AND expires_at > @wall
+    ORDER BY next_attempt_at, id LIMIT @limit`,
+  lease: `UPDATE messages SET next_attempt_at = ? WHERE id = ?`,
+  unacked: `SELECT * FROM messages
+    WHERE to_user = ? AND status IN ('pending', 'delivered') AND expires_at > ?
+    ORDER BY created_at, id LIMIT ?`,
+  counts: `SELECT status, n FROM status_counts`,
+  purge: `DELETE FROM messages WHERE id IN
+    (SELECT id FROM messages WHERE purge_at <= ? ORDER BY purge_at LIMIT ?)`,
+  ping: `INSERT INTO health (k, at) VALUES ('ping', ?)
+    ON CONFLICT (k) DO UPDATE SET at = excluded.at`,
+} as const;
+
+interface Row {
+  id: string;
+  to_user: string;
+  payload: string;
+  created_at: number;
+  status: MessageStatus;
+  attempts: number;
+  next_attempt_at: number | null;
+  delivered_at: number | null;
+  acked_at: number | null;
+  failed_at: number | null;
+  fail_reason: string | null;
+  key: string | null;
+  expires_at: number;
+}
+
+function toMessage(r: Row): StoredMessage {
+  const m: StoredMessage = {
+    id: r.id,
+    to: r.to_user,
+    payload: JSON.parse(r.payload),
+    createdAt: new Date(r.created_at),
+    status: r.status,
+    attempts: r.attempts,
+    expiresAt: new Date(r.expires_at),
+  };
+  if (r.next_attempt_at !== null) m.nextAttemptAt = new Date(r.next_attempt_at);
+  if (r.delivered_at !== null) m.deliveredAt = new Date(r.delivered_at);
+  if (r.acked_at !== null) m.ackedAt = new Date(r.acked_at);
+  if (r.failed_at !== null) m.failedAt = new Date(r.failed_at);
+  if (r.fail_reason !== null) m.failReason = r.fail_reason;
+  if (r.key !== null) m.key = r.key;
+  return m;
+}
+
+/** A message that cannot be stored: refuses its whole insert call. */
+class CallRefused extends Error {
+  constructor(readonly refused: Refusal[]) {
+    super('insert refused');
+  }
+}
+
+function refusalReason(err: unknown): string {
+  if (err instanceof Database.SqliteError && err.code === 'SQLITE_CONSTRAINT_PRIMARYKEY') {
+    return 'a message with this id is already stored';
+  }
+  return err instanceof Error ? err.message : String(err);
+}
+
+interface Waiter {
+  messages: NewMessage[];
+  resolve(result: InsertResult): void;
+  reject(error: unknown): void;
+}
+
+/**
+ * Messages in one SQLite file (better-sqlite3): the store of a single-node deployment, of
+ * development and of the tests. Several processes may open the same file; claimDue takes the
+ * write lock, so two sweepers never claim one message twice.
+ *
+ * Durability: WAL with synchronous=FULL. Every commit fsyncs the WAL before insert resolves,
+ * so a message answered 202 survives a crash of the process and also of the machine (power
+ * loss, kernel panic). synchronous=NORMAL would only fsync at checkpoints: it survives a
+ * process crash, but the last commits before a power loss can be rolled back, and a 202 is a
+ * promise that must not depend on the machine staying up. The fsync costs one disk flush per
+ * commit, not per message: concurrent inserts share one transaction (group commit).
+ *
+ * better-sqlite3 is synchronous: every call below blocks the event loop for its duration,
+ * which is short (microseconds per row) except for the fsync of an insert commit.
+ */
+export class SqliteStore implements MessageStore {
+  readonly kind = 'sqlite' as const;
+
+  private readonly db: Database.Database;
+  private readonly stmt: { [K in keyof typeof SQL]: Database.Statement };
+  private readonly ackedRetentionMs: number;
+  private readonly purgeBatch: number;
+  private readonly log: SqliteStoreOptions['log'];
+  private readonly purgeTimer: NodeJS.Timeout | undefined;
+  private purging: Promise<number> | undefined;
+
+  private queue: Waiter[] = [];
+  private flushScheduled = false;
+  private closed = false;
+
+  private readonly inTransaction: (work: () => void) => void;
+  private readonly claimTx: Database.Transaction<
+    (now: number, limit: number, lease: number) => StoredMessage[]
+  >;
+  private readonly insertCall: (messages: NewMessage[], now: number) => InsertResult;
+  private readonly insertBatch: (waiters: Waiter[]) => (InsertResult | CallRefused)[];
+
+  private constructor(opts: SqliteStoreOptions) {
+    const memory = opts.path === ':memory:';
+    if (!memory) mkdirSync(dirname(opts.path), { recursive: true });
+    this.db = new Database(opts.path, { timeout: opts.busyTimeoutMs ?? 5000 });
+    this.ackedRetentionMs = opts.ackedRetentionMs ?? DEFAULT_ACKED_RETENTION_MS;
+    this.purgeBatch = Math.max(1, opts.purgeBatch ?? 2000);
+    this.log = opts.log;
+    try {
+      const version = this.db.pragma('user_version', { simple: true }) as number;
+      if (version > SCHEMA_VERSION) {
+        throw new Error(
+          `${opts.path} has schema version ${version}, newer than this build's ${SCHEMA_VERSION}`,
+        );
+      }
+      // Only takes effect on a new file: lets a purge hand free pages back to the file system.
+      this.db.pragma('auto_vacuum = INCREMENTAL');
+      if (!memory) this.db.pragma('journal_mode = WAL');
+      this.db.pragma('synchronous = FULL');
+      // After a checkpoint the WAL file is cut back to this size, not left at its peak.
+      this.db.pragma('journal_size_limit = 67108864');
+      this.db.exec(SCHEMA);
+      this.db.pragma(`user_version = ${SCHEMA_VERSION}`);
+    } catch (err) {
+      this.db.close();
+      throw err;
+    }
+    this.stmt = Object.fromEntries(
+      Object.entries(SQL).map(([name, sql]) => [name, this.db.prepare(sql)]),
+    ) as typeof this.stmt;
+
+    // One call in a savepoint of its own: a message that cannot be stored undoes its call only.
+    this.insertCall = this.db.transaction((messages: NewMessage[], now: number) => {
+      const ids: string[] = [];
+      const inserted: StoredMessage[] = [];
+      const refused: Refusal[] = [];
+      for (const [index, m] of messages.entries()) {
+        try {
+          const id = this.insertOne(m, now);
+          ids.push(id);
+          if (id === m.id) inserted.push(this.storedOf(m));
+        } catch (err) {
+          refused.push({ index, reason: refusalReason(err) });
+        }
+      }
+      if (refused.length > 0) throw new CallRefused(refused);
+      return { ids, inserted, refused };
+    });
+    this.inTransaction = this.db.transaction((work: () => void) => work());
+    this.claimTx = this.db.transaction((now: number, limit: number, lease: number) => {
+      const rows = this.stmt.due.all({ now, wall: Date.now(), limit }) as Row[];
+      for (const r of rows) {
+        this.stmt.lease.run(lease, r.id);
+        r.next_attempt_at = lease;
+      }
+      return rows.map(toMessage);
+    });
+    this.insertBatch = this.db.transaction((waiters: Waiter[]) => {
+      const now = Date.now();
+      return waiters.map((w) => {
+        try {
+          return this.insertCall(w.messages, now);
+        } catch (err) {
+          if (err instanceof CallRefused) return err;
+          throw err;
+        }
+      });
+    });
+
+    const interval = opts.purgeIntervalMs ?? 10_000;
+    if (interval > 0) {
+      this.purgeTimer = setInterval(() => void this.purgeInBackground(), interval);
+      // Housekeeping must not keep a process alive that has nothing else to do.
+      this.purgeTimer.unref();
+    }
+  }
+
+  static open(opts: SqliteStoreOptions): SqliteStore {
+    return new SqliteStore(opts);
+  }
+
+  /** Resolves once the messages are committed and the commit is on disk. Concurrent calls
+   *  share one transaction; each call is all or nothing. */
+  insert(messages: NewMessage[]): Promise<InsertResult> {
+    if (messages.length === 0) return Promise.resolve({ ids: [], inserted: [], refused: [] });
+    if (this.closed) return Promise.reject(new Error('SqliteStore is closed'));
+    return new Promise<InsertResult>((resolve, reject) => {
+      this.queue.push({ messages, resolve, reject });
+      if (!this.flushScheduled) {
+        this.flushScheduled = true;
+        // Every insert of this event-loop turn joins the same commit.
+        setImmediate(() => this.flush());
+      }
+    });
+  }
+
+  async get(id: string): Promise<StoredMessage | undefined> {
+    const row = this.stmt.get.get(id, Date.now()) as Row | undefined;
+    return row ? toMessage(row) : undefined;
+  }
+
+  async markDelivered(ids: string[], at: Date, retry: AckRetry): Promise<void> {
+    const t = at.getTime();
+    this.eachId(ids, (id) =>
+      this.stmt.markDelivered.run({ id, at: t, baseMs: retry.baseMs, maxMs: retry.maxMs }),
+    );
+  }
+
+  async markUnrouted(ids: string[]): Promise<void> {
+    this.eachId(ids, (id) => this.stmt.markUnrouted.run(id));
+  }
+
+  async retryAt(ids: string[], at: Date): Promise<void> {
+    const t = at.getTime();
+    this.eachId(ids, (id) => this.stmt.retryAt.run(t, id));
+  }
+
+  async markAcked(userId: string, ids: string[], at: Date): Promise<number> {
+    const t = at.getTime();
+    return this.eachId(
+      ids,
+      (id) =>
+        this.stmt.markAcked.run({ id, to: userId, at: t, retention: this.ackedRetentionMs })
+          .changes,
+    );
+  }
+
+  async markFailed(ids: string[], at: Date, reason: string): Promise<void> {
+    const t = at.getTime();
+    this.eachId(ids, (id) => this.stmt.markFailed.run({ id, at: t, reason }));
+  }
+
+  async claimDue(now: Date, limit: number, leaseMs: number): Promise<StoredMessage[]> {
+    if (limit <= 0) return [];
+    // IMMEDIATE takes the write lock before reading: another process's claim waits for this
+    // one to commit, then no longer sees these messages as due.
+    return this.claimTx.immediate(now.getTime(), limit, now.getTime() + leaseMs);
+  }
+
+  async listUnacked(userId: string, limit: number): Promise<StoredMessage[]> {
+    if (limit <= 0) return [];
+    const rows = this.stmt.unacked.all(userId, Date.now(), limit) as Row[];
+    return rows.map(toMessage);
+  }
+
+  /** Messages held, by status; an expired one counts until the purge deletes it. */
+  async countByStatus(): Promise<Record<MessageStatus, number>> {
+    const counts: Record<MessageStatus, number> = { pending: 0, delivered: 0, acked: 0, failed: 0 };
+    for (const r of this.stmt.counts.all() as { status: MessageStatus; n: number }[]) {
+      if (STATUSES.includes(r.status)) counts[r.status] = r.n;
+    }
+    return counts;
+  }
+
+  /** Deletes up to `limit` messages that expired or were acked longer than the acked
+   *  retention ago, in one transaction; returns how many. */
+  async purge(now: Date, limit: number = this.purgeBatch): Promise<number> {
+    if (limit <= 0) return 0;
+    return this.stmt.purge.run(now.getTime(), limit).changes;
+  }
+
+  /** A small durable write: fails when the file cannot take writes (disk full, read-only,
+   *  locked by another process past the busy timeout, closed). */
+  async ping(): Promise<void> {
+    this.stmt.ping.run(Date.now());
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.purgeTimer) clearInterval(this.purgeTimer);
+    this.flush();
+    await this.purging?.catch(() => 0);
+    this.db.close();
+  }
+
+  /** File size facts, for the bench and for operators. */
+  fileStats(): { pages: number; freePages: number; pageSize: number } {
+    return {
+      pages: this.db.pragma('page_count', { simple: true }) as number,
+      freePages: this.db.pragma('freelist_count', { simple: true }) as number,
+      pageSize: this.db.pragma('page_size', { simple: true }) as number,
+    };
+  }
+
+  /**
+   * Deletes what the retention allows in batches, yielding to the event loop between them so
+   * that no single transaction holds ingestion up; then gives free pages back to the file
+   * system when they are more than a quarter of the file. Runs one at a time.
+   */
+  purgeInBackground(now: () => Date = () => new Date()): Promise<number> {
+    this.purging ??= (async () => {
+      let total = 0;
+      try {
+        for (;;) {
+          if (this.closed) break;
+          const n = await this.purge(now());
+          total += n;
+          if (n < this.purgeBatch) break;
+          await new Promise<void>((resolve) => setImmediate(resolve));
+        }
+        if (!this.closed) this.giveBackFreePages();
+      } catch (err) {
+        this.log?.warn({ err }, 'message store purge failed; retrying at the next interval');
+      } finally {
+        this.purging = undefined;
+      }
+      return total;
+    })();
+    return this.purging;
+  }
+
+  private giveBackFreePages(): void {
+    const { pages, freePages } = this.fileStats();
+    if (freePages > 0 && freePages > pages * FREE_PAGE_SHARE) {
+      this.db.pragma(`incremental_vacuum(${VACUUM_PAGES})`);
+    }
+  }
+
+  /** Commits every queued insert call in one transaction and settles each. */
+  private flush(): void {
+    this.flushScheduled = false;
+    const waiters = this.queue;
+    if (waiters.length === 0) return;
+    this.queue = [];
+    let results: (InsertResult | CallRefused)[];
+    try {
+      results = this.insertBatch(waiters);
+    } catch (err) {
+      // The commit failed (I/O error, disk full, lock timeout): nothing of the batch is stored.
+      for (const w of waiters) w.reject(err);
+      return;
+    }
+    for (const [i, w] of waiters.entries()) {
+      const r = results[i]!;
+      w.resolve(r instanceof CallRefused ? { ids: [], inserted: [], refused: r.refused } : r);
+    }
+  }
+
+  /** Stores one message, or returns the id of the live message holding its (key, to). */
+  private insertOne(m: NewMessage, now: number): string {
+    if (m.key !== undefined) {
+      const holder = this.stmt.holderOfKey.get(m.key, m.to) as
+        { id: string; expires_at: number } | undefined;
+      if (holder) {
+        if (holder.expires_at > now) return holder.id;
+        // Expired but not purged yet: it no longer holds the key.
+        this.stmt.releaseKey.run(holder.id);
+      }
+    }
+    const payload = JSON.stringify(m.payload) as string | undefined;
+    if (payload === undefined) throw new Error('the payload is not a JSON value');
+    this.stmt.insert.run({
+      id: m.id,
+      to: m.to,
+      payload,
+      createdAt: m.createdAt.getTime(),
+      nextAttemptAt: m.nextAttemptAt?.getTime() ?? null,
+      key: m.key ?? null,
+      expiresAt: m.expiresAt.getTime(),
+    });
+    return m.id;
+  }
+
+  private storedOf(m: NewMessage): StoredMessage {
+    const s: StoredMessage = {
+      id: m.id,
+      to: m.to,
+      payload: m.payload,
+      createdAt: new Date(m.createdAt),
+      status: 'pending',
+      attempts: 0,
+      expiresAt: new Date(m.expiresAt),
+    };
+    if (m.nextAttemptAt !== undefined) s.nextAttemptAt = new Date(m.nextAttemptAt);
+    if (m.key !== undefined) s.key = m.key;
+    return s;
+  }
+
+  /** Runs `one` for each id in one transaction (one commit); sums what it returns. */
+  private eachId(ids: string[], one: (id: string) => unknown): number {
+    if (ids.length === 0) return 0;
+    if (this.closed) throw new Error('SqliteStore is closed');
+    let sum = 0;
+    this.inTransaction(() => {
+      for (const id of ids) {
+        const r = one(id);
+        if (typeof r === 'number') sum += r;
+      }
+    });
+    return sum;
+  }
+}
