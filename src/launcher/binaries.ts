@@ -24,9 +24,16 @@ export function findBinary(name: 'consul' | 'redis-server'): string {
     const path = line?.slice(envName.length + 1).trim();
     if (path && existsSync(path)) return path;
   }
+  const onPath = findOnPath(name);
+  if (onPath) return onPath;
+  throw new Error(`${name} not found: run "npm run provision", or set ${envName} to its path`);
+}
+
+/** The first `name` in a PATH folder, if any. */
+export function findOnPath(name: string): string | undefined {
   for (const dir of (process.env.PATH ?? '').split(delimiter)) {
     const candidate = join(dir, name);
     if (dir && existsSync(candidate)) return candidate;
   }
-  throw new Error(`${name} not found: run "npm run provision", or set ${envName} to its path`);
+  return undefined;
 }

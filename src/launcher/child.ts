@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import { createServer } from 'node:net';
+import { findOnPath } from './binaries.js';
 
 /** A port that was free a moment ago on `host`. */
 export async function freePort(host = '127.0.0.1'): Promise<number> {
@@ -38,31 +39,57 @@ export async function waitFor(
   }
 }
 
+export interface ChildOptions extends SpawnOptions {
+  echo?: (line: string) => void;
+  /**
+   * For the launcher's children: its own process group, so that a Ctrl-C in the terminal
+   * reaches only the launcher, which then stops its children in order; and, on Linux,
+   * started through `setpriv --pdeathsig SIGTERM`, so that the kernel sends the child
+   * SIGTERM when the launcher dies, even by SIGKILL (see `TIED_TO_LAUNCHER`).
+   */
+  tiedToLauncher?: boolean;
+}
+
+const SETPRIV = process.platform === 'linux' ? findOnPath('setpriv') : undefined;
+
+/** Whether children started with `tiedToLauncher` die with the launcher on this machine. */
+export const TIED_TO_LAUNCHER = SETPRIV !== undefined;
+
 /** A child process we started, which we alone stop. */
 export class Child {
   readonly proc: ChildProcess;
   private exited: Promise<number | null>;
   private output: string[] = [];
+  /** The signal that ended the process, once it has exited by one. */
+  exitSignal: NodeJS.Signals | null = null;
 
   constructor(
     readonly name: string,
     command: string,
     args: string[],
-    options: SpawnOptions & { echo?: (line: string) => void } = {},
+    options: ChildOptions = {},
   ) {
-    this.proc = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'], ...options });
+    const { echo, tiedToLauncher, ...spawnOptions } = options;
+    if (tiedToLauncher) {
+      spawnOptions.detached = true;
+      if (SETPRIV) [command, args] = [SETPRIV, ['--pdeathsig', 'TERM', '--', command, ...args]];
+    }
+    this.proc = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'], ...spawnOptions });
     const keep = (chunk: Buffer): void => {
       for (const line of chunk.toString('utf8').split('\n')) {
         if (!line) continue;
         this.output.push(line);
         if (this.output.length > 200) this.output.shift();
-        options.echo?.(line);
+        echo?.(line);
       }
     };
     this.proc.stdout?.on('data', keep);
     this.proc.stderr?.on('data', keep);
     this.exited = new Promise((resolve) =>
-      this.proc.once('exit', (code, signal) => resolve(code ?? (signal ? -1 : null))),
+      this.proc.once('exit', (code, signal) => {
+        this.exitSignal = signal;
+        resolve(code ?? (signal ? -1 : null));
+      }),
     );
   }
 
@@ -109,8 +136,12 @@ export async function launchUntilReady(o: {
   ready: () => Promise<boolean>;
   timeoutMs: number;
   echo?: (line: string) => void;
+  tiedToLauncher?: boolean;
 }): Promise<Child> {
-  const child = new Child(o.name, o.command, o.args, { echo: o.echo });
+  const child = new Child(o.name, o.command, o.args, {
+    echo: o.echo,
+    tiedToLauncher: o.tiedToLauncher,
+  });
   try {
     await waitFor(
       o.what,

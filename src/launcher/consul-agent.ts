@@ -8,6 +8,8 @@ export interface ConsulAgentOptions {
   nodeName?: string;
   ui?: boolean;
   echo?: (line: string) => void;
+  /** See `ChildOptions.tiedToLauncher`. */
+  tiedToLauncher?: boolean;
 }
 
 export interface ConsulAgent {
@@ -73,6 +75,7 @@ export async function startConsulAgent(o: ConsulAgentOptions = {}): Promise<Cons
       },
       timeoutMs: 20_000,
       echo: o.echo,
+      tiedToLauncher: o.tiedToLauncher,
     });
   }
 }

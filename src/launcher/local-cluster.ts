@@ -4,9 +4,10 @@ import { join } from 'node:path';
 import { DEFAULT_PORTS, DEV_SECRETS, type ServiceName } from '../core/config.js';
 import { createDemoServer } from '../demo/demo-server.js';
 import { PROJECT_ROOT } from './binaries.js';
-import { Child, freePort, waitFor } from './child.js';
-import { startConsulAgent, type ConsulAgent } from './consul-agent.js';
-import { startRedisServer, type RedisServer } from './redis-server.js';
+import { Child, freePort, TIED_TO_LAUNCHER, waitFor } from './child.js';
+import { startConsulAgent } from './consul-agent.js';
+import { startRedisServer } from './redis-server.js';
+import { Supervised } from './supervisor.js';
 
 const CLI = join(PROJECT_ROOT, 'dist', 'cli.js');
 
@@ -14,69 +15,118 @@ interface ServiceProcess {
   service: ServiceName;
   name: string;
   port: number;
-  child: Child;
+  sup: Supervised;
 }
 
 /**
  * `npm start`: a whole cluster on this machine, each service its own process, every
  * one registered in Consul. Uses the Consul agent at CONSUL_HTTP_ADDR and the Redis at
- * REDIS_URL when they are given (or answering), else starts its own. Ctrl-C stops
- * everything it started, services first.
+ * REDIS_URL when they are given (or answering), else starts its own.
+ *
+ * It supervises what it started: a process that dies is restarted with backoff on the
+ * same port, as the same Consul instance (RESTART_SERVICES=0: reported only). SIGINT,
+ * SIGTERM or SIGHUP stop everything it started, services first (they drain), then Redis
+ * and Consul; a second one kills them at once. Its children run in their own process
+ * group and, on Linux, get SIGTERM from the kernel when the launcher dies (child.ts).
  */
 export async function runLocalCluster(env: NodeJS.ProcessEnv = process.env): Promise<void> {
   const say = (line: string): void => void process.stdout.write(`${line}\n`);
+  const note = (line: string): void => say(`[launcher] ${line}`);
   const pushCount = Number(env.PUSH_NODES ?? 2);
   if (!Number.isInteger(pushCount) || pushCount < 1 || pushCount > 32)
     throw new Error(`PUSH_NODES must be 1..32, got ${env.PUSH_NODES}`);
+  const portsMode = env.LAUNCHER_PORTS ?? 'default';
+  if (portsMode !== 'default' && portsMode !== 'free')
+    throw new Error(`LAUNCHER_PORTS must be "default" or "free", got "${portsMode}"`);
+  const restart = env.RESTART_SERVICES !== '0';
 
-  let consul: ConsulAgent | undefined;
-  let redis: RedisServer | undefined;
+  // The usual port when free (LAUNCHER_PORTS=default), else any free port not given out yet.
+  const given = new Set<number>();
+  const pickPort = async (usual: number): Promise<number> => {
+    let port = portsMode === 'default' && !given.has(usual) && (await portFree(usual)) ? usual : 0;
+    for (let i = 0; port === 0 && i < 20; i++) {
+      const p = await freePort();
+      if (!given.has(p)) port = p;
+    }
+    if (port === 0) throw new Error('no free port found');
+    given.add(port);
+    return port;
+  };
+
+  let consul: Supervised | undefined;
+  let redis: Supervised | undefined;
   const services: ServiceProcess[] = [];
   let stopping = false;
 
   const stopAll = async (): Promise<void> => {
-    if (stopping) return;
     stopping = true;
-    say('\nstopping the cluster…');
+    say('\nstopping the cluster… (again to kill everything at once)');
     const order: ServiceName[] = ['push', 'dispatch', 'collect', 'auth'];
     for (const svc of order)
-      await Promise.all(services.filter((s) => s.service === svc).map((s) => s.child.stop(12_000)));
+      await Promise.all(services.filter((s) => s.service === svc).map((s) => s.sup.stop()));
     await redis?.stop();
     await consul?.stop();
     say('stopped.');
   };
-  process.on('SIGINT', () => void stopAll().then(() => process.exit(0)));
-  process.on('SIGTERM', () => void stopAll().then(() => process.exit(0)));
+  const killAll = (): void => {
+    for (const p of [...services.map((s) => s.sup), redis, consul]) p?.kill();
+    say('killed everything this command started.');
+  };
+  const onSignal = (): void => {
+    if (!stopping) return void stopAll().then(() => process.exit(0));
+    killAll();
+    process.exit(1);
+  };
+  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(signal, onSignal);
+  // Under npm the launcher runs in `sh -c`; npm passes a SIGTERM on to that shell, which
+  // dies of it and leaves the launcher to init. A launcher whose parent is gone stops too.
+  const parent = process.ppid;
+  setInterval(() => {
+    if (stopping || process.ppid === parent) return;
+    note(`its parent process (pid ${parent}) is gone: stopping`);
+    void stopAll().then(() => process.exit(0));
+  }, 500).unref();
 
   try {
     // ---- Consul and Redis ----------------------------------------------------
     let consulAddr = env.CONSUL_HTTP_ADDR ?? '127.0.0.1:8500';
-    if (await consulAnswers(consulAddr)) {
+    const backing = async (): Promise<void> => {
+      if (redisUrl) await registerBackingService(consulAddr, 'redis', new URL(redisUrl));
+      if (env.MONGODB_URL) {
+        const first = /^mongodb(?:\+srv)?:\/\/(?:[^@/]*@)?([^/,?]+)/.exec(env.MONGODB_URL)?.[1];
+        if (first)
+          await registerBackingService(consulAddr, 'mongodb', new URL(`mongodb://${first}`));
+      }
+    };
+    if ((env.CONSUL_HTTP_ADDR || portsMode === 'default') && (await consulAnswers(consulAddr))) {
       say(`using the Consul agent at ${consulAddr}`);
     } else if (env.CONSUL_HTTP_ADDR) {
       throw new Error(`CONSUL_HTTP_ADDR=${env.CONSUL_HTTP_ADDR} does not answer`);
     } else {
-      const port = (await portFree(8500)) ? 8500 : await freePort();
-      consul = await startConsulAgent({
-        httpPort: port,
+      const agent = await startConsulAgent({
+        httpPort: await pickPort(8500),
         ui: true,
         configDirs: [join(PROJECT_ROOT, 'consul.d', 'dev')],
         nodeName: 'local',
+        tiedToLauncher: true,
       });
-      consulAddr = consul.addr;
+      // A restarted dev agent comes back empty: services re-register by themselves
+      // (CONSUL_SYNC_INTERVAL), Redis and MongoDB are registered again here.
+      consul = new Supervised('consul', agent, { restart, say: note, afterRestart: backing });
+      consulAddr = agent.addr;
       say(`started a Consul dev agent at ${consulAddr}`);
     }
     let redisUrl = env.REDIS_URL;
     if (!redisUrl) {
-      redis = await startRedisServer({ port: (await portFree(6379)) ? 6379 : await freePort() });
-      redisUrl = redis.url;
+      const server = await startRedisServer({
+        port: await pickPort(6379),
+        tiedToLauncher: true,
+      });
+      redis = new Supervised('redis-server', server, { restart, say: note });
+      redisUrl = server.url;
       say(`started redis-server at ${redisUrl}`);
     }
-    await registerBackingService(consulAddr, 'redis', new URL(redisUrl));
-    if (env.MONGODB_URL) {
-      const first = /^mongodb(?:\+srv)?:\/\/(?:[^@/]*@)?([^/,?]+)/.exec(env.MONGODB_URL)?.[1];
-      if (first) await registerBackingService(consulAddr, 'mongodb', new URL(`mongodb://${first}`));
-    }
+    await backing();
 
     // ---- services --------------------------------------------------------------
     const childEnv: NodeJS.ProcessEnv = {
@@ -97,18 +147,29 @@ export async function runLocalCluster(env: NodeJS.ProcessEnv = process.env): Pro
       })),
     ];
     for (const p of plan) {
-      const port = (await portFree(p.want)) ? p.want : await freePort();
-      const child = new Child(p.name, process.execPath, [CLI, p.service, '--port', String(port)], {
-        env: { ...childEnv, INSTANCE_ID: `${p.name}-${port}` },
-        echo: (line) => process.stdout.write(`[${p.name}] ${line}\n`),
-      });
-      services.push({ service: p.service, name: p.name, port, child });
+      const port = await pickPort(p.want);
+      // The same port and INSTANCE_ID on every restart: the same instance in Consul.
+      const spawnOne = (): Child =>
+        new Child(p.name, process.execPath, [CLI, p.service, '--port', String(port)], {
+          env: { ...childEnv, INSTANCE_ID: `${p.name}-${port}` },
+          echo: (line) => process.stdout.write(`[${p.name}] ${line}\n`),
+          tiedToLauncher: true,
+        });
+      const target = {
+        child: spawnOne(),
+        async restart() {
+          target.child = spawnOne();
+        },
+        stop: () => target.child.stop(12_000),
+      };
+      services.push({ ...p, port, sup: new Supervised(p.name, target, { restart, say: note }) });
     }
     await waitFor(
       'every service registered and passing in Consul',
       async () => {
-        for (const s of services)
-          if (!s.child.running) throw new Error(`${s.name} exited:\n${s.child.recentOutput()}`);
+        for (const { name, sup } of services)
+          if (!sup.target.child.running)
+            throw new Error(`${name} exited:\n${sup.target.child.recentOutput()}`);
         const res = await fetch(`http://${consulAddr}/v1/health/state/passing`);
         const passing = new Set(
           ((await res.json()) as { ServiceID: string }[]).map((c) => c.ServiceID),
@@ -134,13 +195,23 @@ export async function runLocalCluster(env: NodeJS.ProcessEnv = process.env): Pro
         adminKey,
         ingestKey,
       });
-      const demoPort = (await portFree(7000)) ? 7000 : await freePort();
+      const demoPort = await pickPort(7000);
       await new Promise<void>((resolve) => demo.listen(demoPort, '127.0.0.1', resolve));
       demo.unref();
       demoUrl = `http://127.0.0.1:${demoPort}/`;
     }
     const secretNote = (name: keyof typeof DEV_SECRETS): string =>
       env[name] ? '(from the environment)' : '(development value)';
+    // In the examples, a key from the environment is "$NAME" inside double quotes, so that
+    // the shell one pastes into expands it; a development value is written out.
+    const keyRef = (name: 'AUTH_ADMIN_KEY' | 'INGEST_API_KEY'): string =>
+      env[name] ? `$${name}` : DEV_SECRETS[name];
+    const fromEnv = (['AUTH_ADMIN_KEY', 'INGEST_API_KEY'] as const).filter((n) => env[n]);
+    const processes = [
+      ...(consul ? [`consul ${consul.pid}`] : []),
+      ...(redis ? [`redis-server ${redis.pid}`] : []),
+      ...services.map((s) => `${s.name} ${s.sup.pid}`),
+    ].join(', ');
     say(`
 push-cluster is up: ${services.length} services, all passing in Consul.
 
@@ -154,27 +225,28 @@ push-cluster is up: ${services.length} services, all passing in Consul.
     .map((s) => `ws://127.0.0.1:${s.port}/ws`)
     .join('  ')}
   message store  ${env.MONGODB_URL ? 'MongoDB' : `SQLite, ${env.SQLITE_PATH ?? '.data/messages.sqlite'} (set MONGODB_URL for replicated storage)`}
+  processes      ${processes}
 
   AUTH_ADMIN_KEY ${env.AUTH_ADMIN_KEY ? '***' : adminKey} ${secretNote('AUTH_ADMIN_KEY')}
   INGEST_API_KEY ${env.INGEST_API_KEY ? '***' : ingestKey} ${secretNote('INGEST_API_KEY')}
 
-Try it:
+Try it${fromEnv.length ? ` (in a shell where ${fromEnv.join(' and ')} ${fromEnv.length > 1 ? 'are' : 'is'} set, as here)` : ''}:
   # 1. a token for user alice
-  TOKEN=$(curl -s -X POST ${auth}/v1/tokens -H 'Authorization: Bearer ${env.AUTH_ADMIN_KEY ? '$AUTH_ADMIN_KEY' : adminKey}' \\
+  TOKEN=$(curl -s -X POST ${auth}/v1/tokens -H "Authorization: Bearer ${keyRef('AUTH_ADMIN_KEY')}" \\
     -H 'Content-Type: application/json' -d '{"userId":"alice"}' | node -pe 'JSON.parse(require("fs").readFileSync(0)).token')
   # 2. connect as alice (leave it running in one terminal)
   node --experimental-websocket -e 'fetch("${connect}").then(r=>r.json()).then(({url})=>{const ws=new WebSocket(url+"?token="+process.argv[1]);ws.onmessage=e=>{console.log(e.data);const m=JSON.parse(e.data);if(m.type==="message")ws.send(JSON.stringify({type:"ack",id:m.id}))}})' "$TOKEN"
   # 3. send alice a message
-  curl -s -X POST ${ingest}/v1/messages -H 'Authorization: Bearer ${env.INGEST_API_KEY ? '$INGEST_API_KEY' : ingestKey}' \\
+  curl -s -X POST ${ingest}/v1/messages -H "Authorization: Bearer ${keyRef('INGEST_API_KEY')}" \\
     -H 'Content-Type: application/json' -d '{"to":"alice","payload":{"text":"hello"}}'
 
-Ctrl-C stops everything this command started.`);
-    // Any service that dies takes the cluster down with it: a half cluster misleads.
-    await Promise.race(services.map((s) => s.child.waitExit().then(() => s))).then((s) => {
-      if (!stopping) say(`${s.name} exited unexpectedly:\n${s.child.recentOutput()}`);
-    });
-    await stopAll();
-    process.exit(1);
+Ctrl-C stops everything this command started. ${
+      restart
+        ? 'A process that dies is restarted (RESTART_SERVICES=0 turns this off).'
+        : 'RESTART_SERVICES=0: a process that dies is not restarted.'
+    }${TIED_TO_LAUNCHER ? '' : '\nsetpriv not found: if this command is killed by SIGKILL, stop its processes by hand.'}`);
+    // From now on a process that exits is reported and restarted, not fatal.
+    for (const p of [consul, redis, ...services.map((s) => s.sup)]) p?.watch();
   } catch (err) {
     say(`npm start failed: ${(err as Error).message}`);
     await stopAll();

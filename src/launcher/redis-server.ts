@@ -13,7 +13,7 @@ export interface RedisServer {
 
 /** A throw-away redis-server on loopback: no persistence, so a restart loses every key. */
 export async function startRedisServer(
-  o: { port?: number; echo?: (line: string) => void } = {},
+  o: { port?: number; echo?: (line: string) => void; tiedToLauncher?: boolean } = {},
 ): Promise<RedisServer> {
   const bin = findBinary('redis-server');
   const port = o.port ?? (await freePort());
@@ -54,6 +54,7 @@ export async function startRedisServer(
       ready: () => ping(port),
       timeoutMs: 10_000,
       echo: o.echo,
+      tiedToLauncher: o.tiedToLauncher,
     });
   }
 }
