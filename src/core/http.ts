@@ -31,13 +31,6 @@ export function createApp(log: Logger, observe?: (ctx: Context) => void): Koa {
     try {
       await next();
       if (ctx.status === 404 && ctx.body === undefined) throw notFound(ctx);
-      if (ctx.status === 405 && ctx.body === undefined) {
-        throw new HttpError(
-          405,
-          'method_not_allowed',
-          `${ctx.method} is not allowed here: use ${ctx.response.get('allow') || 'another method'}`,
-        );
-      }
     } catch (err) {
       if (err instanceof HttpError) {
         ctx.status = err.status;

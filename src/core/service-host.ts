@@ -10,6 +10,7 @@ import {
   closeServer,
   createApp,
   healthHandler,
+  HttpError,
   httpServer,
   listen,
   readJson,
@@ -43,6 +44,14 @@ export interface HostOptions {
  * its registration in Consul; and a stop that undoes start in reverse — leave routing,
  * drain, close.
  */
+async function postOnly(ctx: Koa.Context, next: Koa.Next): Promise<void> {
+  if (ctx.method !== 'POST') {
+    ctx.set('allow', 'POST');
+    throw new HttpError(405, 'method_not_allowed', `${ctx.method} is not allowed here: use POST`);
+  }
+  await next();
+}
+
 export class ServiceHost {
   readonly app: Koa;
   /** Public routes: case-sensitive and strict, one spelling each. */
@@ -110,13 +119,31 @@ export class ServiceHost {
       ctx.body = await fn(request);
     };
     if (internal)
-      this.internalRoutes.post(
+      // Every method: the secret is checked before the method, so without it an internal
+      // path answers 401 however it is called.
+      this.internalRoutes.all(
         hop.path,
         requireInternalSecret(config.secrets.INTERNAL_SECRET),
+        postOnly,
         run,
       );
     else this.routes.post(hop.path, run);
   }
+
+  /** A public path called with a method it does not serve: 405 with the ones it does. */
+  private readonly methodNotAllowed = async (ctx: Koa.Context, next: Koa.Next): Promise<void> => {
+    await next();
+    if (ctx.status !== 404 || ctx.body !== undefined) return;
+    const layers = this.routes.match(ctx.path, ctx.method).path;
+    if (layers.length === 0) return;
+    const allowed = [...new Set(layers.flatMap((l) => l.methods))].join(', ');
+    ctx.set('allow', allowed);
+    throw new HttpError(
+      405,
+      'method_not_allowed',
+      `${ctx.method} is not allowed here: use ${allowed}`,
+    );
+  };
 
   get isDraining(): boolean {
     return this.draining;
@@ -145,9 +172,8 @@ export class ServiceHost {
   async start(): Promise<void> {
     const { config, log, consul } = this.o;
     for (const hook of this.startHooks) await hook();
-    // No allowedMethods on internal hops: a wrong method there is 404, like a wrong path.
     this.app.use(this.internalRoutes.routes());
-    this.app.use(this.routes.routes()).use(this.routes.allowedMethods());
+    this.app.use(this.methodNotAllowed).use(this.routes.routes());
     this.server.on('request', this.app.callback());
     this.port = await listen(this.server, config.HOST, config.port);
     this.registration = new Registration({

@@ -1,0 +1,621 @@
+// Every entry point of every service, tried the way a hostile client would: other
+// spellings of each path, every method, missing and forged secrets and tokens, bodies of
+// the wrong type, size, depth and encoding. Each must be refused with a 4xx in the JSON
+// error shape (or a documented close code), change nothing a user could see, and leave
+// every service passing its health checks.
+import fc from 'fast-check';
+import jwt from 'jsonwebtoken';
+import { generateKeyPairSync } from 'node:crypto';
+import WebSocket from 'ws';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { waitFor } from '../../src/launcher/child.js';
+import { INTERNAL_SECRET_HEADER } from '../../src/protocol/hops.js';
+import { KEYS, startCluster, type ServiceProc, type TestCluster } from '../support/cluster.js';
+import { messageStatus, mintToken, postMessages, TestClient, wsUrlOf } from '../support/clients.js';
+import { rawRequest, type RawAnswer } from '../support/raw-http.js';
+
+/** Runs per property: enough to cover every kind of spelling many times over. */
+const RUNS = 150;
+
+let cluster: TestCluster;
+let victim: TestClient;
+/** Delivered to victor's socket and not acked. */
+let deliveredId: string;
+/** For olga, who never connects: pending. */
+let pendingId: string;
+
+/** Internal routes with bodies that would change something if they were ever accepted. */
+function internalRoutes(): { proc: () => ServiceProc; path: string; body: string }[] {
+  const forged = JSON.stringify({
+    messages: [
+      { id: 'forged', to: 'victor', payload: 'forged', createdAt: new Date().toISOString() },
+    ],
+  });
+  return [
+    {
+      proc: () => cluster.collect,
+      path: '/internal/acks',
+      body: JSON.stringify({ acks: [{ userId: 'victor', ids: [deliveredId] }] }),
+    },
+    {
+      proc: () => cluster.collect,
+      path: '/internal/delivered',
+      body: JSON.stringify({ ids: [pendingId] }),
+    },
+    {
+      proc: () => cluster.collect,
+      path: '/internal/unacked',
+      body: JSON.stringify({ userId: 'victor', limit: 10 }),
+    },
+    { proc: () => cluster.dispatch, path: '/internal/handoff', body: forged },
+    { proc: () => cluster.push[0] as ServiceProc, path: '/internal/forward', body: forged },
+  ];
+}
+
+const METHODS = ['GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS', 'HEAD', 'TRACE', 'FOO'];
+
+const percentEncode = (c: string, lower: boolean): string => {
+  const hex = c.charCodeAt(0).toString(16).padStart(2, '0');
+  return `%${lower ? hex : hex.toUpperCase()}`;
+};
+
+/** Other spellings of a path: each applies one or more of the tricks routers trip on. */
+function spellingOf(path: string): fc.Arbitrary<string> {
+  const chars = [...path];
+  const trick = fc.oneof(
+    // Letter case, anywhere.
+    fc
+      .array(fc.boolean(), { minLength: chars.length, maxLength: chars.length })
+      .map((flip) => (p: string) => [...p].map((c, i) => (flip[i] ? c.toUpperCase() : c)).join('')),
+    // Empty and dot segments, at a slash.
+    fc
+      .tuple(fc.nat(), fc.constantFrom('/', './', 'x/../', '../', '.%2e/', '%2e/'))
+      .map(([at, insert]) => (p: string) => {
+        const slashes = [...p.matchAll(/\//g)].map((m) => m.index);
+        const i = (slashes[at % slashes.length] ?? 0) + 1;
+        return p.slice(0, i) + insert + p.slice(i);
+      }),
+    // Percent-encoding of one character (slashes included), single or double.
+    fc.tuple(fc.nat(), fc.boolean(), fc.boolean()).map(([at, lower, double]) => (p: string) => {
+      const i = at % p.length;
+      const enc = percentEncode(p[i] ?? '/', lower);
+      return p.slice(0, i) + (double ? enc.replace('%', '%25') : enc) + p.slice(i + 1);
+    }),
+    // Endings.
+    fc
+      .constantFrom('/', '/.', '%20', '%00', ';', ';x=1', '%2F', '.', '..', '/..', '#')
+      .map((end) => (p: string) => p + end),
+    // A backslash for a slash, a look-alike letter, an absolute target.
+    fc.constant((p: string) => p.replace(/\//g, '\\')),
+    fc.constant((p: string) => p.replace('i', '%D1%96')),
+    fc.constant((p: string) => `http://127.0.0.1${p}`),
+    fc.constant((p: string) => `//127.0.0.1${p}`),
+  );
+  return fc
+    .array(trick, { minLength: 1, maxLength: 3 })
+    .map((tricks) => tricks.reduce((p, t) => t(p), path));
+}
+
+/** Ways to call without the internal secret: never the secret itself, alone. */
+const withoutSecret = fc.constantFrom<[string, string][]>(
+  [],
+  [[INTERNAL_SECRET_HEADER, '']],
+  [[INTERNAL_SECRET_HEADER, 'guess']],
+  [[INTERNAL_SECRET_HEADER, KEYS.INTERNAL_SECRET.toUpperCase()]],
+  [[INTERNAL_SECRET_HEADER, `${KEYS.INTERNAL_SECRET} `.repeat(2)]],
+  [[INTERNAL_SECRET_HEADER, KEYS.INTERNAL_SECRET.slice(0, -1)]],
+  [
+    [INTERNAL_SECRET_HEADER, KEYS.INTERNAL_SECRET],
+    [INTERNAL_SECRET_HEADER, 'guess'],
+  ],
+  [['authorization', `Bearer ${KEYS.INTERNAL_SECRET}`]],
+  [['x-internal-secret-', KEYS.INTERNAL_SECRET]],
+);
+
+function expectJsonError(answer: RawAnswer, method: string, what: string): void {
+  if (method === 'HEAD') return;
+  let body: unknown;
+  try {
+    body = JSON.parse(answer.body);
+  } catch {
+    throw new Error(
+      `${what}: ${answer.status} with a body that is not JSON: ${answer.body.slice(0, 200)}`,
+    );
+  }
+  expect(body, what).toEqual({ error: { code: expect.any(String), message: expect.any(String) } });
+}
+
+async function expectAllHealthy(): Promise<void> {
+  for (const proc of cluster.all()) {
+    expect(proc.child.running, `${proc.id} is running`).toBe(true);
+    const res = await fetch(`${proc.url}/health`);
+    expect(res.status, `${proc.id} /health`).toBe(200);
+  }
+  const res = await fetch(`http://${cluster.deps.consul.addr}/v1/health/state/critical`);
+  const critical = (await res.json()) as { ServiceID: string }[];
+  expect(critical.map((c) => c.ServiceID)).toEqual([]);
+}
+
+/** What a user could see must be as it was: no frame for victor, no status moved. */
+async function expectNothingChanged(): Promise<void> {
+  expect(await messageStatus(cluster, deliveredId)).toBe('delivered');
+  expect(await messageStatus(cluster, pendingId)).toBe('pending');
+  const frames = victim.frames.filter((f) => f.type === 'message');
+  expect(frames.map((f) => f.id)).toEqual([deliveredId]);
+}
+
+beforeAll(async () => {
+  cluster = await startCluster({ pushNodes: 1 });
+  victim = await TestClient.connect(
+    wsUrlOf(cluster, 0),
+    'victor',
+    await mintToken(cluster, 'victor'),
+  );
+  [deliveredId = ''] = await postMessages(cluster, { to: 'victor', payload: 'real' });
+  [pendingId = ''] = await postMessages(cluster, { to: 'olga', payload: 'waiting' });
+  await victim.waitForMessages(1);
+  await waitFor(
+    'the real message to be delivered',
+    async () => (await messageStatus(cluster, deliveredId)) === 'delivered',
+  );
+}, 90_000);
+
+afterAll(async () => {
+  victim?.close();
+  await cluster?.stop();
+});
+
+describe('internal routes, without the internal secret', () => {
+  it('refuses every route in its own spelling with 401, whatever the method and headers', async () => {
+    for (const route of internalRoutes()) {
+      await fc.assert(
+        fc.asyncProperty(withoutSecret, async (headers) => {
+          const answer = await rawRequest(route.proc().port, {
+            method: 'POST',
+            target: route.path,
+            headers: [['content-type', 'application/json'], ...headers],
+            body: route.body,
+          });
+          expect(answer.status, `POST ${route.path} ${JSON.stringify(headers)}`).toBe(401);
+          expectJsonError(answer, 'POST', route.path);
+        }),
+        { numRuns: 20 },
+      );
+    }
+    await expectNothingChanged();
+  });
+
+  it('answers 401 or 404 to every other spelling of every route, and changes nothing', async () => {
+    for (const route of internalRoutes()) {
+      await fc.assert(
+        fc.asyncProperty(
+          spellingOf(route.path),
+          fc.constantFrom(...METHODS),
+          withoutSecret,
+          async (target, method, headers) => {
+            const answer = await rawRequest(route.proc().port, {
+              method,
+              target,
+              headers: [['content-type', 'application/json'], ...headers],
+              body: route.body,
+            });
+            const what = `${method} ${target} ${JSON.stringify(headers)}`;
+            expect([400, 401, 404], what).toContain(answer.status);
+            // 400 only where node:http itself refuses the request line (an unknown method,
+            // a target it cannot parse), before any route could run.
+            if (answer.status === 400)
+              expect(JSON.parse(answer.body).error.code).toBe('bad_request');
+            expectJsonError(answer, method, what);
+          },
+        ),
+        { numRuns: RUNS },
+      );
+    }
+    await expectNothingChanged();
+    await expectAllHealthy();
+  });
+
+  it('is served to a peer that holds the secret, in the one canonical spelling only', async () => {
+    const answer = await rawRequest(cluster.collect.port, {
+      method: 'POST',
+      target: '/internal/unacked',
+      headers: [
+        ['content-type', 'application/json'],
+        [INTERNAL_SECRET_HEADER, KEYS.INTERNAL_SECRET],
+      ],
+      body: JSON.stringify({ userId: 'olga', limit: 10 }),
+    });
+    expect(answer.status).toBe(200);
+    expect(
+      (JSON.parse(answer.body) as { messages: { id: string }[] }).messages.map((m) => m.id),
+    ).toEqual([pendingId]);
+    for (const target of [
+      '/Internal/unacked',
+      '/internal//unacked',
+      '/internal/./unacked',
+      '/internal/unacked/',
+      '/internal/%75nacked',
+    ]) {
+      const other = await rawRequest(cluster.collect.port, {
+        method: 'POST',
+        target,
+        headers: [
+          ['content-type', 'application/json'],
+          [INTERNAL_SECRET_HEADER, KEYS.INTERNAL_SECRET],
+        ],
+        body: JSON.stringify({ userId: 'olga', limit: 10 }),
+      });
+      expect(other.status, target).toBe(404);
+    }
+  });
+});
+
+describe('public routes', () => {
+  const ingestHeaders: [string, string][] = [
+    ['content-type', 'application/json'],
+    ['authorization', `Bearer ${KEYS.INGEST_API_KEY}`],
+  ];
+
+  it('answers other spellings of public paths with 404, never with the route', async () => {
+    const routes: [() => ServiceProc, string, string][] = [
+      [() => cluster.collect, 'POST', '/v1/messages'],
+      [() => cluster.auth, 'POST', '/v1/tokens'],
+      [() => cluster.auth, 'POST', '/v1/verify'],
+      [() => cluster.dispatch, 'GET', '/v1/connect'],
+      [() => cluster.collect, 'GET', '/metrics'],
+      [() => cluster.collect, 'GET', '/health'],
+    ];
+    for (const [proc, method, path] of routes) {
+      await fc.assert(
+        fc.asyncProperty(spellingOf(path), async (target) => {
+          fc.pre(target !== path);
+          const answer = await rawRequest(proc().port, {
+            method,
+            target,
+            headers: ingestHeaders,
+            body: '{}',
+          });
+          expect([400, 404], `${method} ${target}`).toContain(answer.status);
+          expectJsonError(answer, method, `${method} ${target}`);
+        }),
+        { numRuns: 40 },
+      );
+    }
+  });
+
+  it('answers any JSON body sent to ingestion with 202 or a 4xx, never a 5xx', async () => {
+    const notForVictims = (text: string): boolean => !/victor|olga/.test(text);
+    const body = fc.oneof(
+      fc.json({ depthSize: 'medium' }),
+      fc
+        .record(
+          {
+            to: fc.oneof(fc.string(), fc.array(fc.string(), { maxLength: 5 }), fc.jsonValue()),
+            payload: fc.jsonValue(),
+            id: fc.oneof(fc.string(), fc.jsonValue()),
+          },
+          { requiredKeys: [] },
+        )
+        .map((r) => JSON.stringify(r)),
+    );
+    await fc.assert(
+      fc.asyncProperty(body.filter(notForVictims), async (text) => {
+        const answer = await rawRequest(cluster.collect.port, {
+          method: 'POST',
+          target: '/v1/messages',
+          headers: ingestHeaders,
+          body: text,
+        });
+        expect([202, 400], text.slice(0, 200)).toContain(answer.status);
+        if (answer.status === 400) expectJsonError(answer, 'POST', text.slice(0, 200));
+      }),
+      { numRuns: 300 },
+    );
+    await expectNothingChanged();
+  });
+
+  it('refuses hostile bodies with the 4xx that names the problem', async () => {
+    const bodyOfBytes = (n: number): string => {
+      const frame = JSON.stringify({ to: 'big', payload: '' });
+      return JSON.stringify({ to: 'big', payload: 'x'.repeat(n - frame.length) });
+    };
+    const deep = (n: number): string => '['.repeat(n) + ']'.repeat(n);
+    const cases: [string, Buffer | string, number, string][] = [
+      [
+        'invalid UTF-8',
+        Buffer.from([0x7b, 0x22, 0x74, 0x6f, 0x22, 0x3a, 0x22, 0xff, 0xfe, 0x22, 0x7d]),
+        400,
+        'invalid_body',
+      ],
+      ['an empty body', '', 400, 'invalid_json'],
+      ['a JSON string', '"hello"', 400, 'invalid_request'],
+      ['a JSON array', '[1,2]', 400, 'invalid_request'],
+      ['null', 'null', 400, 'invalid_request'],
+      ['a truncated object', '{"to":"a","payload":', 400, 'invalid_json'],
+      ['unbalanced nesting', '['.repeat(100_000), 400, 'invalid_json'],
+      [
+        'a payload nested 100,000 deep',
+        `{"to":"deep","payload":${deep(100_000)}}`,
+        400,
+        'limit_exceeded',
+      ],
+      [
+        'a payload nested one past the limit',
+        `{"to":"deep","payload":${deep(33)}}`,
+        400,
+        'limit_exceeded',
+      ],
+      [
+        '10,001 recipients',
+        JSON.stringify({ to: Array.from({ length: 10_001 }, (_, i) => `u${i}`), payload: 1 }),
+        400,
+        'invalid_request',
+      ],
+      [
+        'a payload one byte past MAX_PAYLOAD_BYTES',
+        JSON.stringify({ to: 'big', payload: 'x'.repeat(64 * 1024 - 1) }),
+        400,
+        'limit_exceeded',
+      ],
+      ['a key with NUL', '{"to":"k","payload":{"a\\u0000":1}}', 400, 'invalid_request'],
+      ['a user id with NUL', '{"to":"a\\u0000b","payload":1}', 400, 'invalid_request'],
+      [
+        'a user id of 257 characters',
+        JSON.stringify({ to: 'u'.repeat(257), payload: 1 }),
+        400,
+        'invalid_request',
+      ],
+      [
+        'a body of exactly MAX_BODY_BYTES (its payload too large)',
+        bodyOfBytes(1024 * 1024),
+        400,
+        'limit_exceeded',
+      ],
+      [
+        'a body one byte past MAX_BODY_BYTES',
+        bodyOfBytes(1024 * 1024 + 1),
+        413,
+        'payload_too_large',
+      ],
+      ['an unknown field', '{"to":"a","payload":1,"$where":"1"}', 400, 'invalid_request'],
+    ];
+    for (const [name, body, status, code] of cases) {
+      const answer = await rawRequest(cluster.collect.port, {
+        method: 'POST',
+        target: '/v1/messages',
+        headers: ingestHeaders,
+        body,
+      });
+      expect([name, answer.status, JSON.parse(answer.body).error?.code]).toEqual([
+        name,
+        status,
+        code,
+      ]);
+    }
+    // $ and . in keys are data like any other: stored and given back as sent.
+    const [id] = await postMessages(cluster, { to: 'dollar', payload: { $set: { 'a.b': 1 } } });
+    const view = await fetch(`${cluster.collect.url}/v1/messages/${id}`, {
+      headers: { authorization: `Bearer ${KEYS.INGEST_API_KEY}` },
+    });
+    expect(((await view.json()) as { payload: unknown }).payload).toEqual({ $set: { 'a.b': 1 } });
+    // A payload exactly at the limit is taken.
+    await postMessages(cluster, { to: 'big', payload: 'x'.repeat(64 * 1024 - 2) });
+    await expectNothingChanged();
+  });
+
+  it('refuses missing, duplicated, malformed and oversized headers in the JSON error shape', async () => {
+    const body = JSON.stringify({ to: 'hdr', payload: 1 });
+    const cases: [string, [string, string][], number][] = [
+      ['no authorization', [['content-type', 'application/json']], 401],
+      ['another scheme', [['authorization', `Basic ${KEYS.INGEST_API_KEY}`]], 401],
+      ['the admin key', [['authorization', `Bearer ${KEYS.AUTH_ADMIN_KEY}`]], 401],
+      ['the internal secret', [[INTERNAL_SECRET_HEADER, KEYS.INTERNAL_SECRET]], 401],
+      ['an oversized header', [['x-pad', 'x'.repeat(20_000)], ...ingestHeaders], 431],
+      [
+        'two different content-lengths',
+        [...ingestHeaders, ['content-length', String(body.length)], ['content-length', '3']],
+        400,
+      ],
+      ['a malformed chunked body', [...ingestHeaders, ['transfer-encoding', 'chunked']], 400],
+    ];
+    for (const [name, headers, status] of cases) {
+      const answer = await rawRequest(cluster.collect.port, {
+        method: 'POST',
+        target: '/v1/messages',
+        headers,
+        body: name === 'a malformed chunked body' ? 'zz\r\nnot a chunk\r\n' : body,
+      });
+      expect([name, answer.status]).toEqual([name, status]);
+      expectJsonError(answer, 'POST', name);
+    }
+    await expectAllHealthy();
+  });
+
+  it('answers wrong methods on public routes with 405 in the JSON error shape', async () => {
+    const answer = await rawRequest(cluster.collect.port, {
+      method: 'DELETE',
+      target: '/v1/messages',
+    });
+    expect(answer.status).toBe(405);
+    expectJsonError(answer, 'DELETE', 'DELETE /v1/messages');
+  });
+
+  it('guards /metrics with METRICS_TOKEN when it is set', async () => {
+    const guarded = await cluster.spawn('dispatch', { METRICS_TOKEN: 'scrape-me' });
+    try {
+      expect((await fetch(`${guarded.url}/metrics`)).status).toBe(401);
+      const wrong = await fetch(`${guarded.url}/metrics`, {
+        headers: { authorization: 'Bearer nope' },
+      });
+      expect(wrong.status).toBe(401);
+      const right = await fetch(`${guarded.url}/metrics`, {
+        headers: { authorization: 'Bearer scrape-me' },
+      });
+      expect(right.status).toBe(200);
+      expect(await right.text()).toContain('push_http_requests_total');
+      // Without the setting, /metrics stays open (the rest of this cluster).
+      expect((await fetch(`${cluster.collect.url}/metrics`)).status).toBe(200);
+    } finally {
+      await guarded.child.stop(12_000);
+      cluster.all().splice(cluster.all().indexOf(guarded), 1);
+    }
+  });
+});
+
+describe('tokens', () => {
+  const now = () => Math.floor(Date.now() / 1000);
+  const claims = (over: Record<string, unknown> = {}) => ({
+    sub: 'mallory',
+    iss: 'push-cluster',
+    aud: 'push-cluster',
+    iat: now(),
+    exp: now() + 600,
+    ...over,
+  });
+  const sign = (payload: object, key = KEYS.JWT_SECRET) =>
+    jwt.sign(payload, key, { algorithm: 'HS256' });
+  const b64 = (o: object) => Buffer.from(JSON.stringify(o)).toString('base64url');
+  const { publicKey, privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+
+  const forged: [string, () => string][] = [
+    ['alg none', () => `${b64({ alg: 'none', typ: 'JWT' })}.${b64(claims())}.`],
+    [
+      'alg None with a signature',
+      () => `${b64({ alg: 'None', typ: 'JWT' })}.${b64(claims())}.c2ln`,
+    ],
+    ['an empty signature', () => sign(claims()).split('.').slice(0, 2).join('.') + '.'],
+    ['a guessed key', () => sign(claims(), 'secret')],
+    ['an empty-ish key', () => sign(claims(), ' ')],
+    ['RS256 (algorithm confusion)', () => jwt.sign(claims(), privateKey, { algorithm: 'RS256' })],
+    [
+      'HS256 keyed with a public key',
+      () => sign(claims(), publicKey.export({ type: 'spki', format: 'pem' }).toString()),
+    ],
+    ['a wrong issuer', () => sign(claims({ iss: 'someone-else' }))],
+    ['a wrong audience', () => sign(claims({ aud: 'someone-else' }))],
+    ['expired', () => sign(claims({ exp: now() - 10 }))],
+    ['no expiry', () => sign({ sub: 'mallory', iss: 'push-cluster', aud: 'push-cluster' })],
+    ['no subject', () => sign(claims({ sub: undefined }))],
+    ['a subject with a control character', () => sign(claims({ sub: 'vic\ntor' }))],
+    ['a subject longer than a user id may be', () => sign(claims({ sub: 'v'.repeat(257) }))],
+    ['a subject that is a number', () => sign(claims({ sub: 42 }))],
+    [
+      'a tampered payload',
+      () => {
+        const [h, , s] = sign(claims()).split('.');
+        return `${h}.${b64(claims({ sub: 'victor' }))}.${s}`;
+      },
+    ],
+    ['not a JWT', () => 'not.a.jwt'],
+    ['8 KiB of junk', () => 'x'.repeat(8192)],
+  ];
+
+  it.each(forged)(
+    'refuses a token with %s, at auth and at the WebSocket upgrade',
+    async (_name, make) => {
+      const token = make();
+      const verify = await rawRequest(cluster.auth.port, {
+        method: 'POST',
+        target: '/v1/verify',
+        headers: [['content-type', 'application/json']],
+        body: JSON.stringify({ token }),
+      });
+      expect(verify.status).toBe(401);
+      expect(JSON.parse(verify.body).error.code).toBe('invalid_token');
+      const status = await upgradeStatus(
+        `${wsUrlOf(cluster, 0)}?token=${encodeURIComponent(token)}`,
+      );
+      expect(status).toBe(401);
+    },
+  );
+
+  it('will not mint a token for a user id that ingestion would refuse', async () => {
+    for (const userId of ['', 'a\u0000b', 'tab\there', 'x'.repeat(257), 42, null]) {
+      const res = await fetch(`${cluster.auth.url}/v1/tokens`, {
+        method: 'POST',
+        headers: {
+          authorization: `Bearer ${KEYS.AUTH_ADMIN_KEY}`,
+          'content-type': 'application/json',
+        },
+        body: JSON.stringify({ userId }),
+      });
+      expect([JSON.stringify(userId), res.status]).toEqual([JSON.stringify(userId), 400]);
+    }
+  });
+});
+
+describe('the WebSocket upgrade and frames', () => {
+  it('upgrades only /ws, in that spelling, and only with a valid token', async () => {
+    const token = await mintToken(cluster, 'mallory');
+    const port = cluster.push[0]?.port ?? 0;
+    const upgradeHeaders: [string, string][] = [
+      ['connection', 'Upgrade'],
+      ['upgrade', 'websocket'],
+      ['sec-websocket-version', '13'],
+      ['sec-websocket-key', 'dGhlIHNhbXBsZSBub25jZQ=='],
+    ];
+    await fc.assert(
+      fc.asyncProperty(spellingOf('/ws'), async (path) => {
+        fc.pre(path !== '/ws');
+        const answer = await rawRequest(port, {
+          target: `${path}?token=${token}`,
+          headers: upgradeHeaders,
+        });
+        expect([400, 404], path).toContain(answer.status);
+        expectJsonError(answer, 'GET', path);
+      }),
+      { numRuns: RUNS },
+    );
+    const ok = await rawRequest(port, { target: `/ws?token=${token}`, headers: upgradeHeaders });
+    expect(ok.status).toBe(101);
+    const none = await rawRequest(port, { target: '/ws', headers: upgradeHeaders });
+    expect(none.status).toBe(401);
+  });
+
+  it('answers binary frames with an error frame, and never acks another user’s message', async () => {
+    const mallory = await TestClient.connect(
+      wsUrlOf(cluster, 0),
+      'mallory',
+      await mintToken(cluster, 'mallory'),
+    );
+    try {
+      mallory.ws.send(Buffer.from([1, 2, 3]), { binary: true });
+      await waitFor('an error frame', () => mallory.frames.length >= 1);
+      expect(mallory.frames[0]).toMatchObject({ type: 'error', code: 'binary_not_supported' });
+      // Forged acks for messages of victor and olga, then mallory's ack of its own message:
+      // once that one is acked, the forged ones have been through collect too.
+      const [own = ''] = await postMessages(cluster, { to: 'mallory', payload: 'yours' });
+      await mallory.waitForMessages(1);
+      mallory.ws.send(JSON.stringify({ type: 'ack', id: deliveredId }));
+      mallory.ws.send(JSON.stringify({ type: 'ack', id: pendingId }));
+      mallory.ws.send(JSON.stringify({ type: 'ack', id: own }));
+      await waitFor(
+        'mallory’s own ack to reach collect',
+        async () => (await messageStatus(cluster, own)) === 'acked',
+      );
+      await expectNothingChanged();
+    } finally {
+      mallory.close();
+    }
+  });
+
+  it('leaves every service passing after all of the above', async () => {
+    await expectNothingChanged();
+    await expectAllHealthy();
+  });
+});
+
+function upgradeStatus(url: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(url);
+    ws.once('unexpected-response', (_req, res) => {
+      resolve(res.statusCode ?? 0);
+      ws.terminate();
+    });
+    ws.once('open', () => {
+      ws.close();
+      reject(new Error('upgraded with a forged token'));
+    });
+    ws.once('error', () => undefined);
+  });
+}
