@@ -11,7 +11,7 @@ import { createRedis, redisProbe } from '../core/redis.js';
 import { Routes } from '../core/routes.js';
 import { ServiceHost } from '../core/service-host.js';
 import { ConnectBalancer } from './connect-balancer.js';
-import { routeMessages } from './route-messages.js';
+import { forwardMessages, type ForwardDeps } from './forward-messages.js';
 
 /**
  * dispatch: finds each message's user in routes (Redis), the user's nodes in the
@@ -58,43 +58,27 @@ export function createDispatchService(
     },
   });
 
+  const forwardDeps: ForwardDeps = {
+    lookupRoutes: (userIds) => routes.lookup(userIds),
+    passingNode: (nodeId) => pushView.get(nodeId),
+    forward: async (node, messages) => {
+      const res = await pushNodes.callInstance(node, forwardHop, { messages });
+      host.metrics.stage('forwarded').inc(messages.length);
+      return res;
+    },
+    onNodeFailed: (nodeId, messages, err) =>
+      log.warn({ err: err.message, node: nodeId, messages }, 'push node did not take its messages'),
+  };
+
   host.handle(handoffHop, async ({ messages }) => {
     host.metrics.stage('dispatched').inc(messages.length);
-    const userRoutes = await routes.lookup([...new Set(messages.map((m) => m.to))]);
-    const plan = routeMessages(messages, userRoutes, (id) => pushView.get(id) !== undefined);
-    const delivered = new Set<string>();
-    // Pushed to a node that answered but had no socket of the user: unrouted too.
-    const answered = new Set<string>();
-    const failed = new Set<string>();
-    await Promise.all(
-      [...plan.byNode].map(async ([nodeId, batch]) => {
-        const node = pushView.get(nodeId);
-        try {
-          if (!node) throw new Error('left the passing set');
-          const res = await pushNodes.callInstance(node, forwardHop, { messages: batch });
-          for (const id of res.delivered) delivered.add(id);
-          host.metrics.stage('forwarded').inc(batch.length);
-          for (const m of batch) answered.add(m.id);
-        } catch (err) {
-          // Not delivered: left out of both lists, so collect tries again shortly.
-          for (const m of batch) failed.add(m.id);
-          log.warn(
-            { err: (err as Error).message, node: nodeId, messages: batch.length },
-            'push node did not take its messages',
-          );
-        }
-      }),
-    );
-    const unrouted = plan.unrouted.map((m) => m.id);
+    const outcome = await forwardMessages(messages, forwardDeps);
     if (log.isLevelEnabled('debug')) {
+      const delivered = new Set(outcome.delivered);
       for (const m of messages)
-        log.debug(
-          { msgId: m.id, to: m.to, nodes: userRoutes.get(m.to), delivered: delivered.has(m.id) },
-          'routed',
-        );
+        log.debug({ msgId: m.id, to: m.to, delivered: delivered.has(m.id) }, 'routed');
     }
-    for (const id of answered) if (!delivered.has(id) && !failed.has(id)) unrouted.push(id);
-    return { delivered: [...delivered], unrouted };
+    return outcome;
   });
 
   host.routes.get('/v1/connect', (ctx) => {
