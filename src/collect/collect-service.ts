@@ -10,7 +10,7 @@ import type { IngestResponse, MessageView } from '../protocol/public-api.js';
 import { ServiceHost } from '../core/service-host.js';
 import type { MessageStore, NewMessage, StoredMessage } from '../store/message-store.js';
 import { LeaderLock } from '../core/leader.js';
-import { DispatchHandoff, envelopeOf } from './dispatch-handoff.js';
+import { envelopeOf, Handoff } from './handoff.js';
 import { RedeliverySweeper } from './redelivery-sweeper.js';
 import { parseIngestBody } from './ingest-schema.js';
 import type { MessageLimits } from './message-limits.js';
@@ -43,9 +43,23 @@ export function createCollectService(
     secret: config.secrets.INTERNAL_SECRET,
     timeoutMs: config.PEER_TIMEOUT,
   });
-  const handoff = new DispatchHandoff(dispatch, store, config, log);
-  const sweeper = new RedeliverySweeper(store, handoff, config, log, metrics);
   const retry = { baseMs: config.ACK_TIMEOUT, maxMs: config.ACK_RETRY_MAX };
+  const handoff = new Handoff({
+    dispatch,
+    store,
+    log,
+    ackRetry: retry,
+    unroutedRecheckMs: config.UNROUTED_RECHECK,
+  });
+  const sweeper = new RedeliverySweeper({
+    store,
+    handoff,
+    log,
+    intervalMs: config.SWEEP_INTERVAL,
+    maxAttempts: config.MAX_ATTEMPTS,
+    onFailed: (n) => metrics.stage('failed').inc(n),
+    onRedelivered: (n) => metrics.stage('redelivered').inc(n),
+  });
   const newId = monotonicFactory();
   const limits: MessageLimits = {
     maxPayloadBytes: config.MAX_PAYLOAD_BYTES,
@@ -103,7 +117,7 @@ export function createCollectService(
       for (const m of result.inserted) log.debug({ msgId: m.id, to: m.to }, 'accepted');
     ctx.status = 202;
     ctx.body = { ids: result.ids } satisfies IngestResponse;
-    handoff.enqueue(result.inserted, true);
+    handoff.enqueue(result.inserted, 'ingest');
   });
 
   router.get('/v1/messages/:id', async (ctx) => {

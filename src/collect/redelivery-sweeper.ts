@@ -1,13 +1,21 @@
-import type { Config } from '../core/config.js';
 import type { LeaderLock } from '../core/leader.js';
 import type { Logger } from '../core/logger.js';
-import type { Metrics } from '../core/metrics.js';
+import { SWEEP_BATCH, SWEEP_LEASE_MS } from '../core/tuning.js';
 import type { MessageStore, StoredMessage } from '../store/message-store.js';
-import type { DispatchHandoff } from './dispatch-handoff.js';
+import type { Handoff } from './handoff.js';
 
-const BATCH = 1000;
-/** A claimed message is due again after this long if the sweeper dies mid-way. */
-const LEASE_MS = 10_000;
+export interface SweeperOptions {
+  store: MessageStore;
+  handoff: Pick<Handoff, 'enqueue'>;
+  log: Logger;
+  /** SWEEP_INTERVAL */
+  intervalMs: number;
+  /** MAX_ATTEMPTS: pushes without an ack before a message fails. */
+  maxAttempts: number;
+  /** Counts messages as they fail or are pushed again (metrics). */
+  onFailed(count: number): void;
+  onRedelivered(count: number): void;
+}
 
 /**
  * Finds messages that are due — a delivery whose ack is overdue, a hand-off that failed
@@ -20,13 +28,13 @@ export class RedeliverySweeper {
   private running: Promise<void> | undefined;
   private lock: LeaderLock | undefined;
 
-  constructor(
-    private readonly store: MessageStore,
-    private readonly handoff: DispatchHandoff,
-    private readonly config: Config,
-    private readonly log: Logger,
-    private readonly metrics: Metrics,
-  ) {}
+  private readonly store: MessageStore;
+  private readonly log: Logger;
+
+  constructor(private readonly o: SweeperOptions) {
+    this.store = o.store;
+    this.log = o.log;
+  }
 
   /** Starts sweeping whenever `lock` is held; the sweeper takes and releases it. */
   start(lock: LeaderLock): void {
@@ -34,7 +42,7 @@ export class RedeliverySweeper {
     lock.start();
     this.timer = setInterval(() => {
       this.running ??= this.sweep().finally(() => (this.running = undefined));
-    }, this.config.SWEEP_INTERVAL);
+    }, this.o.intervalMs);
   }
 
   async stop(): Promise<void> {
@@ -48,30 +56,29 @@ export class RedeliverySweeper {
     try {
       for (;;) {
         const now = new Date();
-        const due = await this.store.claimDue(now, BATCH, LEASE_MS);
+        const due = await this.store.claimDue(now, SWEEP_BATCH, SWEEP_LEASE_MS);
         if (due.length === 0) return;
         const spent = (m: StoredMessage): boolean =>
-          m.status === 'delivered' && m.attempts >= this.config.MAX_ATTEMPTS;
+          m.status === 'delivered' && m.attempts >= this.o.maxAttempts;
         const exhausted = due.filter(spent);
         const again = due.filter((m) => !spent(m));
         if (exhausted.length > 0) {
           await this.store.markFailed(
             exhausted.map((m) => m.id),
             now,
-            `not acked after ${this.config.MAX_ATTEMPTS} deliveries`,
+            `not acked after ${this.o.maxAttempts} deliveries`,
           );
-          this.metrics.stage('failed').inc(exhausted.length);
+          this.o.onFailed(exhausted.length);
           this.log.warn(
             { msgIds: exhausted.slice(0, 20).map((m) => m.id), messages: exhausted.length },
             'messages failed: never acked',
           );
         }
         if (again.length > 0) {
-          const redelivered = again.filter((m) => m.status === 'delivered').length;
-          this.metrics.stage('redelivered').inc(redelivered);
-          this.handoff.enqueue(again, false);
+          this.o.onRedelivered(again.filter((m) => m.status === 'delivered').length);
+          this.o.handoff.enqueue(again, 'sweep');
         }
-        if (due.length < BATCH) return;
+        if (due.length < SWEEP_BATCH) return;
       }
     } catch (err) {
       this.log.warn({ err: (err as Error).message }, 'redelivery sweep failed: will retry');

@@ -33,3 +33,17 @@ export const MAX_WAITING_ACKS = 100_000;
 
 /** Most token verifications the authenticator caches (least recently used go first). */
 export const MAX_CACHED_TOKENS = 10_000;
+
+// ---- collect -----------------------------------------------------------------------
+
+/** Most messages in one hand-off to dispatch (`handoffHop`). */
+export const HANDOFF_MAX_BATCH = 1000;
+
+/** How soon a message dispatch could not hand to its node is handed off again. */
+export const HANDOFF_RETRY_MS = 1000;
+
+/** Most due messages the redelivery sweeper claims from the store at once. */
+export const SWEEP_BATCH = 1000;
+
+/** A claimed message is due again after this long if the sweeper dies mid-way. */
+export const SWEEP_LEASE_MS = 10_000;

@@ -472,7 +472,7 @@ describe('tokens', () => {
     exp: now() + 600,
     ...over,
   });
-  const sign = (payload: object, key = KEYS.JWT_SECRET) =>
+  const sign = (payload: object, key: string = KEYS.JWT_SECRET) =>
     jwt.sign(payload, key, { algorithm: 'HS256' });
   const b64 = (o: object) => Buffer.from(JSON.stringify(o)).toString('base64url');
   const { publicKey, privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });

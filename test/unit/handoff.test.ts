@@ -1,0 +1,112 @@
+import { monotonicFactory } from 'ulid';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { Handoff } from '../../src/collect/handoff.js';
+import { handoffHop, type Hop } from '../../src/protocol/hops.js';
+import type { NewMessage, StoredMessage } from '../../src/store/message-store.js';
+import { SqliteStore } from '../../src/store/sqlite-store.js';
+import { testLog } from '../support/silent-log.js';
+
+const ulid = monotonicFactory();
+const ACK_RETRY = { baseMs: 10_000, maxMs: 60_000 };
+const RECHECK_MS = 15_000;
+
+type Answer = (ids: string[]) => { delivered: string[]; unrouted: string[] } | Error;
+
+let store: SqliteStore;
+let calls: string[][];
+
+function handoff(answer: Answer): Handoff {
+  return new Handoff({
+    dispatch: {
+      call: (async (hop: Hop<unknown, unknown>, body: { messages: { id: string }[] }) => {
+        expect(hop).toBe(handoffHop);
+        const ids = body.messages.map((m) => m.id);
+        calls.push(ids);
+        const out = answer(ids);
+        if (out instanceof Error) throw out;
+        return out;
+      }) as never,
+    },
+    store,
+    log: testLog('handoff'),
+    ackRetry: ACK_RETRY,
+    unroutedRecheckMs: RECHECK_MS,
+  });
+}
+
+async function stored(count: number, to = 'alice'): Promise<StoredMessage[]> {
+  const now = Date.now();
+  const messages: NewMessage[] = Array.from({ length: count }, () => ({
+    id: ulid(),
+    to,
+    payload: { n: 1 },
+    createdAt: new Date(now),
+    expiresAt: new Date(now + 3_600_000),
+    nextAttemptAt: new Date(now + 5000),
+  }));
+  return (await store.insert(messages)).inserted;
+}
+
+const near = (at: Date | undefined, expected: number): void => {
+  expect(at).toBeDefined();
+  expect(Math.abs((at as Date).getTime() - expected)).toBeLessThan(2000);
+};
+
+beforeEach(() => {
+  store = SqliteStore.open({ path: ':memory:', purgeIntervalMs: 0 });
+  calls = [];
+});
+afterEach(async () => {
+  await store.close();
+});
+
+describe('Handoff', () => {
+  it('records each outcome dispatch answers: delivered, unrouted from ingestion, not handed over', async () => {
+    const [a, b, c] = await stored(3);
+    const h = handoff(() => ({ delivered: [a!.id], unrouted: [b!.id] }));
+    const t0 = Date.now();
+    h.enqueue([a!, b!, c!], 'ingest');
+    await h.drain();
+
+    const da = await store.get(a!.id);
+    expect([da?.status, da?.attempts]).toEqual(['delivered', 1]);
+    near(da?.nextAttemptAt, t0 + ACK_RETRY.baseMs);
+    // Unrouted right after ingestion: looked at once more after UNROUTED_RECHECK.
+    const db = await store.get(b!.id);
+    expect(db?.status).toBe('pending');
+    near(db?.nextAttemptAt, t0 + RECHECK_MS);
+    // In neither list: handed off again shortly.
+    const dc = await store.get(c!.id);
+    expect(dc?.status).toBe('pending');
+    near(dc?.nextAttemptAt, t0 + 1000);
+  });
+
+  it('lets an unrouted message from the sweeper wait for its user to connect', async () => {
+    const [m] = await stored(1);
+    const h = handoff((ids) => ({ delivered: [], unrouted: ids }));
+    h.enqueue([m!], 'sweep');
+    await h.drain();
+    const after = await store.get(m!.id);
+    expect(after?.status).toBe('pending');
+    expect(after?.nextAttemptAt).toBeUndefined();
+  });
+
+  it('hands the messages off again shortly when dispatch cannot be reached', async () => {
+    const [m] = await stored(1);
+    const h = handoff(() => new Error('no passing dispatch instance'));
+    const t0 = Date.now();
+    h.enqueue([m!], 'ingest');
+    await h.drain();
+    near((await store.get(m!.id))?.nextAttemptAt, t0 + 1000);
+  });
+
+  it('sends what it is given in batches of at most 1000, in order', async () => {
+    const messages = await stored(2500);
+    const h = handoff((ids) => ({ delivered: ids, unrouted: [] }));
+    h.enqueue(messages.slice(0, 1200), 'ingest');
+    h.enqueue(messages.slice(1200), 'ingest');
+    await h.drain();
+    expect(Math.max(...calls.map((c) => c.length))).toBe(1000);
+    expect(calls.flat()).toEqual(messages.map((m) => m.id));
+  });
+});
