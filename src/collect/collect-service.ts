@@ -8,10 +8,11 @@ import { Peers } from '../core/peers.js';
 import { acksHop, deliveredHop, unackedHop } from '../protocol/hops.js';
 import type { IngestResponse, MessageView } from '../protocol/public-api.js';
 import { ServiceHost } from '../core/service-host.js';
-import type { MessageStore, NewMessage, StoredMessage } from '../store/message-store.js';
+import type { MessageStore, StoredMessage } from '../store/message-store.js';
 import { LeaderLock } from '../core/leader.js';
 import { envelopeOf, Handoff } from './handoff.js';
 import { RedeliverySweeper } from './redelivery-sweeper.js';
+import { ingest, type IngestOptions } from './ingest.js';
 import { parseIngestBody } from './ingest-schema.js';
 import type { MessageLimits } from './message-limits.js';
 
@@ -60,13 +61,22 @@ export function createCollectService(
     onFailed: (n) => metrics.stage('failed').inc(n),
     onRedelivered: (n) => metrics.stage('redelivered').inc(n),
   });
-  const newId = monotonicFactory();
   const limits: MessageLimits = {
     maxPayloadBytes: config.MAX_PAYLOAD_BYTES,
     maxPayloadDepth: config.MAX_PAYLOAD_DEPTH,
     maxRequestPayloadBytes: config.MAX_REQUEST_PAYLOAD_BYTES,
   };
 
+  const ingestOptions: IngestOptions = {
+    store,
+    newId: monotonicFactory(),
+    ttlMs: config.MESSAGE_TTL_SECONDS * 1000,
+    handoffGraceMs: config.HANDOFF_GRACE,
+    onStoreFailed: (err, messages) => {
+      metrics.dependencyFailed(store.kind);
+      log.error({ err: err.message, messages }, 'store refused messages');
+    },
+  };
   const router = host.routes;
 
   // ---- public API ------------------------------------------------------------
@@ -74,44 +84,7 @@ export function createCollectService(
   router.post('/v1/messages', async (ctx) => {
     requireBearer(ctx, config.secrets.INGEST_API_KEY, 'INGEST_API_KEY');
     const items = parseIngestBody(await readJson(ctx, config.MAX_BODY_BYTES), limits);
-    const now = new Date();
-    const expiresAt = new Date(now.getTime() + config.MESSAGE_TTL_SECONDS * 1000);
-    // Due for the sweeper unless the hand-off below records an outcome first: a crash
-    // between the 202 and the hand-off loses nothing.
-    const nextAttemptAt = new Date(now.getTime() + config.HANDOFF_GRACE);
-    const messages: NewMessage[] = items.map((m) => ({
-      id: newId(now.getTime()),
-      to: m.to,
-      payload: m.payload,
-      key: m.key,
-      createdAt: now,
-      expiresAt,
-      nextAttemptAt,
-    }));
-    let result;
-    try {
-      result = await store.insert(messages);
-    } catch (err) {
-      metrics.dependencyFailed(store.kind);
-      log.error(
-        { err: (err as Error).message, messages: messages.length },
-        'store refused messages',
-      );
-      throw new HttpError(
-        503,
-        'store_unavailable',
-        'the message store cannot take messages right now: nothing was accepted, retry',
-      );
-    }
-    // A refused message refuses the whole request: the store kept none of it (InsertResult).
-    const refused = result.refused[0];
-    if (refused) {
-      throw new HttpError(
-        400,
-        'invalid_request',
-        `message ${refused.index} cannot be stored (${refused.reason}): nothing was accepted`,
-      );
-    }
+    const result = await ingest(items, new Date(), ingestOptions);
     metrics.stage('ingested').inc(result.inserted.length);
     if (log.isLevelEnabled('debug'))
       for (const m of result.inserted) log.debug({ msgId: m.id, to: m.to }, 'accepted');

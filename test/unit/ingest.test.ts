@@ -1,0 +1,62 @@
+import { monotonicFactory } from 'ulid';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { ingest, type IngestOptions } from '../../src/collect/ingest.js';
+import { HttpError } from '../../src/core/http.js';
+import { SqliteStore } from '../../src/store/sqlite-store.js';
+
+let store: SqliteStore;
+let storeFailures: number;
+
+const options = (): IngestOptions => ({
+  store,
+  newId: monotonicFactory(),
+  ttlMs: 60_000,
+  handoffGraceMs: 5000,
+  onStoreFailed: () => storeFailures++,
+});
+
+beforeEach(() => {
+  store = SqliteStore.open({ path: ':memory:', purgeIntervalMs: 0 });
+  storeFailures = 0;
+});
+afterEach(async () => {
+  await store.close().catch(() => undefined);
+});
+
+describe('ingest', () => {
+  it('stores one pending message per recipient, due after the hand-off grace, in order', async () => {
+    const now = new Date();
+    const res = await ingest(
+      [
+        { to: 'a', payload: 1 },
+        { to: 'b', payload: { x: [1] }, key: 'k' },
+      ],
+      now,
+      options(),
+    );
+    expect(res.ids).toHaveLength(2);
+    const [a, b] = await Promise.all(res.ids.map((id) => store.get(id)));
+    expect([a?.to, a?.status, a?.payload]).toEqual(['a', 'pending', 1]);
+    expect([b?.to, b?.key, b?.payload]).toEqual(['b', 'k', { x: [1] }]);
+    expect(a?.nextAttemptAt?.getTime()).toBe(now.getTime() + 5000);
+    expect(a?.expiresAt.getTime()).toBe(now.getTime() + 60_000);
+  });
+
+  it('returns the stored id for a repeated idempotency key, and hands off only new messages', async () => {
+    const first = await ingest([{ to: 'a', payload: 1, key: 'order-1' }], new Date(), options());
+    const again = await ingest([{ to: 'a', payload: 2, key: 'order-1' }], new Date(), options());
+    expect(again.ids).toEqual(first.ids);
+    expect(again.inserted).toEqual([]);
+  });
+
+  it('answers 503, counted, when the store cannot write', async () => {
+    await store.close();
+    const err = await ingest([{ to: 'a', payload: 1 }], new Date(), options()).catch((e) => e);
+    expect(err).toBeInstanceOf(HttpError);
+    expect([(err as HttpError).status, (err as HttpError).code]).toEqual([
+      503,
+      'store_unavailable',
+    ]);
+    expect(storeFailures).toBe(1);
+  });
+});
