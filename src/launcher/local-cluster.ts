@@ -62,10 +62,17 @@ export async function runLocalCluster(env: NodeJS.ProcessEnv = process.env): Pro
     stopping = true;
     say('\nstopping the cluster… (again to kill everything at once)');
     const order: ServiceName[] = ['push', 'dispatch', 'collect', 'auth'];
-    for (const svc of order)
-      await Promise.all(services.filter((s) => s.service === svc).map((s) => s.sup.stop()));
-    await redis?.stop();
-    await consul?.stop();
+    const groups = [
+      ...order.map((svc) => services.filter((s) => s.service === svc).map((s) => s.sup)),
+      [redis],
+      [consul],
+    ];
+    for (const group of groups) {
+      const present = group.filter((p) => p !== undefined);
+      if (present.length === 0) continue;
+      await Promise.all(present.map((p) => p.stop()));
+      say(`  stopped ${present.map((p) => p.name).join(', ')}`);
+    }
     say('stopped.');
   };
   const killAll = (): void => {
