@@ -37,7 +37,7 @@ export function createCollectService(
   });
   metrics.onScrape(async () => {
     const counts = await store.countByStatus();
-    for (const [status, n] of Object.entries(counts)) metrics.pending.set({ status }, n);
+    for (const [status, n] of Object.entries(counts)) metrics.storedByStatus.set({ status }, n);
   });
   const dispatch = new Peers({
     view: dispatchView,

@@ -4,7 +4,7 @@ import type { Logger } from './logger.js';
 export interface LeaderLockOptions {
   consul: ConsulClient;
   log: Logger;
-  /** What the lock guards, e.g. "route-purge": one holder per cluster. */
+  /** What the lock guards, e.g. "evicted-node-unbind": one holder per cluster. */
   name: string;
   /** The holder's Consul ServiceID: the lock is released when its health check fails. */
   serviceId: string;
@@ -21,7 +21,7 @@ const KEY_PREFIX = 'push-cluster/locks/';
  */
 export class LeaderLock {
   private session: string | undefined;
-  private held = false;
+  private leading = false;
   private timer: NodeJS.Timeout | undefined;
   private stopped = false;
   private readonly key: string;
@@ -33,7 +33,7 @@ export class LeaderLock {
   }
 
   get isLeader(): boolean {
-    return this.held;
+    return this.leading;
   }
 
   start(): void {
@@ -45,7 +45,7 @@ export class LeaderLock {
     this.stopped = true;
     clearTimeout(this.timer);
     const { session } = this;
-    this.held = false;
+    this.leading = false;
     this.session = undefined;
     if (!session) return;
     try {
@@ -67,21 +67,21 @@ export class LeaderLock {
           value: this.o.serviceId,
           acquire: this.session,
         })) === true;
-      if (acquired !== this.held)
+      if (acquired !== this.leading)
         this.o.log.info({ lock: this.o.name }, acquired ? 'took the lock' : 'lost the lock');
-      this.held = acquired;
+      this.leading = acquired;
     } catch (err) {
-      if (this.held)
+      if (this.leading)
         this.o.log.warn(
           { lock: this.o.name, err: (err as Error).message },
           'lost the lock: consul unreachable',
         );
-      this.held = false;
+      this.leading = false;
     }
     if (!this.stopped) {
       // The holder renews at a third of the TTL (two chances before its session lapses);
       // the others try every second, so a dead holder is replaced quickly.
-      this.timer = setTimeout(() => void this.tick(), this.held ? (this.ttl * 1000) / 3 : 1000);
+      this.timer = setTimeout(() => void this.tick(), this.leading ? (this.ttl * 1000) / 3 : 1000);
       this.timer.unref();
     }
   }

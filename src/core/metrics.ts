@@ -3,7 +3,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 /** The stages a message passes, as counted by push_messages_total{stage}. */
 export type Stage =
   | 'ingested' // collect: stored and answered 202
-  | 'dispatched' // dispatch: received from collect
+  | 'handed_off' // dispatch: received in a hand-off from collect
   | 'forwarded' // dispatch: handed to a push node
   | 'pushed' // push: written to a socket (one per socket)
   | 'delivered' // push: reached at least one socket of its user
@@ -16,14 +16,14 @@ export type Dependency = 'consul' | 'redis' | 'mongodb' | 'sqlite';
 /**
  * Every metric a service exposes on /metrics, defined in one place so that names and
  * labels are the same in code, dashboards and the README. Each process has its own
- * registry: no global state.
+ * Prometheus registry: no global state.
  */
 export class Metrics {
-  readonly registry = new Registry();
+  readonly prometheus = new Registry();
   private readonly messages: Counter<'stage'>;
   readonly connections: Gauge;
   readonly latency: Histogram;
-  readonly pending: Gauge<'status'>;
+  readonly storedByStatus: Gauge<'status'>;
   readonly evictions: Counter;
   private readonly dependencyErrors: Counter<'dependency'>;
   readonly httpRequests: Counter<'route' | 'status'>;
@@ -31,9 +31,9 @@ export class Metrics {
   private readonly beforeScrape: (() => Promise<void>)[] = [];
 
   constructor(service: string) {
-    this.registry.setDefaultLabels({ service });
-    collectDefaultMetrics({ register: this.registry });
-    const registers = [this.registry];
+    this.prometheus.setDefaultLabels({ service });
+    collectDefaultMetrics({ register: this.prometheus });
+    const registers = [this.prometheus];
     // A metric only one kind of service moves is exposed by that kind only.
     const on = (...services: string[]): Registry[] => (services.includes(service) ? registers : []);
     this.messages = new Counter({
@@ -53,7 +53,7 @@ export class Metrics {
       buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
       registers: on('push'),
     });
-    this.pending = new Gauge({
+    this.storedByStatus = new Gauge({
       name: 'push_messages_stored',
       help: 'Messages in the store by status (pending = waiting for a route, delivered = waiting for an ack)',
       labelNames: ['status'],
@@ -95,6 +95,6 @@ export class Metrics {
   /** The text exposition, after refreshing what is read at scrape time. */
   async scrape(): Promise<string> {
     await Promise.allSettled(this.beforeScrape.map((hook) => hook()));
-    return this.registry.metrics();
+    return this.prometheus.metrics();
   }
 }

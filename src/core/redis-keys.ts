@@ -4,7 +4,7 @@
  * routes: `pc:route:<userId>`  sorted set, member = push node id, score = when that
  *         binding expires (ms since epoch). A user on two nodes has two members.
  * node index: `pc:node:<nodeId>:users`  set of the user ids bound to a node, so the
- *         routes of a dead node can be purged without scanning.
+ *         users of a dead node can be unbound without scanning.
  */
 export const ROUTE_KEY_PREFIX = 'pc:route:';
 export const routeKey = (userId: string): string => `${ROUTE_KEY_PREFIX}${userId}`;

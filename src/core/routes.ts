@@ -16,7 +16,7 @@ interface RouteCommands {
   ): Promise<number>;
   /** numberOfKeys first, then the keys, then now: see lookupRoutes-N.lua. */
   lookupRoutes(numberOfKeys: number, ...keysThenNow: (string | number)[]): Promise<string[][]>;
-  purgeNode(nodeUsersKey: string, nodeId: string, prefix: string, batch: number): Promise<number>;
+  unbindNode(nodeUsersKey: string, nodeId: string, prefix: string, batch: number): Promise<number>;
   removeRoute(
     routeKey: string,
     nodeUsersKey: string,
@@ -42,7 +42,7 @@ export class Routes {
   ) {
     redis.defineCommand('addRoute', { numberOfKeys: 2, lua: script('addRoute-2') });
     redis.defineCommand('removeRoute', { numberOfKeys: 2, lua: script('removeRoute-2') });
-    redis.defineCommand('purgeNode', { numberOfKeys: 1, lua: script('purgeNode-1') });
+    redis.defineCommand('unbindNode', { numberOfKeys: 1, lua: script('unbindNode-1') });
     redis.defineCommand('lookupRoutes', { lua: script('lookupRoutes-N') });
     this.redis = redis as RoutesRedis;
   }
@@ -64,11 +64,11 @@ export class Routes {
 
   /** Removes every route of a node that left the cluster, a thousand users per call so
    *  Redis is never blocked long. Returns how many users were unbound. */
-  async purgeNode(nodeId: string): Promise<number> {
+  async unbindNode(nodeId: string): Promise<number> {
     const before = await this.redis.scard(nodeUsersKey(nodeId));
     let left = before;
     while (left > 0)
-      left = await this.redis.purgeNode(nodeUsersKey(nodeId), nodeId, ROUTE_KEY_PREFIX, 1000);
+      left = await this.redis.unbindNode(nodeUsersKey(nodeId), nodeId, ROUTE_KEY_PREFIX, 1000);
     return before;
   }
 

@@ -98,7 +98,7 @@ export class ServiceHost {
     const metricsToken = o.config.secrets.METRICS_TOKEN;
     this.routes.get('/metrics', async (ctx) => {
       if (metricsToken) requireBearer(ctx, metricsToken, 'METRICS_TOKEN');
-      ctx.type = this.metrics.registry.contentType;
+      ctx.type = this.metrics.prometheus.contentType;
       ctx.body = await this.metrics.scrape();
     });
     this.app.use(canonicalPathOnly);

@@ -38,12 +38,12 @@ export function createDispatchService(
       passingNodes = now;
       if (gone.length > 0) {
         host.metrics.evictions.inc(gone.length);
-        void purge(gone);
+        void unbindEvicted(gone);
       }
     },
   });
-  // One dispatch instance purges the routes of evicted nodes; the others stand by.
-  let purgeLock: LeaderLock | undefined;
+  // One dispatch instance unbinds the users of evicted nodes; the others stand by.
+  let unbindLock: LeaderLock | undefined;
   const pushNodes = new Peers({
     view: pushView,
     secret: config.secrets.INTERNAL_SECRET,
@@ -71,7 +71,7 @@ export function createDispatchService(
   };
 
   host.handle(handoffHop, async ({ messages }) => {
-    host.metrics.stage('dispatched').inc(messages.length);
+    host.metrics.stage('handed_off').inc(messages.length);
     const outcome = await forwardMessages(messages, forwardDeps);
     if (log.isLevelEnabled('debug')) {
       const delivered = new Set(outcome.delivered);
@@ -93,17 +93,17 @@ export function createDispatchService(
     ctx.body = { url } satisfies ConnectResponse;
   });
 
-  async function purge(nodeIds: string[]): Promise<void> {
-    if (!purgeLock?.isLeader) return;
+  async function unbindEvicted(nodeIds: string[]): Promise<void> {
+    if (!unbindLock?.isLeader) return;
     for (const nodeId of nodeIds) {
       try {
-        const users = await routes.purgeNode(nodeId);
-        log.info({ node: nodeId, users }, 'evicted push node: routes purged');
+        const users = await routes.unbindNode(nodeId);
+        log.info({ node: nodeId, users }, 'evicted push node: its users unbound');
       } catch (err) {
         // Its bindings lapse by themselves within ROUTE_TTL_SECONDS.
         log.warn(
           { node: nodeId, err: (err as Error).message },
-          'could not purge routes of evicted node',
+          'could not unbind the users of an evicted node',
         );
       }
     }
@@ -114,11 +114,11 @@ export function createDispatchService(
     await pushView.start();
   });
   host.onStarted(() => {
-    purgeLock = new LeaderLock({ consul, log, name: 'route-purge', serviceId: host.id });
-    purgeLock.start();
+    unbindLock = new LeaderLock({ consul, log, name: 'evicted-node-unbind', serviceId: host.id });
+    unbindLock.start();
   });
   host.onDrain(async () => {
-    await purgeLock?.stop();
+    await unbindLock?.stop();
   });
   host.onClose(async () => {
     pushView.stop();

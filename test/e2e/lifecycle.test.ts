@@ -50,7 +50,7 @@ describe('eviction and drain', () => {
     );
   });
 
-  it('purges the routes of a SIGKILLed push node once Consul marks it critical', async () => {
+  it('unbinds the users of a SIGKILLed push node once Consul marks it critical', async () => {
     const victim = await cluster.spawn('push');
     const client = await TestClient.connect(
       `ws://127.0.0.1:${victim.port}/ws`,

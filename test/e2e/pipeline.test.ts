@@ -150,7 +150,7 @@ describe('the push pipeline, end to end on real processes', () => {
       );
     expect(count(collect, 'ingested')).toBeGreaterThan(0);
     expect(count(collect, 'acked')).toBeGreaterThan(0);
-    expect(count(dispatch, 'dispatched')).toBeGreaterThan(0);
+    expect(count(dispatch, 'handed_off')).toBeGreaterThan(0);
     expect(count(push0, 'delivered') + count(push1, 'delivered')).toBeGreaterThan(0);
     expect(push0).toMatch(/push_connections\{service="push"\} \d+/);
     expect(push0).toContain('push_ingest_to_socket_seconds_bucket');

@@ -20,14 +20,14 @@ node_prefix "" {
   policy = "read"
 }
 
-# Leader lock "route-purge" (src/core/leader.ts): create, renew, read and destroy a
+# Leader lock "evicted-node-unbind" (src/core/leader.ts): create, renew, read and destroy a
 # session on the agent's node, bound to serfHealth and to the instance's own check.
 # Tighten to session "<node name>" when every node name is known in advance.
 session_prefix "" {
   policy = "write"
 }
 
-# The lock keys themselves: push-cluster/locks/route-purge (acquire, release, read).
+# The lock keys themselves: push-cluster/locks/evicted-node-unbind (acquire, release, read).
 key_prefix "push-cluster/locks/" {
   policy = "write"
 }
