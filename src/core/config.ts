@@ -103,6 +103,8 @@ const envSchema = z.object({
     .positive()
     .default(4 * 1024 * 1024),
   WS_PING_INTERVAL: duration.default(20_000),
+  WS_MAX_FRAMES_PER_SECOND: z.coerce.number().int().positive().default(2000),
+  WS_MAX_INVALID_FRAMES: z.coerce.number().int().positive().default(20),
   TOKEN_CACHE_SECONDS: z.coerce.number().int().min(0).default(30),
   PEER_TIMEOUT: duration.default(5000),
   ACK_TIMEOUT: duration.default(10_000),

@@ -69,6 +69,10 @@ export function parseClientFrame(text: string): ClientFrame | FrameProblem {
  * 1009 (message too big) is sent by ws itself when a frame exceeds WS_MAX_PAYLOAD.
  */
 export const CloseCode = {
+  /** The client broke a limit on what it sends: more than WS_MAX_FRAMES_PER_SECOND frames,
+   *  or more than WS_MAX_INVALID_FRAMES invalid frames within WS_PING_INTERVAL (the reason
+   *  says which). Fix the client, or slow down, before reconnecting. */
+  PolicyViolation: 1008,
   /** The node is shutting down or draining: reconnect (through /v1/connect) at once. */
   ServiceRestart: 1012,
   /** The socket's send buffer grew past WS_MAX_BUFFERED_BYTES: the client reads too slowly. */

@@ -1,6 +1,7 @@
 import { WebSocket, type RawData } from 'ws';
 import { MAX_TRACKED_UNACKED } from '../core/tuning.js';
 import { CloseCode, parseClientFrame, type ErrorFrame } from '../protocol/frames.js';
+import { FrameBudget, type FrameLimits } from './frame-budget.js';
 
 /** What a connection uses of its WebSocket: ws's WebSocket has it all, tests pass a fake. */
 export interface Socket {
@@ -18,6 +19,8 @@ export interface ConnectionLimits {
   maxBufferedBytes: number;
   /** Counts each message frame written to a socket (stage `pushed`). */
   pushed: { inc(): void };
+  /** What a client may send. */
+  frames: FrameLimits;
 }
 
 /** A live message frame waiting for the replay of its socket to be sent. */
@@ -44,6 +47,8 @@ export class Connection {
   /** Ids pushed and not acked yet, so a drain can wait for their acks (bounded by
    *  MAX_TRACKED_UNACKED; created on the first push, so an idle connection costs little). */
   unacked: Set<string> | undefined;
+  /** What the client may still send (created on its first frame). */
+  private budget: FrameBudget | undefined;
 
   constructor(
     readonly socket: Socket,
@@ -83,19 +88,39 @@ export class Connection {
   }
 
   /** Reads one frame from the client: the id it acks, or undefined after answering a
-   *  frame it could not accept with an error frame (the socket stays open). */
+   *  frame it could not accept with an error frame (the socket stays open, unless the
+   *  client sends too many such frames, or too many frames at all: then it is closed with
+   *  1008). A socket being closed ignores what its client still sends. */
   receive(data: RawData, isBinary: boolean): string | undefined {
-    if (isBinary) {
-      this.sendError('binary_not_supported', 'send JSON text frames');
-      return undefined;
-    }
+    const now = Date.now();
+    if (!this.countFrame(now)) return undefined;
+    if (isBinary) return this.refuse(now, 'binary_not_supported', 'send JSON text frames');
     const frame = parseClientFrame(data.toString());
-    if (!('type' in frame)) {
-      this.sendError(frame.code, frame.message);
-      return undefined;
-    }
+    if (!('type' in frame)) return this.refuse(now, frame.code, frame.message);
     this.unacked?.delete(frame.id);
     return frame.id;
+  }
+
+  /** Counts a frame from the client (pings too) against its budget; false, after closing
+   *  the socket with 1008, when the client sends faster than WS_MAX_FRAMES_PER_SECOND. */
+  countFrame(now = Date.now()): boolean {
+    if (!this.isOpen) return false;
+    if (this.budgetAt(now).take(now)) return true;
+    const { maxFramesPerSecond } = this.limits.frames;
+    this.socket.close(CloseCode.PolicyViolation, `over ${maxFramesPerSecond} frames per second`);
+    return false;
+  }
+
+  /** Answers an invalid frame with an error frame, or closes the socket with 1008 when
+   *  it is one too many (WS_MAX_INVALID_FRAMES within WS_PING_INTERVAL). */
+  private refuse(now: number, code: string, message: string): undefined {
+    if (this.budgetAt(now).takeInvalid(now)) return void this.sendError(code, message);
+    const { maxInvalidFrames } = this.limits.frames;
+    this.socket.close(CloseCode.PolicyViolation, `over ${maxInvalidFrames} invalid frames`);
+  }
+
+  private budgetAt(now: number): FrameBudget {
+    return (this.budget ??= new FrameBudget(this.limits.frames, now));
   }
 
   /** Whether some pushed message still waits for its ack. */

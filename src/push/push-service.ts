@@ -76,6 +76,11 @@ export function createPushService(config: Config, log: Logger, consul: ConsulCli
   const limits: ConnectionLimits = {
     maxBufferedBytes: config.WS_MAX_BUFFERED_BYTES,
     pushed: metrics.stage('pushed'),
+    frames: {
+      maxFramesPerSecond: config.WS_MAX_FRAMES_PER_SECOND,
+      maxInvalidFrames: config.WS_MAX_INVALID_FRAMES,
+      invalidWindowMs: config.WS_PING_INTERVAL,
+    },
   };
   const wss = new WebSocketServer({
     noServer: true,
@@ -87,6 +92,9 @@ export function createPushService(config: Config, log: Logger, consul: ConsulCli
   async function open(ws: WebSocket, userId: string, tokenExpiresAt: number): Promise<void> {
     const conn = new Connection(ws, userId, tokenExpiresAt, limits);
     ws.on('pong', () => (conn.alive = true));
+    // ws answers pings itself (and cuts a peer that leaves 60 pongs unsent, the default
+    // maxPendingAutoPongs); they count against the frame budget like any frame.
+    ws.on('ping', () => conn.countFrame());
     ws.on('message', (data, isBinary) => {
       const acked = conn.receive(data, isBinary);
       if (acked !== undefined) acks.add(userId, acked);

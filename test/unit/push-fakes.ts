@@ -44,13 +44,23 @@ export class FakeSocket implements Socket {
 /** A connection on a fake socket, and a count of its pushes. */
 export function fakeConnection(
   userId: string,
-  o: { tokenExpiresAt?: number; maxBufferedBytes?: number } = {},
+  o: {
+    tokenExpiresAt?: number;
+    maxBufferedBytes?: number;
+    maxFramesPerSecond?: number;
+    maxInvalidFrames?: number;
+  } = {},
 ): { conn: Connection; socket: FakeSocket; pushed: () => number } {
   const socket = new FakeSocket();
   let pushed = 0;
   const conn = new Connection(socket, userId, o.tokenExpiresAt ?? Number.MAX_SAFE_INTEGER, {
     maxBufferedBytes: o.maxBufferedBytes ?? 1 << 20,
     pushed: { inc: () => void pushed++ },
+    frames: {
+      maxFramesPerSecond: o.maxFramesPerSecond ?? 2000,
+      maxInvalidFrames: o.maxInvalidFrames ?? 20,
+      invalidWindowMs: 20_000,
+    },
   });
   return { conn, socket, pushed: () => pushed };
 }

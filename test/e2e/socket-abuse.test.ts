@@ -1,0 +1,105 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { waitFor } from '../../src/launcher/child.js';
+import { ackFrame, CloseCode } from '../../src/protocol/frames.js';
+import { startCluster, type TestCluster } from '../support/cluster.js';
+import { messageStatus, mintToken, postMessages, TestClient, wsUrlOf } from '../support/clients.js';
+
+// Issue 9: a client flooding a push node with frames is cut off, and neither the node nor
+// the other clients on it notice. Defaults: WS_MAX_INVALID_FRAMES=20, WS_MAX_FRAMES_PER_SECOND=2000.
+
+let cluster: TestCluster;
+const clients: TestClient[] = [];
+
+beforeAll(async () => {
+  cluster = await startCluster({ pushNodes: 1 });
+}, 90_000);
+
+afterAll(async () => {
+  for (const c of clients) c.close();
+  await cluster?.stop();
+});
+
+async function connect(name: string, ack = false) {
+  const userId = `${name}-${process.pid}`;
+  const client = await TestClient.connect(
+    wsUrlOf(cluster, 0),
+    userId,
+    await mintToken(cluster, userId),
+    { ack },
+  );
+  clients.push(client);
+  const closed = new Promise<{ code: number; reason: string }>((resolve) =>
+    client.ws.once('close', (code, reason) => resolve({ code, reason: reason.toString() })),
+  );
+  return { client, closed };
+}
+
+/** Sends messages to `bystander` while `flood` runs, and checks every one arrives. */
+async function bystanderKeepsReceiving(bystander: TestClient, flood: () => void): Promise<void> {
+  const before = bystander.messages.length;
+  const posting = postMessages(cluster, {
+    messages: Array.from({ length: 50 }, (_, i) => ({ to: bystander.userId, payload: i })),
+  });
+  flood();
+  await posting;
+  await bystander.waitForMessages(before + 50);
+  expect(bystander.closeCode).toBeUndefined();
+}
+
+describe('a push node under a flood of WebSocket frames', () => {
+  it('closes a socket flooding invalid frames with 1008 after 20 error frames', async () => {
+    const { client: bystander } = await connect('bystander-1', true);
+    const { client: mallory, closed } = await connect('mallory-1');
+    await bystanderKeepsReceiving(bystander, () => {
+      for (let i = 0; i < 5000; i++) mallory.ws.send('not json');
+    });
+    expect(await closed).toEqual({
+      code: CloseCode.PolicyViolation,
+      reason: 'over 20 invalid frames',
+    });
+    expect(mallory.frames.filter((f) => f.type === 'error')).toHaveLength(20);
+  });
+
+  it('closes a socket flooding acks faster than 2000 a second with 1008', async () => {
+    const { client: bystander } = await connect('bystander-2', true);
+    const { client: mallory, closed } = await connect('mallory-2');
+    await bystanderKeepsReceiving(bystander, () => {
+      for (let i = 0; i < 20_000; i++) mallory.ws.send(ackFrame(`m${i}`));
+    });
+    expect(await closed).toEqual({
+      code: CloseCode.PolicyViolation,
+      reason: 'over 2000 frames per second',
+    });
+  });
+
+  it('cuts a socket flooding pings', async () => {
+    const { client: mallory } = await connect('mallory-3');
+    for (let i = 0; i < 20_000; i++) mallory.ws.ping();
+    // Over the frame budget (1008), unless ws cut it first for leaving its pongs unread
+    // (1006: terminated without a close frame).
+    await waitFor('the ping flood to be cut', () => mallory.closeCode !== undefined);
+    expect([CloseCode.PolicyViolation, 1006]).toContain(mallory.closeCode);
+  });
+
+  it('lets a client ack a burst of a thousand messages', async () => {
+    const { client: alice } = await connect('alice', true);
+    const ids = await postMessages(cluster, {
+      messages: Array.from({ length: 1000 }, (_, i) => ({ to: alice.userId, payload: i })),
+    });
+    await alice.waitForMessages(1000, 10_000);
+    for (const id of [ids[0], ids[999]] as string[])
+      await waitFor(`the ack of ${id} to reach collect`, async () => {
+        return (await messageStatus(cluster, id)) === 'acked';
+      });
+    expect(alice.closeCode).toBeUndefined();
+  });
+
+  it('is still healthy and serving after the floods', async () => {
+    const push = cluster.push[0];
+    expect(push?.child.running).toBe(true);
+    expect((await fetch(`${push?.url}/health`)).status).toBe(200);
+    const { client: late } = await connect('late');
+    await postMessages(cluster, { to: late.userId, payload: 'hello' });
+    expect((await late.waitForMessages(1))[0]?.payload).toBe('hello');
+  });
+});
