@@ -1,3 +1,5 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PROJECT_ROOT } from '../../src/launcher/binaries.js';
 import { Child, freePort, waitFor } from '../../src/launcher/child.js';
@@ -45,6 +47,8 @@ export async function startCluster(
 ): Promise<TestCluster> {
   const deps = await startDeps();
   const procs: ServiceProc[] = [];
+  // Each cluster its own database: messages of one test file never reach another's users.
+  const dataDir = mkdtempSync(join(tmpdir(), 'push-cluster-test-'));
   const baseEnv = {
     PATH: process.env.PATH ?? '',
     NODE_ENV: 'development',
@@ -52,6 +56,7 @@ export async function startCluster(
     CONSUL_HTTP_ADDR: deps.consul.addr,
     REDIS_URL: deps.redis.url,
     CONSUL_SYNC_INTERVAL: '1s',
+    SQLITE_PATH: join(dataDir, 'messages.sqlite'),
     ...(process.env.MONGODB_URL
       ? { MONGODB_URL: process.env.MONGODB_URL, MONGODB_DB: `push_cluster_e2e_${process.pid}` }
       : {}),
@@ -128,11 +133,13 @@ export async function startCluster(
       async stop() {
         await Promise.all(procs.map((p) => p.child.stop(12_000)));
         await deps.stop();
+        rmSync(dataDir, { recursive: true, force: true });
       },
     };
   } catch (err) {
     await Promise.all(procs.map((p) => p.child.stop(2000)));
     await deps.stop();
+    rmSync(dataDir, { recursive: true, force: true });
     throw err;
   }
 }
