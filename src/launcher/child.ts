@@ -1,19 +1,13 @@
 import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
-import { createServer } from 'node:net';
+import getPort from 'get-port';
 import { findOnPath } from './binaries.js';
 
-/** A port that was free a moment ago on `host`. */
-export async function freePort(host = '127.0.0.1'): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.unref();
-    srv.once('error', reject);
-    srv.listen(0, host, () => {
-      const addr = srv.address();
-      const port = typeof addr === 'object' && addr ? addr.port : 0;
-      srv.close(() => resolve(port));
-    });
-  });
+/**
+ * A port that was free a moment ago on `host`. get-port locks each port it hands out for
+ * 15 s or more, so two calls in one process never get the same one.
+ */
+export function freePort(host = '127.0.0.1'): Promise<number> {
+  return getPort({ host });
 }
 
 /** Polls `probe` until it returns true, failing with `what` when `timeoutMs` runs out. */

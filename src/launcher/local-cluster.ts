@@ -1,10 +1,10 @@
 import { readFileSync } from 'node:fs';
-import { createConnection } from 'node:net';
 import { join } from 'node:path';
+import getPort from 'get-port';
 import { DEFAULT_PORTS, DEV_SECRETS, type ServiceName } from '../core/config.js';
 import { createDemoServer } from '../demo/demo-server.js';
 import { PROJECT_ROOT } from './binaries.js';
-import { Child, freePort, TIED_TO_LAUNCHER, waitFor } from './child.js';
+import { Child, TIED_TO_LAUNCHER, waitFor } from './child.js';
 import { startConsulAgent } from './consul-agent.js';
 import { startRedisServer } from './redis-server.js';
 import { Supervised } from './supervisor.js';
@@ -40,18 +40,10 @@ export async function runLocalCluster(env: NodeJS.ProcessEnv = process.env): Pro
     throw new Error(`LAUNCHER_PORTS must be "default" or "free", got "${portsMode}"`);
   const restart = env.RESTART_SERVICES !== '0';
 
-  // The usual port when free (LAUNCHER_PORTS=default), else any free port not given out yet.
-  const given = new Set<number>();
-  const pickPort = async (usual: number): Promise<number> => {
-    let port = portsMode === 'default' && !given.has(usual) && (await portFree(usual)) ? usual : 0;
-    for (let i = 0; port === 0 && i < 20; i++) {
-      const p = await freePort();
-      if (!given.has(p)) port = p;
-    }
-    if (port === 0) throw new Error('no free port found');
-    given.add(port);
-    return port;
-  };
+  // The usual port when free (LAUNCHER_PORTS=default), else any free port; each is
+  // reserved, so that no later pick (a Consul agent's own ports too) gets it again.
+  const pickPort = (usual: number): Promise<number> =>
+    getPort({ port: portsMode === 'default' ? usual : undefined, reserve: true });
 
   let consul: Supervised | undefined;
   let redis: Supervised | undefined;
@@ -270,17 +262,6 @@ async function consulAnswers(addr: string): Promise<boolean> {
   } catch {
     return false;
   }
-}
-
-function portFree(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const sock = createConnection({ port, host: '127.0.0.1' });
-    sock.once('connect', () => {
-      sock.destroy();
-      resolve(false);
-    });
-    sock.once('error', () => resolve(true));
-  });
 }
 
 /** Registers Redis or MongoDB with the agent from its definition in consul.d/services, at its real address. */
