@@ -1,9 +1,14 @@
+import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import Database from 'better-sqlite3';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { PROJECT_ROOT } from '../../src/launcher/binaries.js';
 import type { MessageStore } from '../../src/store/message-store.js';
-import { SqliteStore } from '../../src/store/sqlite-store.js';
-import { messageStoreContract } from '../store/message-store.contract.js';
+import { SQL, SqliteStore } from '../../src/store/sqlite-store.js';
+import { message, messageStoreContract } from '../store/message-store.contract.js';
 
 {
   const dirs = new Map<MessageStore, string>();
@@ -20,7 +25,186 @@ import { messageStoreContract } from '../store/message-store.contract.js';
       const dir = dirs.get(store);
       if (dir) await rm(dir, { recursive: true, force: true });
     },
+    { backlog: 100_000 },
   );
 }
 
 messageStoreContract('sqlite :memory:', async () => SqliteStore.open({ path: ':memory:' }));
+
+const HOUR = 3_600_000;
+
+/** Starts test/store/sqlite-child.ts and waits for its 'ready' line. */
+async function child(
+  args: string[],
+): Promise<{ proc: ChildProcess; lines: AsyncIterableIterator<string>; stderr: () => string }> {
+  const proc = spawn(
+    process.execPath,
+    ['--import', 'tsx', join(PROJECT_ROOT, 'test/store/sqlite-child.ts'), ...args],
+    { cwd: PROJECT_ROOT, stdio: ['pipe', 'pipe', 'pipe'] },
+  );
+  let stderr = '';
+  proc.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+  const lines = createInterface({ input: proc.stdout! })[Symbol.asyncIterator]();
+  const first = await lines.next();
+  if (first.value !== 'ready') throw new Error(`child did not start: ${stderr}`);
+  return { proc, lines, stderr: () => stderr };
+}
+
+function exited(proc: ChildProcess): Promise<NodeJS.Signals | number | null> {
+  if (proc.exitCode !== null || proc.signalCode !== null) {
+    return Promise.resolve(proc.signalCode ?? proc.exitCode);
+  }
+  return new Promise((resolve) => proc.on('exit', (code, signal) => resolve(signal ?? code)));
+}
+
+describe('SqliteStore', () => {
+  let dir: string;
+  let path: string;
+  const open: SqliteStore[] = [];
+
+  beforeEach(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'sqlite-store-'));
+    path = join(dir, 'messages.sqlite');
+  });
+  afterEach(async () => {
+    for (const s of open.splice(0)) await s.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  function openStore(opts: { purgeBatch?: number } = {}): SqliteStore {
+    const store = SqliteStore.open({ path, purgeIntervalMs: 0, ...opts });
+    open.push(store);
+    return store;
+  }
+
+  it('every query reads an index: no scan of the table, no sort in a temporary b-tree', () => {
+    openStore();
+    const db = new Database(path, { readonly: true });
+    try {
+      for (const [name, sql] of Object.entries(SQL)) {
+        if (!/^\s*(SELECT|UPDATE|DELETE)/i.test(sql) || !/\bmessages\b/.test(sql)) continue;
+        // Every parameter bound to 0: only the plan matters.
+        const params = Object.fromEntries(
+          [...sql.matchAll(/@(\w+)/g)].map((m) => [m[1]!, 0] as const),
+        );
+        const positional = (sql.match(/\?/g) ?? []).map(() => 0);
+        const plan = (
+          Object.keys(params).length > 0
+            ? db.prepare(`EXPLAIN QUERY PLAN ${sql}`).all(params)
+            : db.prepare(`EXPLAIN QUERY PLAN ${sql}`).all(...positional)
+        ) as { detail: string }[];
+        const text = plan.map((p) => p.detail).join(' | ');
+        expect(text, name).not.toMatch(/SCAN messages(?! USING)/);
+        expect(text, name).not.toContain('TEMP B-TREE');
+        expect(text, name).toMatch(/USING (INDEX|COVERING INDEX|PRIMARY KEY|INTEGER PRIMARY KEY)/);
+      }
+    } finally {
+      db.close();
+    }
+  });
+
+  it('the file is in WAL mode and keeps messages, states and counts across a reopen', async () => {
+    const store = openStore();
+    const a = message('u', { key: 'k' });
+    const b = message('u');
+    await store.insert([a, b]);
+    await store.markDelivered([a.id], new Date(), { baseMs: 1000, maxMs: 5000 });
+    await store.close();
+    open.splice(0);
+
+    const db = new Database(path, { readonly: true });
+    expect(db.pragma('journal_mode', { simple: true })).toBe('wal');
+    db.close();
+    const again = openStore();
+    expect(await again.get(a.id)).toMatchObject({ status: 'delivered', attempts: 1, key: 'k' });
+    expect(await again.countByStatus()).toEqual({
+      pending: 1,
+      delivered: 1,
+      acked: 0,
+      failed: 0,
+    });
+    expect((await again.insert([message('u', { key: 'k' })])).ids).toEqual([a.id]);
+  });
+
+  it('the background purge deletes in bounded batches until nothing is due', async () => {
+    const store = openStore({ purgeBatch: 700 });
+    const longAgo = new Date(Date.now() - 3 * HOUR);
+    const acked = Array.from({ length: 5000 }, () => message('u'));
+    const kept = Array.from({ length: 300 }, () => message('u'));
+    await store.insert([...acked, ...kept]);
+    // Acked two hours before the 1 h retention would have run out.
+    expect(
+      await store.markAcked(
+        'u',
+        acked.map((m) => m.id),
+        longAgo,
+      ),
+    ).toBe(5000);
+
+    expect(await store.purge(new Date())).toBe(700);
+    expect(await store.purgeInBackground()).toBe(4300);
+
+    expect(await store.countByStatus()).toEqual({
+      pending: 300,
+      delivered: 0,
+      acked: 0,
+      failed: 0,
+    });
+    expect(await store.get(acked[4999]!.id)).toBeUndefined();
+    expect((await store.listUnacked('u', 1000)).map((m) => m.id)).toEqual(kept.map((m) => m.id));
+  });
+
+  it('ping writes, and fails once the store is closed', async () => {
+    const store = openStore();
+    await expect(store.ping()).resolves.toBeUndefined();
+    await store.close();
+    await expect(store.ping()).rejects.toThrow();
+    await expect(store.insert([message('u')])).rejects.toThrow(/closed/);
+  });
+
+  it('two processes claiming the same file each get every due message at most once', async () => {
+    const store = openStore();
+    const now = Date.now();
+    const msgs = Array.from({ length: 10_000 }, (_, n) =>
+      message(`u${n % 50}`, { nextAttemptAt: new Date(now - 60_000 + n) }),
+    );
+    await store.insert(msgs);
+    const claimers = await Promise.all([1, 2].map(() => child(['claim', path, String(now)])));
+    for (const c of claimers) c.proc.stdin!.write('go\n');
+
+    const results = await Promise.all(
+      claimers.map(async (c) => {
+        const line = await c.lines.next();
+        expect(await exited(c.proc), c.stderr()).toBe(0);
+        return JSON.parse(line.value as string) as string[];
+      }),
+    );
+
+    const all = results.flat();
+    expect(new Set(all).size).toBe(all.length);
+    expect(all.length).toBe(msgs.length);
+    // Both took part: the lock is taken per page, not for the whole drain.
+    expect(results.every((ids) => ids.length > 0)).toBe(true);
+    expect(await store.claimDue(new Date(now), 10, 1000)).toEqual([]);
+  }, 60_000);
+
+  it('a process killed with SIGKILL mid-ingest loses no insert that resolved', async () => {
+    const c = await child(['insert', path]);
+    const resolved: string[] = [];
+    for (;;) {
+      const next = await c.lines.next();
+      if (next.done) throw new Error(`child ended early: ${c.stderr()}`);
+      resolved.push(next.value);
+      if (resolved.length >= 2000) break;
+    }
+    c.proc.kill('SIGKILL');
+    expect(await exited(c.proc)).toBe('SIGKILL');
+
+    const store = openStore();
+    const missing: string[] = [];
+    for (const id of resolved) if (!(await store.get(id))) missing.push(id);
+    expect(missing).toEqual([]);
+    const counts = await store.countByStatus();
+    expect(counts.pending).toBeGreaterThanOrEqual(resolved.length);
+  }, 60_000);
+});

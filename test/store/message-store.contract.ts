@@ -5,6 +5,20 @@ import type { AckRetry, MessageStore, NewMessage } from '../../src/store/message
 
 const HOUR = 3_600_000;
 const RETRY: AckRetry = { baseMs: 1000, maxMs: 5000 };
+const ulid = monotonicFactory();
+
+/** A new message for `to`, created now, expiring in an hour, with a fresh increasing id. */
+export function message(to: string, over: Partial<NewMessage> = {}): NewMessage {
+  const now = Date.now();
+  return {
+    id: ulid(),
+    to,
+    payload: { text: 'hello' },
+    createdAt: new Date(now),
+    expiresAt: new Date(now + HOUR),
+    ...over,
+  };
+}
 
 /**
  * `make` must return a store that holds no messages: claimDue and countByStatus see every
@@ -14,9 +28,13 @@ export function messageStoreContract(
   name: string,
   make: () => Promise<MessageStore>,
   cleanup: (store: MessageStore) => Promise<void> = (store) => store.close(),
+  opts: {
+    /** How many due messages the backlog drain test inserts. Default 10,000. */
+    backlog?: number;
+  } = {},
 ): void {
+  const backlog = opts.backlog ?? 10_000;
   describe(`MessageStore contract: ${name}`, () => {
-    const ulid = monotonicFactory();
     let store: MessageStore;
 
     beforeEach(async () => {
@@ -30,18 +48,6 @@ export function messageStoreContract(
     // tests (MongoDB) cannot see one test's messages from another.
     const newUser = (): string => `user-${ulid()}`;
     const newKey = (): string => `key-${ulid()}`;
-
-    function message(to: string, over: Partial<NewMessage> = {}): NewMessage {
-      const now = Date.now();
-      return {
-        id: ulid(),
-        to,
-        payload: { text: 'hello' },
-        createdAt: new Date(now),
-        expiresAt: new Date(now + HOUR),
-        ...over,
-      };
-    }
 
     it('insert returns ids in input order and get returns the stored fields', async () => {
       const to = newUser();
@@ -519,5 +525,208 @@ export function messageStoreContract(
       expect(listed[0]?.payload).toEqual({ count: 1 });
       expect(listed[0]?.createdAt).toEqual(m.createdAt);
     });
+
+    it('hostile payloads are each stored and read back exactly, or refused alone with nothing stored', async () => {
+      const to = newUser();
+      let deep: unknown = 'bottom';
+      for (let i = 0; i < 500; i++) deep = { d: deep };
+      let deepArray: unknown = [];
+      for (let i = 0; i < 500; i++) deepArray = [deepArray];
+      const hostile: Record<string, unknown> = {
+        nulInKey: { 'a\u0000b': 1, '\u0000': { '\u0000\u0000': 'x\u0000y' } },
+        deep,
+        deepArray,
+        dollarAndDot: { $set: { 'a.b': 1 }, $where: 'x', '.': { '..': '$' } },
+        proto: JSON.parse('{"__proto__": {"polluted": true}, "constructor": 1}'),
+        unicode: { '\ud83d\ude80': 'é\u2028\u2029', lone: '\ud800', 'k\ufeff': '\uffff' },
+        numbers: [0, -0.5, 1e308, -1e-308, 2 ** 53 + 2, 123456789.12345679],
+        big: { text: 'x'.repeat(1024 * 1024) },
+        nullPayload: null,
+        emptyString: '',
+      };
+      const entries = Object.entries(hostile);
+      const msgs = entries.map(([, payload]) => message(to, { payload }));
+      const plain = message(to);
+
+      const results = await Promise.all([
+        ...msgs.map((m) => store.insert([m])),
+        store.insert([plain]),
+      ]);
+
+      const refusedLabels: string[] = [];
+      for (const [i, [label, payload]] of entries.entries()) {
+        const r = results[i]!;
+        const got = await store.get(msgs[i]!.id);
+        if (r.refused.length > 0) {
+          refusedLabels.push(label);
+          expect(r, label).toMatchObject({ ids: [], inserted: [], refused: [{ index: 0 }] });
+          expect(got, label).toBeUndefined();
+        } else {
+          expect(r.ids, label).toEqual([msgs[i]!.id]);
+          expect(got?.payload, label).toEqual(payload);
+          // toEqual ignores -0 vs 0 and own __proto__ keys: compare the JSON too.
+          expect(JSON.stringify(got?.payload), label).toBe(JSON.stringify(payload));
+        }
+      }
+      // Only what is past a store's own limits may be refused; keys are never a reason.
+      expect(refusedLabels.filter((l) => !['deep', 'deepArray', 'big'].includes(l))).toEqual([]);
+      expect(results.at(-1)!.ids).toEqual([plain.id]);
+      expect((await store.get(plain.id))?.payload).toEqual(plain.payload);
+    });
+
+    it('a refused message refuses its own call only, and nothing of that call is stored', async () => {
+      const to = newUser();
+      const stored = message(to);
+      await store.insert([stored]);
+      const good = message(to);
+      const unserializable = message(to, { payload: { n: 10n } });
+      const keptOut = message(to);
+      const sameId = message(to, { id: stored.id, payload: 'another' });
+      const alsoGood = message(to, { key: newKey() });
+
+      // Concurrent: the store may write them in one batch.
+      const [a, b, c, d] = await Promise.all([
+        store.insert([good]),
+        store.insert([unserializable]),
+        store.insert([keptOut, sameId]),
+        store.insert([alsoGood]),
+      ]);
+
+      expect(a).toMatchObject({ ids: [good.id], refused: [] });
+      expect(d).toMatchObject({ ids: [alsoGood.id], refused: [] });
+      expect(b).toMatchObject({ ids: [], inserted: [], refused: [{ index: 0 }] });
+      expect(c).toMatchObject({ ids: [], inserted: [], refused: [{ index: 1 }] });
+      expect(c.refused[0]!.reason).toMatch(/already stored/);
+      expect(await store.get(keptOut.id)).toBeUndefined();
+      expect(await store.get(unserializable.id)).toBeUndefined();
+      expect((await store.get(stored.id))?.payload).toEqual(stored.payload);
+      expect((await store.listUnacked(to, 10)).map((m) => m.id)).toEqual([
+        stored.id,
+        good.id,
+        alsoGood.id,
+      ]);
+    });
+
+    it('an expired holder of a (key, to) is ignored: the repeat is a new message', async () => {
+      const to = newUser();
+      const key = newKey();
+      const old = message(to, { key, expiresAt: new Date(Date.now() - 1) });
+      await store.insert([old]);
+
+      const fresh = message(to, { key });
+      const res = await store.insert([fresh]);
+
+      expect(res.ids).toEqual([fresh.id]);
+      expect(res.inserted.map((m) => m.id)).toEqual([fresh.id]);
+      expect((await store.get(fresh.id))?.key).toBe(key);
+      // And the new message holds the key from now on.
+      expect((await store.insert([message(to, { key })])).ids).toEqual([fresh.id]);
+    });
+
+    it('purge deletes expired messages and acked ones past the acked retention, nothing else', async () => {
+      const to = newUser();
+      const now = Date.now();
+      const expired = message(to, { expiresAt: new Date(now - 1) });
+      const ackedLongAgo = message(to);
+      const ackedJustNow = message(to);
+      const failed = message(to);
+      const delivered = message(to);
+      const pending = message(to);
+      await store.insert([expired, ackedLongAgo, ackedJustNow, failed, delivered, pending]);
+      // The default retention is 1 h: an ack 2 h ago is past it.
+      await store.markAcked(to, [ackedLongAgo.id], new Date(now - 2 * HOUR));
+      await store.markAcked(to, [ackedJustNow.id], new Date(now));
+      await store.markFailed([failed.id], new Date(now), 'gave up');
+      await store.markDelivered([delivered.id], new Date(now), RETRY);
+
+      let purged = 0;
+      for (let n = await store.purge(new Date(now)); n > 0; n = await store.purge(new Date(now))) {
+        purged += n;
+      }
+
+      expect(purged).toBeGreaterThanOrEqual(2);
+      expect(await store.get(ackedLongAgo.id)).toBeUndefined();
+      const left = await Promise.all(
+        [ackedJustNow, failed, delivered, pending].map((m) => store.get(m.id)),
+      );
+      expect(left.map((m) => m?.status)).toEqual(['acked', 'failed', 'delivered', 'pending']);
+    });
+
+    it("a user's unacked list stays in (createdAt, id) order across calls and status changes", async () => {
+      const to = newUser();
+      const t0 = new Date(Date.now() - 10_000);
+      // Same createdAt for all (one ingest millisecond): the id decides. Inserted in five
+      // concurrent calls, newest ids first.
+      const msgs = Array.from({ length: 50 }, () => message(to, { createdAt: t0 }));
+      const older = message(to, { createdAt: new Date(t0.getTime() - 1) });
+      const calls = [0, 1, 2, 3, 4].map((c) => msgs.slice(c * 10, c * 10 + 10).reverse());
+      await Promise.all(calls.reverse().map((batch) => store.insert(batch)));
+      await store.insert([older]);
+      const expected = [older, ...msgs].map((m) => m.id);
+
+      expect((await store.listUnacked(to, 100)).map((m) => m.id)).toEqual(expected);
+
+      const at = new Date();
+      await store.markDelivered(
+        msgs.filter((_, i) => i % 3 === 0).map((m) => m.id),
+        at,
+        RETRY,
+      );
+      await store.markAcked(
+        to,
+        msgs.filter((_, i) => i % 5 === 0).map((m) => m.id),
+        at,
+      );
+      const ackedIds = new Set(msgs.filter((_, i) => i % 5 === 0).map((m) => m.id));
+      expect((await store.listUnacked(to, 100)).map((m) => m.id)).toEqual(
+        expected.filter((id) => !ackedIds.has(id)),
+      );
+      expect((await store.listUnacked(to, 7)).map((m) => m.id)).toEqual(
+        expected.filter((id) => !ackedIds.has(id)).slice(0, 7),
+      );
+    });
+
+    it(`a backlog of ${backlog} due messages is drained in pages, each message claimed once, in due order`, async () => {
+      const now = Date.now();
+      const users = Array.from({ length: 100 }, newUser);
+      const chunk = 5000;
+      for (let start = 0; start < backlog; start += chunk) {
+        const msgs = Array.from({ length: Math.min(chunk, backlog - start) }, (_, i) =>
+          message(users[(start + i) % users.length]!, {
+            // Scrambled due times, many shared.
+            nextAttemptAt: new Date(now - 1 - (((start + i) * 7919) % 100_000)),
+            payload: start + i,
+          }),
+        );
+        await store.insert(msgs);
+      }
+
+      const seen = new Set<string>();
+      const twice: string[] = [];
+      let last = -Infinity;
+      let pages = 0;
+      const lease = 600_000;
+      for (;;) {
+        const page = await store.claimDue(new Date(now), 1000, lease);
+        if (page.length === 0) break;
+        pages++;
+        for (const m of page) {
+          if (seen.has(m.id)) twice.push(m.id);
+          seen.add(m.id);
+        }
+        // Pages follow each other in due order: each starts where the last one ended.
+        const due = page
+          .map((m) => ((m.payload as number) * 7919) % 100_000)
+          .map((d) => now - 1 - d);
+        expect(due[0]!).toBeGreaterThanOrEqual(last);
+        last = due.at(-1)!;
+      }
+      expect(twice).toEqual([]);
+      expect(seen.size).toBe(backlog);
+      expect(pages).toBe(Math.ceil(backlog / 1000));
+      // Leased, not lost: due again only once the lease runs out.
+      expect(await store.claimDue(new Date(now + lease - 1), 10, lease)).toEqual([]);
+      expect(await store.claimDue(new Date(now + lease), 10, lease)).toHaveLength(10);
+    }, 120_000);
   });
 }
