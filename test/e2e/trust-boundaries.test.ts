@@ -403,6 +403,57 @@ describe('public routes', () => {
     await expectNothingChanged();
   });
 
+  it('answers a bad request on its own: good requests sent alongside are stored and pushed', async () => {
+    const bystander = await TestClient.connect(
+      wsUrlOf(cluster, 0),
+      'bystander',
+      await mintToken(cluster, 'bystander'),
+      { ack: true },
+    );
+    try {
+      const bad = [
+        `{"to":"bystander","payload":${'['.repeat(40)}${']'.repeat(40)}}`,
+        '{"to":"bystander","payload":{"a\\u0000":1}}',
+        JSON.stringify({ to: 'bystander', payload: 'x'.repeat(70_000) }),
+        '{"to":"bystander","payload":',
+      ];
+      const requests = Array.from({ length: 40 }, (_, i) =>
+        rawRequest(cluster.collect.port, {
+          method: 'POST',
+          target: '/v1/messages',
+          headers: ingestHeaders,
+          body:
+            i % 2 === 0
+              ? JSON.stringify({ to: 'bystander', payload: i })
+              : bad[(i >> 1) % bad.length],
+        }),
+      );
+      const answers = await Promise.all(requests);
+      answers.forEach((a, i) => expect([i, a.status]).toEqual([i, i % 2 === 0 ? 202 : 400]));
+      const got = await bystander.waitForMessages(20);
+      expect(got.map((m) => m.payload).sort((a, b) => Number(a) - Number(b))).toEqual(
+        Array.from({ length: 20 }, (_, i) => i * 2),
+      );
+    } finally {
+      bystander.close();
+    }
+  });
+
+  it('answers an unknown message id in any spelling with 404, never a 5xx', async () => {
+    await fc.assert(
+      fc.asyncProperty(fc.string({ minLength: 1, maxLength: 300 }), async (id) => {
+        const target = `/v1/messages/${encodeURIComponent(id)}`;
+        const answer = await rawRequest(cluster.collect.port, {
+          target,
+          headers: [['authorization', `Bearer ${KEYS.INGEST_API_KEY}`]],
+        });
+        expect(answer.status, target).toBe(404);
+        expectJsonError(answer, 'GET', target);
+      }),
+      { numRuns: 100 },
+    );
+  });
+
   it('refuses missing, duplicated, malformed and oversized headers in the JSON error shape', async () => {
     const body = JSON.stringify({ to: 'hdr', payload: 1 });
     const cases: [string, [string, string][], number][] = [
