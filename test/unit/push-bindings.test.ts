@@ -1,0 +1,67 @@
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { Bindings } from '../../src/push/bindings.js';
+import { testLog } from '../support/silent-log.js';
+
+afterEach(() => vi.useRealTimers());
+
+/** Bindings of node-1 over routes that record each write, failing while `down`. */
+function setup(users: string[] = []) {
+  const state = { down: false, writes: [] as string[] };
+  const write = async (what: string) => {
+    if (state.down) throw new Error('redis is down');
+    state.writes.push(what);
+  };
+  const bindings = new Bindings({
+    routes: {
+      add: (node, user) => write(`add ${node} ${user}`),
+      remove: (node, user) => write(`remove ${node} ${user}`),
+      addAll: (node, all) => write(`addAll ${node} ${[...all].join(',')}`),
+    },
+    nodeId: () => 'node-1',
+    users: () => users,
+    ttlMs: 30_000,
+    log: testLog('push'),
+  });
+  return { state, bindings };
+}
+
+describe('Bindings (this node in the routes)', () => {
+  it('binds and unbinds a user in the routes under this node id', async () => {
+    const { state, bindings } = setup();
+    await bindings.bind('alice');
+    await bindings.unbind('alice');
+    expect(state.writes).toEqual(['add node-1 alice', 'remove node-1 alice']);
+  });
+
+  it('logs rather than throws when Redis is down: the renewal redoes the binding', async () => {
+    const { state, bindings } = setup(['alice']);
+    state.down = true;
+    await expect(bindings.bind('alice')).resolves.toBeUndefined();
+    await expect(bindings.unbind('alice')).resolves.toBeUndefined();
+    await expect(bindings.renew()).resolves.toBeUndefined();
+    state.down = false;
+    await bindings.renew();
+    expect(state.writes).toEqual(['addAll node-1 alice']);
+  });
+
+  it('renews every binding at a third of the expiry until stopped', async () => {
+    vi.useFakeTimers();
+    const { state, bindings } = setup(['alice', 'bob']);
+    bindings.start();
+    await vi.advanceTimersByTimeAsync(9_999);
+    expect(state.writes).toEqual([]);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(state.writes).toEqual(['addAll node-1 alice,bob']);
+    bindings.stop();
+    await vi.advanceTimersByTimeAsync(60_000);
+    expect(state.writes).toHaveLength(1);
+  });
+
+  it('unbinds every given user on a drain, whatever fails', async () => {
+    const { state, bindings } = setup();
+    await bindings.unbindAll(['alice', 'bob']);
+    state.down = true;
+    await expect(bindings.unbindAll(['carol'])).resolves.toBeUndefined();
+    expect(state.writes).toEqual(['remove node-1 alice', 'remove node-1 bob']);
+  });
+});
