@@ -49,6 +49,9 @@ export class Connection {
   unacked: Set<string> | undefined;
   /** What the client may still send (created on its first frame). */
   private budget: FrameBudget | undefined;
+  /** Closed for flooding: what the client still sends is ignored. (Acks that reach a
+   *  socket closed for any other reason, a drain for one, are still passed on.) */
+  private flooded = false;
 
   constructor(
     readonly socket: Socket,
@@ -90,7 +93,7 @@ export class Connection {
   /** Reads one frame from the client: the id it acks, or undefined after answering a
    *  frame it could not accept with an error frame (the socket stays open, unless the
    *  client sends too many such frames, or too many frames at all: then it is closed with
-   *  1008). A socket being closed ignores what its client still sends. */
+   *  1008, and what it still sends is ignored). */
   receive(data: RawData, isBinary: boolean): string | undefined {
     const now = Date.now();
     if (!this.countFrame(now)) return undefined;
@@ -104,10 +107,9 @@ export class Connection {
   /** Counts a frame from the client (pings too) against its budget; false, after closing
    *  the socket with 1008, when the client sends faster than WS_MAX_FRAMES_PER_SECOND. */
   countFrame(now = Date.now()): boolean {
-    if (!this.isOpen) return false;
+    if (this.flooded) return false;
     if (this.budgetAt(now).take(now)) return true;
-    const { maxFramesPerSecond } = this.limits.frames;
-    this.socket.close(CloseCode.PolicyViolation, `over ${maxFramesPerSecond} frames per second`);
+    this.closeFlooded(`over ${this.limits.frames.maxFramesPerSecond} frames per second`);
     return false;
   }
 
@@ -115,8 +117,12 @@ export class Connection {
    *  it is one too many (WS_MAX_INVALID_FRAMES within WS_PING_INTERVAL). */
   private refuse(now: number, code: string, message: string): undefined {
     if (this.budgetAt(now).takeInvalid(now)) return void this.sendError(code, message);
-    const { maxInvalidFrames } = this.limits.frames;
-    this.socket.close(CloseCode.PolicyViolation, `over ${maxInvalidFrames} invalid frames`);
+    this.closeFlooded(`over ${this.limits.frames.maxInvalidFrames} invalid frames`);
+  }
+
+  private closeFlooded(reason: string): void {
+    this.flooded = true;
+    this.socket.close(CloseCode.PolicyViolation, reason);
   }
 
   private budgetAt(now: number): FrameBudget {

@@ -44,6 +44,14 @@ describe('Connection flood protection', () => {
     expect(socket.frames).toHaveLength(3);
   });
 
+  it('still passes on the acks a socket gets while it closes for another reason', () => {
+    const { conn, socket } = fakeConnection('alice');
+    conn.push('m1', 'frame');
+    socket.close(CloseCode.ServiceRestart, 'node restarting: reconnect');
+    expect(conn.receive(text(ackFrame('m1')), false)).toBe('m1');
+    expect(conn.awaitingAcks).toBe(false);
+  });
+
   it('forgives invalid frames of an earlier ping interval', () => {
     vi.useFakeTimers();
     const { conn, socket } = fakeConnection('alice', { maxInvalidFrames: 3 });
