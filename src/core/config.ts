@@ -43,6 +43,7 @@ const envSchema = z.object({
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   HOST: z.string().default('127.0.0.1'),
   PORT: z.coerce.number().int().min(0).max(65535).optional(),
+  INTERNAL_PORT: z.coerce.number().int().min(0).max(65535).optional(),
   ADVERTISE_ADDRESS: z.string().optional(),
   INSTANCE_ID: z.string().optional(),
 

@@ -2,6 +2,12 @@ import { Agent, request } from 'node:http';
 import type { ServiceView, Instance } from './discovery.js';
 import { INTERNAL_SECRET_HEADER, type Hop } from '../protocol/hops.js';
 
+/** Internal hops go to the instance's internal port when it has one of its own. */
+function portFor(instance: Instance, hop: Hop<unknown, unknown>): number {
+  const internal = instance.meta.internal_port;
+  return hop.access === 'internal' && internal ? Number(internal) : instance.port;
+}
+
 /** No passing instance of a peer service answered. */
 export class PeerUnavailable extends Error {}
 
@@ -87,7 +93,7 @@ export class Peers {
       const req = request(
         {
           host: instance.address,
-          port: instance.port,
+          port: portFor(instance, hop),
           method,
           path,
           agent: this.agent,

@@ -9,6 +9,8 @@ export interface RegistrationOptions {
   name: string;
   address: string;
   port: number;
+  /** Another port this instance serves (internal hops), checked by Consul as well. */
+  internalPort?: number;
   tags?: string[];
   /** Read at every sync, so live values (a push node's connection count) reach Consul. */
   meta: () => Record<string, string>;
@@ -66,7 +68,7 @@ export class Registration {
   private async syncOnce(): Promise<void> {
     try {
       const known = await this.isKnown();
-      const metaChanged = JSON.stringify(this.o.meta()) !== this.lastMeta;
+      const metaChanged = JSON.stringify(this.meta()) !== this.lastMeta;
       if (!known)
         this.o.log.warn(
           { id: this.o.id },
@@ -86,14 +88,30 @@ export class Registration {
     }
   }
 
+  /** The live meta, and the internal port when hops have a port of their own. */
+  private meta(): Record<string, string> {
+    const { internalPort } = this.o;
+    return {
+      ...this.o.meta(),
+      ...(internalPort === undefined ? {} : { internal_port: String(internalPort) }),
+    };
+  }
+
   private async isKnown(): Promise<boolean> {
     const services = (await this.o.consul.agent.service.list()) as Record<string, unknown>;
     return Object.hasOwn(services, this.o.id);
   }
 
   private async register(): Promise<void> {
-    const meta = this.o.meta();
     const o = this.o;
+    const meta = this.meta();
+    const check = (port: number, name: string) => ({
+      name,
+      http: `http://${o.address}:${port}/health`,
+      interval: msText(o.checkIntervalMs),
+      timeout: msText(o.checkTimeoutMs),
+      deregistercriticalserviceafter: seconds(o.deregisterAfterMs),
+    });
     await o.consul.agent.service.register({
       id: o.id,
       name: o.name,
@@ -101,13 +119,12 @@ export class Registration {
       port: o.port,
       tags: o.tags ?? [],
       meta,
-      check: {
-        name: `${o.name} /health`,
-        http: `http://${o.address}:${o.port}/health`,
-        interval: msText(o.checkIntervalMs),
-        timeout: msText(o.checkTimeoutMs),
-        deregistercriticalserviceafter: seconds(o.deregisterAfterMs),
-      },
+      checks: [
+        check(o.port, `${o.name} /health`),
+        ...(o.internalPort === undefined
+          ? []
+          : [check(o.internalPort, `${o.name} /health (internal port)`)]),
+      ],
     });
     this.lastMeta = JSON.stringify(meta);
   }

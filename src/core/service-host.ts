@@ -38,12 +38,6 @@ export interface HostOptions {
   meta?: () => Record<string, string>;
 }
 
-/**
- * The frame every service lives in: a Koa app with JSON errors, /health and /metrics;
- * its public routes and its hops (internal ones behind INTERNAL_SECRET); an HTTP server;
- * its registration in Consul; and a stop that undoes start in reverse — leave routing,
- * drain, close.
- */
 async function postOnly(ctx: Koa.Context, next: Koa.Next): Promise<void> {
   if (ctx.method !== 'POST') {
     ctx.set('allow', 'POST');
@@ -52,6 +46,12 @@ async function postOnly(ctx: Koa.Context, next: Koa.Next): Promise<void> {
   await next();
 }
 
+/**
+ * The frame every service lives in: a Koa app with JSON errors, /health and /metrics;
+ * its public routes and its hops (internal ones behind INTERNAL_SECRET); an HTTP server
+ * (and a second one for the internal hops when INTERNAL_PORT is set); its registration in
+ * Consul; and a stop that undoes start in reverse — leave routing, drain, close.
+ */
 export class ServiceHost {
   readonly app: Koa;
   /** Public routes: case-sensitive and strict, one spelling each. */
@@ -61,6 +61,9 @@ export class ServiceHost {
   readonly metrics: Metrics;
   readonly server: Server;
   port = 0;
+  /** With INTERNAL_PORT: the internal hops' own server, and the port it got. */
+  private readonly internalServer: Server | undefined;
+  internalPort: number | undefined;
   registration: Registration | undefined;
   private draining = false;
   private readonly startHooks: (() => Promise<void>)[] = [];
@@ -70,11 +73,7 @@ export class ServiceHost {
 
   constructor(private readonly o: HostOptions) {
     this.metrics = new Metrics(o.config.service);
-    this.app = createApp(o.log, (ctx) => {
-      // Label by route pattern, never by raw path: ids in paths would explode the series.
-      const route = (ctx as { _matchedRoute?: string })._matchedRoute ?? 'unmatched';
-      this.metrics.httpRequests.inc({ route, status: String(ctx.status) });
-    });
+    this.app = createApp(o.log, this.countRequest);
     const loopDelay = monitorEventLoopDelay({ resolution: 20 });
     loopDelay.enable();
     this.onClose(async () => {
@@ -91,10 +90,13 @@ export class ServiceHost {
           throw new Error(`event loop stalled for ${Math.round(worstMs)} ms`);
       },
     };
-    this.routes.get(
-      '/health',
-      healthHandler(probes, () => this.draining),
-    );
+    const health = healthHandler(probes, () => this.draining);
+    this.routes.get('/health', health);
+    if (o.config.INTERNAL_PORT !== undefined) {
+      // Consul checks this server too: an instance is passing only if both answer.
+      this.internalRoutes.get('/health', health);
+      this.internalServer = httpServer();
+    }
     const metricsToken = o.config.secrets.METRICS_TOKEN;
     this.routes.get('/metrics', async (ctx) => {
       if (metricsToken) requireBearer(ctx, metricsToken, 'METRICS_TOKEN');
@@ -129,6 +131,12 @@ export class ServiceHost {
       );
     else this.routes.post(hop.path, run);
   }
+
+  /** Labels by route pattern, never by raw path: ids in paths would explode the series. */
+  private readonly countRequest = (ctx: Koa.Context): void => {
+    const route = (ctx as { _matchedRoute?: string })._matchedRoute ?? 'unmatched';
+    this.metrics.httpRequests.inc({ route, status: String(ctx.status) });
+  };
 
   /** A public path called with a method it does not serve: 405 with the ones it does. */
   private readonly methodNotAllowed = async (ctx: Koa.Context, next: Koa.Next): Promise<void> => {
@@ -172,7 +180,12 @@ export class ServiceHost {
   async start(): Promise<void> {
     const { config, log, consul } = this.o;
     for (const hook of this.startHooks) await hook();
-    this.app.use(this.internalRoutes.routes());
+    if (this.internalServer) {
+      const internalApp = createApp(log, this.countRequest);
+      internalApp.use(canonicalPathOnly).use(this.internalRoutes.routes());
+      this.internalServer.on('request', internalApp.callback());
+      this.internalPort = await listen(this.internalServer, config.HOST, config.INTERNAL_PORT ?? 0);
+    } else this.app.use(this.internalRoutes.routes());
     this.app.use(this.methodNotAllowed).use(this.routes.routes());
     this.server.on('request', this.app.callback());
     this.port = await listen(this.server, config.HOST, config.port);
@@ -183,6 +196,7 @@ export class ServiceHost {
       name: config.service,
       address: config.advertiseAddress,
       port: this.port,
+      internalPort: this.internalPort,
       tags: [`v${VERSION}`],
       meta: () => ({ version: VERSION, ...this.o.meta?.() }),
       checkIntervalMs: config.CONSUL_CHECK_INTERVAL,
@@ -208,6 +222,7 @@ export class ServiceHost {
     await this.registration?.stop();
     for (const hook of this.drainHooks) await hook();
     await closeServer(this.server);
+    if (this.internalServer) await closeServer(this.internalServer);
     for (const hook of [...this.closeHooks].reverse()) await hook();
     this.o.log.info(`${this.o.config.service} stopped`);
   }
