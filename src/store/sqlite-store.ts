@@ -193,12 +193,18 @@ interface Waiter {
  * development and of the tests. Several processes may open the same file; claimDue takes the
  * write lock, so two sweepers never claim one message twice.
  *
- * Durability: WAL with synchronous=FULL. Every commit fsyncs the WAL before insert resolves,
- * so a message answered 202 survives a crash of the process and also of the machine (power
- * loss, kernel panic). synchronous=NORMAL would only fsync at checkpoints: it survives a
- * process crash, but the last commits before a power loss can be rolled back, and a 202 is a
- * promise that must not depend on the machine staying up. The fsync costs one disk flush per
- * commit, not per message: concurrent inserts share one transaction (group commit).
+ * Durability: WAL. An insert commits with synchronous=FULL: the commit fsyncs the WAL before
+ * insert resolves, so a message answered 202 survives a crash of the process and also of the
+ * machine (power loss, kernel panic). synchronous=NORMAL would only fsync at checkpoints: it
+ * survives a process crash, but the last commits before a power loss can be rolled back, and a
+ * 202 is a promise that must not depend on the machine staying up. The fsync costs one disk
+ * flush per commit, not per message: concurrent inserts share one transaction (group commit).
+ *
+ * Every other write (status changes, leases, purges) commits with synchronous=NORMAL: it
+ * survives a process crash, and the next insert's fsync (or a checkpoint) makes it durable, as
+ * the WAL is one file written in order. A power loss may undo the last of them, which delivery
+ * at least once tolerates: a message whose ack or push was undone is pushed again, and clients
+ * drop a repeated id. One fsync per ack request per user would otherwise hold the event loop.
  *
  * better-sqlite3 is synchronous: every call below blocks the event loop for its duration,
  * which is short (microseconds per row) except for the fsync of an insert commit.
@@ -208,6 +214,8 @@ export class SqliteStore implements MessageStore {
 
   private readonly db: Database.Database;
   private readonly stmt: { [K in keyof typeof SQL]: Database.Statement };
+  private readonly syncFull: Database.Statement;
+  private readonly syncNormal: Database.Statement;
   private readonly ackedRetentionMs: number;
   private readonly purgeBatch: number;
   private readonly log: SqliteStoreOptions['log'];
@@ -242,7 +250,7 @@ export class SqliteStore implements MessageStore {
       // Only takes effect on a new file: lets a purge hand free pages back to the file system.
       this.db.pragma('auto_vacuum = INCREMENTAL');
       if (!memory) this.db.pragma('journal_mode = WAL');
-      this.db.pragma('synchronous = FULL');
+      this.db.pragma('synchronous = NORMAL');
       this.db.pragma('cache_size = -65536');
       // After a checkpoint the WAL file is cut back to this size, not left at its peak.
       this.db.pragma('journal_size_limit = 67108864');
@@ -255,6 +263,8 @@ export class SqliteStore implements MessageStore {
     this.stmt = Object.fromEntries(
       Object.entries(SQL).map(([name, sql]) => [name, this.db.prepare(sql)]),
     ) as typeof this.stmt;
+    this.syncFull = this.db.prepare('PRAGMA synchronous = FULL');
+    this.syncNormal = this.db.prepare('PRAGMA synchronous = NORMAL');
 
     // One call in a savepoint of its own: a message that cannot be stored undoes its call only.
     this.insertCall = this.db.transaction((messages: NewMessage[], now: number) => {
@@ -453,7 +463,13 @@ export class SqliteStore implements MessageStore {
     this.queue = [];
     let results: (InsertResult | CallRefused)[];
     try {
-      results = this.insertBatch(waiters);
+      // Only the commit of inserts waits for the disk (see the class comment).
+      this.syncFull.run();
+      try {
+        results = this.insertBatch(waiters);
+      } finally {
+        this.syncNormal.run();
+      }
     } catch (err) {
       // The commit failed (I/O error, disk full, lock timeout): nothing of the batch is stored.
       for (const w of waiters) w.reject(err);
