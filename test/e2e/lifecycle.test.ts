@@ -2,7 +2,7 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { waitFor } from '../../src/launcher/child.js';
 import { CloseCode } from '../../src/protocol/frames.js';
-import { nodeUsersKey } from '../../src/core/redis-keys.js';
+import { nodeUsersKey, routeKey } from '../../src/core/redis-keys.js';
 import { startCluster, type TestCluster } from '../support/cluster.js';
 import { mintToken, TestClient, wsUrlOf } from '../support/clients.js';
 import { checkStatus } from '../support/consul-http.js';
@@ -67,7 +67,7 @@ describe('eviction and drain', () => {
       async () => (await redis.exists(nodeUsersKey(victim.id))) === 0,
       10_000,
     );
-    expect(await redis.zrange('pc:route:purge-me', 0, -1)).toEqual([]);
+    expect(await redis.zrange(routeKey('purge-me'), 0, -1)).toEqual([]);
     client.close();
   });
 

@@ -2,6 +2,7 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startRedisServer, type RedisServer } from '../../src/launcher/redis-server.js';
 import { waitFor } from '../../src/launcher/child.js';
+import { nodeUsersKey } from '../../src/core/redis-keys.js';
 import { Routes } from '../../src/core/routes.js';
 
 let server: RedisServer;
@@ -30,7 +31,7 @@ describe('routes in a real Redis', () => {
     await routes.remove('n1', 'alice');
     found = await routes.lookup(['alice']);
     expect(found.get('alice')).toEqual(['n2']);
-    expect(await redis.smembers('pc:node:n1:users')).toEqual(['bob']);
+    expect(await redis.smembers(nodeUsersKey('n1'))).toEqual(['bob']);
   });
 
   it('lets a binding lapse when its node stops renewing it', async () => {
@@ -48,7 +49,7 @@ describe('routes in a real Redis', () => {
     const routes = new Routes(redis, 30_000);
     const users = Array.from({ length: 2500 }, (_, i) => `user-${i}`);
     await routes.addAll('n9', users);
-    expect(await redis.scard('pc:node:n9:users')).toBe(2500);
+    expect(await redis.scard(nodeUsersKey('n9'))).toBe(2500);
     await redis.flushall();
     expect((await routes.lookup(['user-7'])).get('user-7')).toEqual([]);
     await routes.addAll('n9', users);
