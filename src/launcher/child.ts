@@ -38,8 +38,11 @@ export interface ChildOptions extends SpawnOptions {
   /**
    * For the launcher's children: its own process group, so that a Ctrl-C in the terminal
    * reaches only the launcher, which then stops its children in order; and, on Linux,
-   * started through `setpriv --pdeathsig SIGTERM`, so that the kernel sends the child
-   * SIGTERM when the launcher dies, even by SIGKILL (see `TIED_TO_LAUNCHER`).
+   * started through `setpriv --pdeathsig KILL`, so that the kernel kills the child when
+   * the launcher dies, even by SIGKILL (see `TIED_TO_LAUNCHER`). KILL, not TERM: the
+   * launcher's death closes the pipes the child logs to, and a service that logs to a
+   * closed pipe while it stops never exits (sonic-boom, under pino, retries EPIPE forever
+   * in its exit-time flush).
    */
   tiedToLauncher?: boolean;
 }
@@ -66,7 +69,7 @@ export class Child {
     const { echo, tiedToLauncher, ...spawnOptions } = options;
     if (tiedToLauncher) {
       spawnOptions.detached = true;
-      if (SETPRIV) [command, args] = [SETPRIV, ['--pdeathsig', 'TERM', '--', command, ...args]];
+      if (SETPRIV) [command, args] = [SETPRIV, ['--pdeathsig', 'KILL', '--', command, ...args]];
     }
     this.proc = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'], ...spawnOptions });
     const keep = (chunk: Buffer): void => {

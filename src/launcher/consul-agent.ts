@@ -1,3 +1,6 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { findBinary } from './binaries.js';
 import { freePort, launchUntilReady, type Child } from './child.js';
 
@@ -63,19 +66,39 @@ export async function startConsulAgent(o: ConsulAgentOptions = {}): Promise<Cons
   };
   return agent;
 
-  function launch(): Promise<Child> {
-    return launchUntilReady({
-      name: 'consul',
-      command: bin,
-      args,
-      what: `consul agent at ${addr} to elect itself leader`,
-      ready: async () => {
-        const res = await fetch(`http://${addr}/v1/status/leader`);
-        return res.ok && (await res.text()).length > 4;
-      },
-      timeoutMs: 20_000,
-      echo: o.echo,
-      tiedToLauncher: o.tiedToLauncher,
+  /**
+   * Each start gets a new, empty data folder: a -dev agent given a data_dir (consul.d/dev
+   * has one, for `consul validate`) saves every registration there and loads it again at
+   * its next start, so agents sharing one would show each other's dead instances.
+   */
+  async function launch(): Promise<Child> {
+    const dataDir = mkdtempSync(join(tmpdir(), 'push-cluster-consul-'));
+    const forget = (): void => rmSync(dataDir, { recursive: true, force: true });
+    let child: Child;
+    try {
+      child = await launchUntilReady({
+        name: 'consul',
+        command: bin,
+        args: [...args, `-data-dir=${dataDir}`],
+        what: `consul agent at ${addr} to elect itself leader`,
+        ready: async () => {
+          const res = await fetch(`http://${addr}/v1/status/leader`);
+          return res.ok && (await res.text()).length > 4;
+        },
+        timeoutMs: 20_000,
+        echo: o.echo,
+        tiedToLauncher: o.tiedToLauncher,
+      });
+    } catch (err) {
+      forget();
+      throw err;
+    }
+    // Also when this process exits first (the launcher's second Ctrl-C); not after a SIGKILL.
+    process.on('exit', forget);
+    void child.waitExit().then(() => {
+      process.off('exit', forget);
+      forget();
     });
+    return child;
   }
 }

@@ -27,7 +27,7 @@ interface ServiceProcess {
  * same port, as the same Consul instance (RESTART_SERVICES=0: reported only). SIGINT,
  * SIGTERM or SIGHUP stop everything it started, services first (they drain), then Redis
  * and Consul; a second one kills them at once. Its children run in their own process
- * group and, on Linux, get SIGTERM from the kernel when the launcher dies (child.ts).
+ * group and, on Linux, are killed by the kernel when the launcher dies (child.ts).
  */
 export async function runLocalCluster(env: NodeJS.ProcessEnv = process.env): Promise<void> {
   const say = (line: string): void => void process.stdout.write(`${line}\n`);

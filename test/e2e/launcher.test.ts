@@ -1,5 +1,5 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -115,10 +115,11 @@ function childrenOf(pid: number): number[] {
   }
 }
 
+/** Running, or stopped: a zombie waiting for init to reap it counts as gone. */
 function alive(pid: number): boolean {
   try {
-    process.kill(pid, 0);
-    return true;
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
   } catch {
     return false;
   }
@@ -306,7 +307,7 @@ describe('npm start with RESTART_SERVICES=0, then SIGKILLed', () => {
       await waitFor(
         `every process the launcher started to exit (${started.join(', ')})`,
         () => started.every((pid) => !alive(pid)),
-        20_000,
+        10_000,
         100,
       );
     },
