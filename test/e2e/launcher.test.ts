@@ -4,7 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PROJECT_ROOT } from '../../src/launcher/binaries.js';
-import { TIED_TO_LAUNCHER, waitFor } from '../../src/launcher/child.js';
+import { Child, TIED_TO_LAUNCHER, waitFor } from '../../src/launcher/child.js';
+import { Supervised } from '../../src/launcher/supervisor.js';
 import { checkStatus } from '../support/consul-http.js';
 
 /**
@@ -339,6 +340,43 @@ describe('npm start, Ctrl-C twice', () => {
       await launcher.kill();
     }
   }, 120_000);
+});
+
+describe('restart backoff', () => {
+  it('doubles the delay after each quick failure up to the cap, and starts over after a long run', async () => {
+    // Four processes that exit at once, then one that runs past resetAfterMs, then one more.
+    const scripts = [0, 0, 0, 0, 1200, 0].map((ms) => `setTimeout(() => process.exit(3), ${ms})`);
+    let started = 0;
+    const spawnNext = (): Child =>
+      new Child('crasher', process.execPath, ['-e', scripts[Math.min(started++, 5)]!]);
+    const target = {
+      child: spawnNext(),
+      async restart() {
+        target.child = spawnNext();
+      },
+      stop: () => target.child.stop(1000),
+    };
+    const said: string[] = [];
+    const sup = new Supervised('crasher', target, {
+      restart: true,
+      say: (line) => said.push(line),
+      backoff: { initialMs: 100, maxMs: 400, resetAfterMs: 1000 },
+    });
+    const delays = (): string[] =>
+      said.filter((l) => l.startsWith('restarting')).map((l) => l.split(' in ')[1]!);
+    sup.watch();
+    try {
+      await waitFor(
+        'six exits of the crasher, each followed by a restart',
+        () => delays().length >= 6,
+        15_000,
+      );
+    } finally {
+      await sup.stop();
+    }
+    expect(delays()).toEqual(['0.1 s', '0.2 s', '0.4 s', '0.4 s', '0.1 s', '0.2 s']);
+    expect(said.filter((l) => l.includes('exited with code 3'))).toHaveLength(6);
+  }, 30_000);
 });
 
 /** The numbered steps of the printed "Try it" block, as one would paste them. */
