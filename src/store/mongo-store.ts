@@ -80,6 +80,9 @@ const MAX_BACKOFF_EXPONENT = 40;
 const MAX_PAYLOAD_JSON = 15 * 1024 * 1024;
 
 /**
+ * Indexes keep their default names (key_1_to_1 …): a database created by an earlier version,
+ * with the same keys, then needs no migration.
+ *
  * Every query and the index it reads (also in docs/storage.md):
  *   _id                                    get; every update by id
  *   unacked {to, status, createdAt, _id}   listUnacked (two status ranges, merged in order)
@@ -91,27 +94,24 @@ const MAX_PAYLOAD_JSON = 15 * 1024 * 1024;
  *   counts {status, expiresAt}             countByStatus, counted on the index alone
  */
 const INDEXES = [
-  { name: 'unacked', key: { to: 1, status: 1, createdAt: 1, _id: 1 } },
+  { key: { to: 1, status: 1, createdAt: 1, _id: 1 } },
   {
-    name: 'claimDue',
     key: { nextAttemptAt: 1, _id: 1 },
     partialFilterExpression: { nextAttemptAt: { $exists: true } },
   },
   {
-    name: 'key',
     key: { key: 1, to: 1 },
     unique: true,
     partialFilterExpression: { key: { $type: 'string' } },
   },
   // The TTL monitor deletes about once a minute, so reads still filter on expiresAt.
-  { name: 'expiresAt', key: { expiresAt: 1 }, expireAfterSeconds: 0 },
+  { key: { expiresAt: 1 }, expireAfterSeconds: 0 },
   {
-    name: 'purgeAt',
     key: { purgeAt: 1 },
     expireAfterSeconds: 0,
     partialFilterExpression: { purgeAt: { $exists: true } },
   },
-  { name: 'counts', key: { status: 1, expiresAt: 1 } },
+  { key: { status: 1, expiresAt: 1 } },
 ] as const;
 
 function toDoc(m: NewMessage, payloadJson: string): MessageDoc {
@@ -388,7 +388,7 @@ export class MongoStore implements MessageStore {
       })
       // Index order is the sort order: a page reads `limit` documents (plus any that are
       // acked, failed or expired in between), never the whole backlog.
-      .hint('claimDue')
+      .hint({ nextAttemptAt: 1, _id: 1 })
       .sort({ nextAttemptAt: 1, _id: 1 })
       .limit(limit)
       .maxTimeMS(this.maxTimeMS)
@@ -491,7 +491,7 @@ export class MongoStore implements MessageStore {
           STATUSES.map((status) =>
             this.messages.countDocuments(
               { status, expiresAt: { $gt: now } },
-              { hint: 'counts', maxTimeMS: this.maxTimeMS },
+              { hint: { status: 1, expiresAt: 1 }, maxTimeMS: this.maxTimeMS },
             ),
           ),
         );

@@ -33,7 +33,8 @@ describe.skipIf(!url)('MongoStore', () => {
       'mongodb',
       async () => {
         const db = `${dbName}_c${next++}`;
-        const store = await MongoStore.connect(url, db);
+        // Counts fresh on every call: the contract checks them right after each change.
+        const store = await MongoStore.connect(url, db, { countRefreshMs: 0 });
         dbs.set(store, db);
         return store;
       },
@@ -188,6 +189,24 @@ describe.skipIf(!url)('MongoStore', () => {
       for (const m of [bad, mixedGood, mixedBad]) expect(await store.get(m.id)).toBeUndefined();
     });
 
+    it('countByStatus recounts at most every countRefreshMs, in the background', async () => {
+      const db = `${dbName}_counts`;
+      const { store, client } = await monitoredStore({ countRefreshMs: 60_000 }, db);
+      let counts = 0;
+      client.on('commandStarted', (e: CommandStartedEvent) => {
+        if (e.commandName === 'aggregate' && e.databaseName === db) counts++;
+      });
+      await store.insert([message(), message()]);
+
+      expect((await store.countByStatus()).pending).toBe(2);
+      const afterFirst = counts;
+      await store.insert([message()]);
+      // Within the refresh interval: the last counts, and no command at all.
+      expect((await store.countByStatus()).pending).toBe(2);
+      expect(counts).toBe(afterFirst);
+      expect(afterFirst).toBeGreaterThan(0);
+    });
+
     it('ping resolves against a reachable server', async () => {
       const { store } = await monitoredStore();
       await expect(store.ping()).resolves.toBeUndefined();
@@ -227,7 +246,7 @@ describe.skipIf(!url)('MongoStore', () => {
       const { store, client } = await monitoredStore();
       const coll = client.db(dbName).collection('messages');
       const indexes = await coll.indexes();
-      expect(indexes.find((i) => i.name === 'claimDue')).toMatchObject({
+      expect(indexes.find((i) => i.name === 'nextAttemptAt_1__id_1')).toMatchObject({
         key: { nextAttemptAt: 1, _id: 1 },
         partialFilterExpression: { nextAttemptAt: { $exists: true } },
       });
