@@ -30,7 +30,12 @@ interface ServiceProcess {
  * group and, on Linux, are killed by the kernel when the launcher dies (child.ts).
  */
 export async function runLocalCluster(env: NodeJS.ProcessEnv = process.env): Promise<void> {
-  const say = (line: string): void => void process.stdout.write(`${line}\n`);
+  // Output piped into something that ended (`npm start | tee log`, then Ctrl-C): carry on
+  // stopping without it rather than die of EPIPE and leave the children to the kernel.
+  let outputGone = false;
+  process.stdout.on('error', () => (outputGone = true));
+  const write = (text: string): void => void (outputGone || process.stdout.write(text));
+  const say = (line: string): void => write(`${line}\n`);
   const note = (line: string): void => say(`[launcher] ${line}`);
   const pushCount = Number(env.PUSH_NODES ?? 2);
   if (!Number.isInteger(pushCount) || pushCount < 1 || pushCount > 32)
@@ -151,7 +156,7 @@ export async function runLocalCluster(env: NodeJS.ProcessEnv = process.env): Pro
       const spawnOne = (): Child =>
         new Child(p.name, process.execPath, [CLI, p.service, '--port', String(port)], {
           env: { ...childEnv, INSTANCE_ID: `${p.name}-${port}` },
-          echo: (line) => process.stdout.write(`[${p.name}] ${line}\n`),
+          echo: (line) => write(`[${p.name}] ${line}\n`),
           tiedToLauncher: true,
         });
       const target = {
