@@ -82,8 +82,8 @@ export async function runLocalCluster(env: NodeJS.ProcessEnv = process.env): Pro
     process.exit(1);
   };
   for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(signal, onSignal);
-  // Under npm the launcher runs in `sh -c`; npm passes a SIGTERM on to that shell, which
-  // dies of it and leaves the launcher to init. A launcher whose parent is gone stops too.
+  // Under npm the launcher runs in `sh -c`: when npm or that shell is killed, the launcher
+  // is left to init. A launcher whose parent is gone stops too.
   const parent = process.ppid;
   setInterval(() => {
     if (stopping || process.ppid === parent) return;
