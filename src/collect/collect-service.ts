@@ -102,8 +102,9 @@ export function createCollectService(
 
   // ---- for push nodes --------------------------------------------------------
 
-  host.handle(unackedHop, async ({ userId, limit }) => {
-    const messages = await store.listUnacked(userId, limit);
+  host.handle(unackedHop, async ({ userId, limit, after }) => {
+    const cursor = after && { id: after.id, createdAt: new Date(after.createdAt) };
+    const messages = await store.listUnacked(userId, limit, cursor);
     return { messages: messages.map(envelopeOf) };
   });
 

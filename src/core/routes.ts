@@ -6,16 +6,16 @@ const script = (name: string): string =>
   readFileSync(new URL(`./lua/${name}.lua`, import.meta.url), 'utf8');
 
 interface RouteCommands {
+  /** 1 when the binding is new (or had lapsed), else 0. */
   addRoute(
     routeKey: string,
     nodeUsersKey: string,
     nodeId: string,
     userId: string,
-    now: number,
     ttlMs: number,
   ): Promise<number>;
-  /** numberOfKeys first, then the keys, then now: see lookupRoutes-N.lua. */
-  lookupRoutes(numberOfKeys: number, ...keysThenNow: (string | number)[]): Promise<string[][]>;
+  /** numberOfKeys first, then the keys: see lookupRoutes-N.lua. */
+  lookupRoutes(numberOfKeys: number, ...keys: string[]): Promise<string[][]>;
   unbindNode(nodeUsersKey: string, nodeId: string, prefix: string, batch: number): Promise<number>;
   removeRoute(
     routeKey: string,
@@ -47,15 +47,17 @@ export class Routes {
     this.redis = redis as RoutesRedis;
   }
 
-  async add(nodeId: string, userId: string): Promise<void> {
-    await this.redis.addRoute(
+  /** Binds a user to a node; true when the user had no live binding to it before. Every
+   *  expiry is by Redis's clock, never the caller's. */
+  async add(nodeId: string, userId: string): Promise<boolean> {
+    const added = await this.redis.addRoute(
       routeKey(userId),
       nodeUsersKey(nodeId),
       nodeId,
       userId,
-      Date.now(),
       this.ttlMs,
     );
+    return added === 1;
   }
 
   async remove(nodeId: string, userId: string): Promise<void> {
@@ -72,31 +74,40 @@ export class Routes {
     return before;
   }
 
-  /** Renews (or re-creates, after a Redis loss) the bindings of every given user. */
-  async addAll(nodeId: string, userIds: Iterable<string>): Promise<void> {
-    const now = Date.now();
-    let pipeline = this.redis.pipeline() as ReturnType<Redis['pipeline']> & {
-      addRoute: (...a: unknown[]) => unknown;
+  /**
+   * Renews the bindings of every given user, re-creating those that were gone (lapsed
+   * while the node stalled, unbound when it was evicted, lost with Redis). Returns the
+   * users whose binding was re-created: messages may have missed them meanwhile.
+   */
+  async addAll(nodeId: string, userIds: Iterable<string>): Promise<string[]> {
+    type Pipeline = ReturnType<Redis['pipeline']> & { addRoute: (...a: unknown[]) => unknown };
+    const rebound: string[] = [];
+    let pipeline = this.redis.pipeline() as Pipeline;
+    let chunk: string[] = [];
+    const flush = async (): Promise<void> => {
+      const added = await execOrThrow(pipeline);
+      chunk.forEach((userId, i) => {
+        if (added[i] === 1) rebound.push(userId);
+      });
+      pipeline = this.redis.pipeline() as Pipeline;
+      chunk = [];
     };
-    let n = 0;
     for (const userId of userIds) {
-      pipeline.addRoute(routeKey(userId), nodeUsersKey(nodeId), nodeId, userId, now, this.ttlMs);
-      if (++n % PIPELINE_CHUNK === 0) {
-        await execOrThrow(pipeline);
-        pipeline = this.redis.pipeline() as typeof pipeline;
-      }
+      pipeline.addRoute(routeKey(userId), nodeUsersKey(nodeId), nodeId, userId, this.ttlMs);
+      chunk.push(userId);
+      if (chunk.length === PIPELINE_CHUNK) await flush();
     }
-    if (n % PIPELINE_CHUNK !== 0) await execOrThrow(pipeline);
+    if (chunk.length > 0) await flush();
+    return rebound;
   }
 
   /** The live nodes of each user: one script call per chunk of users, so a batch costs a
    *  round trip and a single command rather than one command per user. */
   async lookup(userIds: readonly string[]): Promise<Map<string, string[]>> {
-    const now = Date.now();
     const routes = new Map<string, string[]>();
     for (let i = 0; i < userIds.length; i += PIPELINE_CHUNK) {
       const chunk = userIds.slice(i, i + PIPELINE_CHUNK);
-      const found = await this.redis.lookupRoutes(chunk.length, ...chunk.map(routeKey), now);
+      const found = await this.redis.lookupRoutes(chunk.length, ...chunk.map(routeKey));
       chunk.forEach((userId, j) => routes.set(userId, found[j] ?? []));
     }
     return routes;

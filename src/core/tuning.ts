@@ -5,15 +5,19 @@
 
 // ---- push node -------------------------------------------------------------------
 
-/** Most unacked messages one replay asks collect for (`unackedHop`) and pushes on connect. */
-export const REPLAY_LIMIT = 1000;
+/** Unacked messages per page of a replay (`unackedHop`): a replay pages until none is left. */
+export const REPLAY_PAGE = 500;
 
 /** How long a socket remembers the ids of its replay, so that a live copy of a replayed
  *  message that dispatch forwards shortly after is not pushed a second time. */
 export const REPLAY_DEDUPE_MS = 30_000;
 
-/** How many times a failed replay is tried (the n-th retry waits n seconds). */
-export const REPLAY_ATTEMPTS = 5;
+/** Longest wait between two tries of a replay page collect could not serve (the wait
+ *  doubles from 1 s); tries go on while the socket is open. */
+export const REPLAY_RETRY_MAX_MS = 30_000;
+
+/** How often a replay looks whether the socket has sent enough to take the next page. */
+export const REPLAY_POLL_MS = 10;
 
 /** Most pushed-but-unacked ids tracked per socket, for the drain's wait for acks. */
 export const MAX_TRACKED_UNACKED = 1000;

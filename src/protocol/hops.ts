@@ -66,11 +66,16 @@ export const forwardHop = hop(
   z.object({ delivered: ids }),
 );
 
-/** push node → collect: a user's messages not acked yet, oldest first (the replay). */
+/** push node → collect: a page of a user's messages not acked yet, in store order
+ *  (createdAt, then id), those after the envelope `after` when given (the replay). */
 export const unackedHop = hop(
   '/internal/unacked',
   'internal',
-  z.object({ userId: userIdSchema, limit: z.number().int().min(1).max(10_000) }),
+  z.object({
+    userId: userIdSchema,
+    limit: z.number().int().min(1).max(10_000),
+    after: z.object({ id: z.string().max(128), createdAt: z.iso.datetime() }).optional(),
+  }),
   envelopes,
 );
 

@@ -20,6 +20,7 @@ export interface BindingsOptions {
  */
 export class Bindings {
   private timer: NodeJS.Timeout | undefined;
+  private rebound: (userIds: string[]) => void = () => undefined;
 
   constructor(private readonly o: BindingsOptions) {}
 
@@ -44,10 +45,19 @@ export class Bindings {
     }
   }
 
-  /** Renews (or re-creates, after a Redis restart) the binding of every user here. */
+  /** Called with the users whose binding a renewal had to re-create. */
+  onRebound(listener: (userIds: string[]) => void): void {
+    this.rebound = listener;
+  }
+
+  /** Renews the binding of every user here, re-creating those that were gone. */
   async renew(): Promise<void> {
     try {
-      await this.o.routes.addAll(this.o.nodeId(), this.o.users());
+      const rebound = await this.o.routes.addAll(this.o.nodeId(), this.o.users());
+      if (rebound.length > 0) {
+        this.o.log.info({ users: rebound.length }, 'bindings re-created: replaying to their users');
+        this.rebound(rebound);
+      }
     } catch (err) {
       this.o.log.warn({ err: (err as Error).message }, 'route renewal failed: will retry');
     }

@@ -44,6 +44,9 @@ export class Connection {
    *  still come through dispatch afterwards, once, and that copy is not pushed again. A later
    *  redelivery (the ack did not come) is pushed as usual. */
   replayed: Set<string> | undefined;
+  /** A replay runs for this socket now; `replayAgain`: one more was asked for meanwhile. */
+  replaying = false;
+  replayAgain = false;
   /** Ids pushed and not acked yet, so a drain can wait for their acks (bounded by
    *  MAX_TRACKED_UNACKED; created on the first push, so an idle connection costs little). */
   unacked: Set<string> | undefined;

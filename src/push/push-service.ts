@@ -54,7 +54,11 @@ export function createPushService(config: Config, log: Logger, consul: ConsulCli
   // ---- the parts ------------------------------------------------------------------
   const authenticator = new Authenticator({ auth, cacheMs: config.TOKEN_CACHE_SECONDS * 1000 });
   const acks = new AckBatcher(collect, log);
-  const replay = new Replay({ collect, log });
+  const replay = new Replay({
+    collect,
+    log,
+    lowWaterBytes: config.WS_MAX_BUFFERED_BYTES / 4,
+  });
   const bindings = new Bindings({
     routes: new Routes(redis, config.ROUTE_TTL_SECONDS * 1000),
     nodeId: () => host.id,
@@ -129,6 +133,11 @@ export function createPushService(config: Config, log: Logger, consul: ConsulCli
   host.handle(forwardHop, ({ messages }) => ({ delivered: delivery.forward(messages) }));
   // After a Redis restart every binding is gone: re-create them as soon as it is back.
   redis.on('ready', () => void bindings.renew());
+  // A binding re-created by a renewal had lapsed or been removed (a stall, an eviction,
+  // Redis lost): messages routed meanwhile reached no one, so the user gets a replay.
+  bindings.onRebound((users) => {
+    for (const userId of users) replay.again(hub.connectionsOf(userId) ?? []);
+  });
 
   // ---- lifecycle --------------------------------------------------------------------
   host.onStart(async () => {

@@ -1,6 +1,11 @@
 import type { Logger } from '../core/logger.js';
 import type { Peers } from '../core/peers.js';
-import { REPLAY_ATTEMPTS, REPLAY_DEDUPE_MS, REPLAY_LIMIT } from '../core/tuning.js';
+import {
+  REPLAY_DEDUPE_MS,
+  REPLAY_PAGE,
+  REPLAY_POLL_MS,
+  REPLAY_RETRY_MAX_MS,
+} from '../core/tuning.js';
 import { deliveredHop, unackedHop, type Envelope } from '../protocol/hops.js';
 import type { Connection } from './connection.js';
 import { messageFrame } from './delivery.js';
@@ -9,47 +14,121 @@ export interface ReplayOptions {
   /** collect's instances (only `call` is used). */
   collect: Pick<Peers, 'call'>;
   log: Logger;
+  /** The next page waits until the socket's send buffer is below this (flow control). */
+  lowWaterBytes: number;
 }
 
+const sleep = (ms: number): Promise<void> =>
+  new Promise((resolve) => setTimeout(resolve, ms).unref());
+
 /**
- * The replay: on connect, a socket gets its user's unacked messages from collect
- * (`unackedHop`, oldest first), then the live frames queued while they were sent; the
- * replayed ids are marked delivered (`deliveredHop`). A replay that fails releases the
- * queued frames at once and is tried again in the background.
+ * The replay: a socket gets its user's unacked messages from collect (`unackedHop`), page
+ * by page in store order until none is left, each page only once the socket has sent most
+ * of the one before; every page pushed is marked delivered (`deliveredHop`), so each push
+ * counts as an attempt. It runs on connect — live frames that arrive meanwhile are queued
+ * and pushed right after it — and again for a user whose binding had to be re-created
+ * (`again`): messages routed while the binding was gone reached nobody.
+ *
+ * A page collect cannot serve is asked again with backoff for as long as the socket is
+ * open: a connected user is never left with messages that wait for their next connect.
+ * Queued live frames do not wait for that: they are released at the first failure.
  */
 export class Replay {
   constructor(private readonly o: ReplayOptions) {}
 
-  async run(conn: Connection, attempt = 1): Promise<void> {
-    const { collect, log } = this.o;
-    let unacked: Envelope[] = [];
+  /** Replays to one socket; a replay asked for while one runs runs once more after it. */
+  async run(conn: Connection): Promise<void> {
+    if (conn.replaying) {
+      conn.replayAgain = true;
+      return;
+    }
+    conn.replaying = true;
     try {
-      const res = await collect.call(unackedHop, { userId: conn.userId, limit: REPLAY_LIMIT });
-      unacked = res.messages;
-    } catch (err) {
-      // Live messages must not wait on collect: release them, and try the replay again
-      // in the background (what it resends, the client drops as a duplicate).
-      const retry = attempt < REPLAY_ATTEMPTS && conn.isOpen;
-      log.warn(
-        { err: (err as Error).message, userId: conn.userId, attempt, retry },
-        'replay of unacked messages failed',
-      );
-      if (retry) setTimeout(() => void this.run(conn, attempt + 1), attempt * 1000).unref();
+      do {
+        conn.replayAgain = false;
+        await this.pass(conn);
+      } while (conn.replayAgain && conn.isOpen);
+    } finally {
+      conn.replaying = false;
     }
+  }
+
+  /** The user's binding here was re-created: replay to each of their sockets here. */
+  again(conns: Iterable<Connection>): void {
+    for (const conn of conns) void this.run(conn);
+  }
+
+  private async pass(conn: Connection): Promise<void> {
     const sent = new Set<string>();
-    for (const m of unacked) {
-      if (conn.push(m.id, messageFrame(m))) sent.add(m.id);
+    let after: { id: string; createdAt: string } | undefined;
+    let failures = 0;
+    while (conn.isOpen) {
+      let page: Envelope[];
+      try {
+        const res = await this.o.collect.call(unackedHop, {
+          userId: conn.userId,
+          limit: REPLAY_PAGE,
+          ...(after === undefined ? {} : { after }),
+        });
+        page = res.messages;
+      } catch (err) {
+        failures++;
+        const retryInMs = Math.min(REPLAY_RETRY_MAX_MS, 1000 * 2 ** (failures - 1));
+        this.o.log.warn(
+          { err: (err as Error).message, userId: conn.userId, failures, retryInMs },
+          'replay of unacked messages failed: will retry',
+        );
+        // Live messages must not wait on collect: what the retry resends, the client
+        // drops as a duplicate.
+        releaseQueued(conn, sent);
+        await sleep(retryInMs);
+        continue;
+      }
+      failures = 0;
+      this.pushPage(conn, page, sent);
+      if (page.length < REPLAY_PAGE) break;
+      const last = page[page.length - 1];
+      after = last && { id: last.id, createdAt: last.createdAt };
+      await this.bufferDrained(conn);
     }
-    const queued = conn.queuedDuringReplay ?? [];
-    conn.queuedDuringReplay = undefined;
-    for (const q of queued) {
-      if (!sent.has(q.id)) conn.push(q.id, q.frame);
-    }
+    releaseQueued(conn, sent);
     if (sent.size === 0) return;
     conn.replayed = sent;
-    setTimeout(() => (conn.replayed = undefined), REPLAY_DEDUPE_MS).unref();
-    collect.call(deliveredHop, { ids: [...sent] }).catch((err: unknown) => {
-      log.warn({ err: (err as Error).message }, 'could not mark replayed messages delivered');
+    setTimeout(() => {
+      if (conn.replayed === sent) conn.replayed = undefined;
+    }, REPLAY_DEDUPE_MS).unref();
+  }
+
+  private pushPage(conn: Connection, page: readonly Envelope[], sent: Set<string>): void {
+    const pushed: string[] = [];
+    for (const m of page) {
+      if (sent.has(m.id)) continue;
+      if (conn.push(m.id, messageFrame(m))) {
+        sent.add(m.id);
+        pushed.push(m.id);
+      }
+    }
+    if (pushed.length === 0) return;
+    this.o.collect.call(deliveredHop, { ids: pushed }).catch((err: unknown) => {
+      // They stay due: the redelivery sweeper pushes them again, which is safe.
+      this.o.log.warn(
+        { err: (err as Error).message },
+        'could not mark replayed messages delivered',
+      );
     });
   }
+
+  /** Waits until the socket has sent most of what it holds, or closed. */
+  private async bufferDrained(conn: Connection): Promise<void> {
+    while (conn.isOpen && conn.socket.bufferedAmount > this.o.lowWaterBytes)
+      await sleep(REPLAY_POLL_MS);
+  }
+}
+
+/** Pushes the live frames queued during the replay, but those the replay already sent. */
+function releaseQueued(conn: Connection, sent: ReadonlySet<string>): void {
+  const queued = conn.queuedDuringReplay;
+  if (!queued) return;
+  conn.queuedDuringReplay = undefined;
+  for (const q of queued) if (!sent.has(q.id)) conn.push(q.id, q.frame);
 }

@@ -60,6 +60,13 @@ export interface InsertResult {
   refused: Refusal[];
 }
 
+/** Where a page of a user's unacked messages starts: after this message, in store order
+ *  (createdAt, then id). */
+export interface UnackedCursor {
+  createdAt: Date;
+  id: string;
+}
+
 /** How long an acked message is kept by default (ACKED_RETENTION). */
 export const DEFAULT_ACKED_RETENTION_MS = 3_600_000;
 
@@ -94,8 +101,8 @@ export interface MessageStore {
    * Acked and failed messages are left alone.
    */
   markDelivered(ids: string[], at: Date, retry: AckRetry): Promise<void>;
-  /** The user has no live route: the pending message waits for a connect (nextAttemptAt unset).
-   *  Only touches pending messages. */
+  /** The user has no live route: the open (pending or delivered) message waits for the
+   *  user's next connect or re-bind, which replays it (nextAttemptAt unset): no churn. */
   markUnrouted(ids: string[]): Promise<void>;
   /** Hand-off failed: look at pending or delivered messages again at `at`. */
   retryAt(ids: string[], at: Date): Promise<void>;
@@ -111,7 +118,7 @@ export interface MessageStore {
    */
   claimDue(now: Date, limit: number, leaseMs: number): Promise<StoredMessage[]>;
   /** The user's messages not yet acked nor failed (pending or delivered), oldest first. */
-  listUnacked(userId: string, limit: number): Promise<StoredMessage[]>;
+  listUnacked(userId: string, limit: number, after?: UnackedCursor): Promise<StoredMessage[]>;
   /**
    * How many messages are held in each status (for metrics and the chaos suite), from a cheap
    * source: never a scan of every message per call. SQLite: exact counters, where an expired

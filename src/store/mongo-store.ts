@@ -16,6 +16,7 @@ import {
   type NewMessage,
   type Refusal,
   type StoredMessage,
+  type UnackedCursor,
 } from './message-store.js';
 
 interface MessageDoc {
@@ -328,7 +329,7 @@ export class MongoStore implements MessageStore {
   async markUnrouted(ids: string[]): Promise<void> {
     if (ids.length === 0) return;
     await this.messages.updateMany(
-      { _id: { $in: ids }, status: 'pending' },
+      { _id: { $in: ids }, status: { $in: OPEN } },
       { $unset: { nextAttemptAt: '' } },
       { maxTimeMS: this.maxTimeMS },
     );
@@ -415,11 +416,23 @@ export class MongoStore implements MessageStore {
     return claimed.map((d) => ({ ...toMessage(d), nextAttemptAt: lease }));
   }
 
-  async listUnacked(userId: string, limit: number): Promise<StoredMessage[]> {
+  async listUnacked(
+    userId: string,
+    limit: number,
+    after?: UnackedCursor,
+  ): Promise<StoredMessage[]> {
     // limit(0) would mean "no limit" to MongoDB.
     if (limit <= 0) return [];
+    const page = after
+      ? {
+          $or: [
+            { createdAt: { $gt: after.createdAt } },
+            { createdAt: after.createdAt, _id: { $gt: after.id } },
+          ],
+        }
+      : {};
     const docs = await this.messages
-      .find({ to: userId, status: { $in: OPEN }, expiresAt: { $gt: new Date() } })
+      .find({ to: userId, status: { $in: OPEN }, expiresAt: { $gt: new Date() }, ...page })
       .sort({ createdAt: 1, _id: 1 })
       .limit(limit)
       .maxTimeMS(this.maxTimeMS)

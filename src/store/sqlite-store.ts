@@ -10,6 +10,7 @@ import {
   type NewMessage,
   type Refusal,
   type StoredMessage,
+  type UnackedCursor,
 } from './message-store.js';
 
 export interface SqliteStoreOptions {
@@ -108,7 +109,8 @@ export const SQL = {
       attempts = attempts + 1,
       next_attempt_at = @at + min(@maxMs, @baseMs * (1 << min(attempts, ${MAX_BACKOFF_EXPONENT})))
     WHERE id = @id AND status IN ('pending', 'delivered')`,
-  markUnrouted: `UPDATE messages SET next_attempt_at = NULL WHERE id = ? AND status = 'pending'`,
+  markUnrouted: `UPDATE messages SET next_attempt_at = NULL
+    WHERE id = ? AND status IN ('pending', 'delivered')`,
   retryAt: `UPDATE messages SET next_attempt_at = ?
     WHERE id = ? AND status IN ('pending', 'delivered')`,
   markAcked: `UPDATE messages SET status = 'acked', acked_at = @at, next_attempt_at = NULL,
@@ -123,8 +125,9 @@ export const SQL = {
     ORDER BY next_attempt_at, id LIMIT @limit`,
   lease: `UPDATE messages SET next_attempt_at = ? WHERE id = ?`,
   unacked: `SELECT * FROM messages
-    WHERE to_user = ? AND status IN ('pending', 'delivered') AND expires_at > ?
-    ORDER BY created_at, id LIMIT ?`,
+    WHERE to_user = @to AND status IN ('pending', 'delivered') AND expires_at > @wall
+      AND (created_at, id) > (@afterCreatedAt, @afterId)
+    ORDER BY created_at, id LIMIT @limit`,
   counts: `SELECT status, n FROM status_counts`,
   countInserted: `UPDATE status_counts SET n = n + ? WHERE status = 'pending'`,
   purge: `DELETE FROM messages WHERE id IN
@@ -380,9 +383,19 @@ export class SqliteStore implements MessageStore {
     return this.claimTx.immediate(now.getTime(), limit, now.getTime() + leaseMs);
   }
 
-  async listUnacked(userId: string, limit: number): Promise<StoredMessage[]> {
+  async listUnacked(
+    userId: string,
+    limit: number,
+    after?: UnackedCursor,
+  ): Promise<StoredMessage[]> {
     if (limit <= 0) return [];
-    const rows = this.stmt.unacked.all(userId, Date.now(), limit) as Row[];
+    const rows = this.stmt.unacked.all({
+      to: userId,
+      wall: Date.now(),
+      afterCreatedAt: after?.createdAt.getTime() ?? -1,
+      afterId: after?.id ?? '',
+      limit,
+    }) as Row[];
     return rows.map(toMessage);
   }
 

@@ -2,7 +2,7 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startRedisServer, type RedisServer } from '../../src/launcher/redis-server.js';
 import { waitFor } from '../../src/launcher/child.js';
-import { nodeUsersKey } from '../../src/core/redis-keys.js';
+import { nodeUsersKey, routeKey } from '../../src/core/redis-keys.js';
 import { Routes } from '../../src/core/routes.js';
 
 let server: RedisServer;
@@ -48,12 +48,41 @@ describe('routes in a real Redis', () => {
   it('renews many bindings in pipelined chunks and rebuilds them after Redis loses every key', async () => {
     const routes = new Routes(redis, 30_000);
     const users = Array.from({ length: 2500 }, (_, i) => `user-${i}`);
-    await routes.addAll('n9', users);
+    expect(await routes.addAll('n9', users)).toEqual(users);
     expect(await redis.scard(nodeUsersKey('n9'))).toBe(2500);
+    // A renewal of live bindings re-creates none.
+    expect(await routes.addAll('n9', users)).toEqual([]);
     await redis.flushall();
     expect((await routes.lookup(['user-7'])).get('user-7')).toEqual([]);
-    await routes.addAll('n9', users);
+    // After Redis lost them, every one is re-created, and said so.
+    expect(await routes.addAll('n9', users)).toEqual(users);
     const found = await routes.lookup(['user-0', 'user-2499']);
     expect([...found.values()]).toEqual([['n9'], ['n9']]);
+  });
+
+  it('says which bindings are new: a first bind, one that lapsed, one an eviction removed', async () => {
+    const routes = new Routes(redis, 30_000);
+    expect(await routes.add('n5', 'dora')).toBe(true);
+    expect(await routes.add('n5', 'dora')).toBe(false);
+    await routes.unbindNode('n5');
+    expect(await routes.add('n5', 'dora')).toBe(true);
+    const short = new Routes(redis, 200);
+    expect(await short.add('n6', 'ed')).toBe(true);
+    await waitFor(
+      'the binding to lapse',
+      async () => (await short.lookup(['ed'])).get('ed')?.length === 0,
+      3000,
+    );
+    expect(await short.addAll('n6', ['ed'])).toEqual(['ed']);
+  });
+
+  it("sets each expiry by Redis's clock, not the caller's", async () => {
+    const routes = new Routes(redis, 30_000);
+    const [seconds, micros] = await redis.time();
+    const redisNow = Number(seconds) * 1000 + Math.floor(Number(micros) / 1000);
+    await routes.add('n7', 'fay');
+    const score = Number(await redis.zscore(routeKey('fay'), 'n7'));
+    expect(score - redisNow).toBeGreaterThanOrEqual(30_000);
+    expect(score - redisNow).toBeLessThan(31_000);
   });
 });

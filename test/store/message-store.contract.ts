@@ -227,21 +227,30 @@ export function messageStoreContract(
       expect(before.map((m) => m?.nextAttemptAt)).toEqual([undefined, undefined]);
     });
 
-    it('markUnrouted clears nextAttemptAt of pending messages only', async () => {
+    it('markUnrouted clears nextAttemptAt of pending and delivered messages: they wait for a connect', async () => {
       const to = newUser();
       const due = new Date(Date.now() + 60_000);
       const pending = message(to, { nextAttemptAt: due });
       const delivered = message(to, { nextAttemptAt: due });
-      await store.insert([pending, delivered]);
-      const t1 = new Date(Date.now() + 1000);
-      await store.markDelivered([delivered.id], t1, RETRY);
+      const acked = message(to, { nextAttemptAt: due });
+      await store.insert([pending, delivered, acked]);
+      await store.markDelivered([delivered.id, acked.id], new Date(Date.now() + 1000), RETRY);
+      await store.markAcked(to, [acked.id], new Date());
 
-      await store.markUnrouted([pending.id, delivered.id, ulid()]);
+      await store.markUnrouted([pending.id, delivered.id, acked.id, ulid()]);
 
       const p = await store.get(pending.id);
       expect(p?.status).toBe('pending');
       expect(p?.nextAttemptAt).toBeUndefined();
-      expect((await store.get(delivered.id))?.nextAttemptAt).toEqual(new Date(t1.getTime() + 1000));
+      const d = await store.get(delivered.id);
+      expect([d?.status, d?.attempts, d?.nextAttemptAt]).toEqual(['delivered', 1, undefined]);
+      // Nothing is due: the sweeper no longer hands them off again and again.
+      expect(await store.claimDue(new Date(Date.now() + 3_600_000), 10, 1000)).toEqual([]);
+      // A connect replays them.
+      expect((await store.listUnacked(to, 10)).map((m) => m.id)).toEqual([
+        pending.id,
+        delivered.id,
+      ]);
       await expect(store.markUnrouted([])).resolves.toBeUndefined();
     });
 
@@ -477,6 +486,17 @@ export function messageStoreContract(
       expect(all[0]).toEqual(await store.get(oldest.id));
 
       expect((await store.listUnacked(to, 2)).map((m) => m.id)).toEqual([oldest.id, tie.id]);
+      // Pages: after a message, in the same order, ties on createdAt broken by id.
+      const after = (m: { id: string; createdAt: Date }) => ({ id: m.id, createdAt: m.createdAt });
+      expect((await store.listUnacked(to, 2, after(oldest))).map((m) => m.id)).toEqual([
+        tie.id,
+        middle.id,
+      ]);
+      expect((await store.listUnacked(to, 2, after(tie))).map((m) => m.id)).toEqual([
+        middle.id,
+        newest.id,
+      ]);
+      expect(await store.listUnacked(to, 2, after(newest))).toEqual([]);
       expect(await store.listUnacked(to, 0)).toEqual([]);
       expect(await store.listUnacked(newUser(), 10)).toEqual([]);
     });

@@ -6,16 +6,23 @@ afterEach(() => vi.useRealTimers());
 
 /** Bindings of node-1 over routes that record each write, failing while `down`. */
 function setup(users: string[] = []) {
-  const state = { down: false, writes: [] as string[] };
+  const state = { down: false, writes: [] as string[], lapsed: [] as string[] };
   const write = async (what: string) => {
     if (state.down) throw new Error('redis is down');
     state.writes.push(what);
   };
   const bindings = new Bindings({
     routes: {
-      add: (node, user) => write(`add ${node} ${user}`),
+      add: async (node, user) => {
+        await write(`add ${node} ${user}`);
+        return true;
+      },
       remove: (node, user) => write(`remove ${node} ${user}`),
-      addAll: (node, all) => write(`addAll ${node} ${[...all].join(',')}`),
+      addAll: async (node, all) => {
+        const users = [...all];
+        await write(`addAll ${node} ${users.join(',')}`);
+        return users.filter((u) => state.lapsed.includes(u));
+      },
     },
     nodeId: () => 'node-1',
     users: () => users,
@@ -63,5 +70,15 @@ describe('Bindings (this node in the routes)', () => {
     state.down = true;
     await expect(bindings.unbindAll(['carol'])).resolves.toBeUndefined();
     expect(state.writes).toEqual(['remove node-1 alice', 'remove node-1 bob']);
+  });
+
+  it('tells which users a renewal had to bind anew, and only when there are some', async () => {
+    const { state, bindings } = setup(['alice', 'bob']);
+    const rebound: string[][] = [];
+    bindings.onRebound((users) => rebound.push(users));
+    await bindings.renew();
+    state.lapsed = ['bob'];
+    await bindings.renew();
+    expect(rebound).toEqual([['bob']]);
   });
 });

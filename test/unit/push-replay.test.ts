@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { PeerUnavailable } from '../../src/core/peers.js';
-import { REPLAY_ATTEMPTS, REPLAY_LIMIT } from '../../src/core/tuning.js';
+import { REPLAY_PAGE } from '../../src/core/tuning.js';
 import { deliveredHop, unackedHop, type Envelope } from '../../src/protocol/hops.js';
 import type { Connection } from '../../src/push/connection.js';
 import { Delivery } from '../../src/push/delivery.js';
@@ -12,9 +12,9 @@ import { envelope, FakePeers, fakeConnection } from './push-fakes.js';
 afterEach(() => vi.useRealTimers());
 
 /** A node with one new socket of alice, a collect answering `unacked`, and delivery. */
-function setup(unacked: () => Envelope[] | Promise<Envelope[]>) {
-  const collect = new FakePeers(async (path) =>
-    path === unackedHop.path ? { messages: await unacked() } : {},
+function setup(unacked: (body: UnackedRequest) => Envelope[] | Promise<Envelope[]>) {
+  const collect = new FakePeers(async (path, body) =>
+    path === unackedHop.path ? { messages: await unacked(body as UnackedRequest) } : {},
   );
   const hub = new Hub<Connection>();
   const alice = fakeConnection('alice');
@@ -26,7 +26,31 @@ function setup(unacked: () => Envelope[] | Promise<Envelope[]>) {
     delivered: { inc: () => undefined },
     latency: { observe: () => undefined },
   });
-  return { collect, alice, delivery, replay: new Replay({ collect, log }) };
+  return {
+    collect,
+    alice,
+    hub,
+    delivery,
+    replay: new Replay({ collect, log, lowWaterBytes: 1000 }),
+  };
+}
+
+interface UnackedRequest {
+  userId: string;
+  limit: number;
+  after?: { id: string; createdAt: string };
+}
+
+/** A store of `count` unacked messages for alice (ids m0000…), served page by page. */
+function backlog(count: number): (body: UnackedRequest) => Envelope[] {
+  const all = Array.from({ length: count }, (_, i) => ({
+    ...envelope(`m${String(i).padStart(4, '0')}`, 'alice'),
+    createdAt: '2026-01-01T00:00:00.000Z',
+  }));
+  return ({ limit, after }) => {
+    const from = after ? all.findIndex((m) => m.id === after.id) + 1 : 0;
+    return all.slice(from, from + limit);
+  };
 }
 
 describe('Replay (on connect)', () => {
@@ -42,7 +66,7 @@ describe('Replay (on connect)', () => {
     answer([envelope('m1', 'alice'), envelope('m2', 'alice')]);
     await running;
     expect(alice.socket.messageIds).toEqual(['m1', 'm2', 'm3']);
-    expect(collect.callsTo(unackedHop.path)).toEqual([{ userId: 'alice', limit: REPLAY_LIMIT }]);
+    expect(collect.callsTo(unackedHop.path)).toEqual([{ userId: 'alice', limit: REPLAY_PAGE }]);
     expect(collect.callsTo(deliveredHop.path)).toEqual([{ ids: ['m1', 'm2'] }]);
     // Once it is sent, live messages go straight to the socket.
     delivery.forward([envelope('m4', 'alice')]);
@@ -65,29 +89,74 @@ describe('Replay (on connect)', () => {
     });
     const running = replay.run(alice.conn);
     delivery.forward([envelope('m2', 'alice')]);
-    await running;
+    await vi.advanceTimersByTimeAsync(0);
     expect(alice.socket.messageIds).toEqual(['m2']);
     up = true;
     await vi.advanceTimersByTimeAsync(1000);
+    await running;
     expect(collect.callsTo(unackedHop.path)).toHaveLength(2);
     expect(alice.socket.messageIds).toEqual(['m2', 'm1']);
     expect(collect.callsTo(deliveredHop.path)).toEqual([{ ids: ['m1'] }]);
   });
 
-  it(`gives up after ${REPLAY_ATTEMPTS} attempts, and does not retry for a closed socket`, async () => {
+  it('keeps trying with backoff while the socket is open, and stops once it closes', async () => {
     vi.useFakeTimers();
-    const down = () => {
+    const { collect, alice, replay } = setup(() => {
       throw new PeerUnavailable('collect unreachable');
-    };
-    const { collect, alice, replay } = setup(down);
-    await replay.run(alice.conn);
-    await vi.advanceTimersByTimeAsync(60_000);
-    expect(collect.callsTo(unackedHop.path)).toHaveLength(REPLAY_ATTEMPTS);
+    });
+    const running = replay.run(alice.conn);
+    // 1 + 2 + 4 + 8 + 16 + 30 + 30 s: seven tries after the first.
+    await vi.advanceTimersByTimeAsync(91_000);
+    expect(collect.callsTo(unackedHop.path)).toHaveLength(8);
+    alice.socket.terminate();
+    await vi.advanceTimersByTimeAsync(120_000);
+    await running;
+    expect(collect.callsTo(unackedHop.path)).toHaveLength(8);
+  });
 
-    const closed = setup(down);
-    closed.alice.socket.terminate();
-    await closed.replay.run(closed.alice.conn);
-    await vi.advanceTimersByTimeAsync(60_000);
-    expect(closed.collect.callsTo(unackedHop.path)).toHaveLength(1);
+  it('pages through a backlog larger than a page, in order, each page marked delivered', async () => {
+    const { collect, alice, replay } = setup(backlog(REPLAY_PAGE * 2 + 7));
+    await replay.run(alice.conn);
+    const ids = alice.socket.messageIds;
+    expect(ids).toHaveLength(REPLAY_PAGE * 2 + 7);
+    expect(ids).toEqual([...ids].sort());
+    expect(collect.callsTo(unackedHop.path)).toHaveLength(3);
+    expect(
+      collect.callsTo(deliveredHop.path).map((b) => (b as { ids: string[] }).ids.length),
+    ).toEqual([REPLAY_PAGE, REPLAY_PAGE, 7]);
+  });
+
+  it('asks for the next page only once the socket has sent most of the last one', async () => {
+    vi.useFakeTimers();
+    const { collect, alice, replay } = setup(backlog(REPLAY_PAGE + 1));
+    alice.socket.bufferedAmount = 5000;
+    const running = replay.run(alice.conn);
+    await vi.advanceTimersByTimeAsync(500);
+    expect(collect.callsTo(unackedHop.path)).toHaveLength(1);
+    alice.socket.bufferedAmount = 0;
+    await vi.advanceTimersByTimeAsync(20);
+    await running;
+    expect(collect.callsTo(unackedHop.path)).toHaveLength(2);
+    expect(alice.socket.messageIds).toHaveLength(REPLAY_PAGE + 1);
+  });
+
+  it('replays again when the user is bound anew, and runs once more when asked during a replay', async () => {
+    let stored = [envelope('m1', 'alice')];
+    const { collect, alice, hub, replay } = setup(() => stored);
+    await replay.run(alice.conn);
+    expect(alice.socket.messageIds).toEqual(['m1']);
+    // The binding lapsed while m2 was routed: nobody got it.
+    stored = [envelope('m1', 'alice'), envelope('m2', 'alice')];
+    replay.again(hub.connectionsOf('alice') ?? []);
+    replay.again(hub.connectionsOf('alice') ?? []);
+    await vi.waitFor(() => expect(collect.callsTo(unackedHop.path)).toHaveLength(3));
+    expect(alice.socket.messageIds.filter((id) => id === 'm2')).toHaveLength(2);
+  });
+
+  it('does not ask collect at all for a closed socket', async () => {
+    const { collect, alice, replay } = setup(() => [envelope('m1', 'alice')]);
+    alice.socket.terminate();
+    await replay.run(alice.conn);
+    expect(collect.callsTo(unackedHop.path)).toEqual([]);
   });
 });
