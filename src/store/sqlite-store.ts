@@ -229,11 +229,13 @@ export class SqliteStore implements MessageStore {
   private flushScheduled = false;
   private closed = false;
 
-  private readonly inTransaction: (work: () => void) => void;
+  private readonly inTransaction: Database.Transaction<(work: () => void) => void>;
   private readonly claimTx: Database.Transaction<
     (now: number, limit: number, lease: number) => StoredMessage[]
   >;
-  private readonly insertBatch: (waiters: Waiter[]) => (InsertResult | CallRefused)[];
+  private readonly insertBatch: Database.Transaction<
+    (waiters: Waiter[]) => (InsertResult | CallRefused)[]
+  >;
 
   private constructor(opts: SqliteStoreOptions) {
     const memory = opts.path === ':memory:';
@@ -484,7 +486,9 @@ export class SqliteStore implements MessageStore {
       // Only the commit of inserts waits for the disk (see the class comment).
       this.syncFull.run();
       try {
-        results = this.insertBatch(waiters);
+        // IMMEDIATE, as every write here: the write lock is taken (or waited for) at BEGIN, so
+        // another process's commit can never make a read-then-write transaction fail midway.
+        results = this.insertBatch.immediate(waiters);
       } finally {
         this.syncNormal.run();
       }
@@ -544,7 +548,7 @@ export class SqliteStore implements MessageStore {
     if (ids.length === 0) return 0;
     if (this.closed) throw new Error('SqliteStore is closed');
     let sum = 0;
-    this.inTransaction(() => {
+    this.inTransaction.immediate(() => {
       for (const id of ids) {
         const r = one(id);
         if (typeof r === 'number') sum += r;
