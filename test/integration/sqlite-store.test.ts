@@ -154,6 +154,34 @@ describe('SqliteStore', () => {
     expect((await store.listUnacked('u', 1000)).map((m) => m.id)).toEqual(kept.map((m) => m.id));
   });
 
+  it('purges on its own timer, and gives the freed pages back to the file system', async () => {
+    const store = SqliteStore.open({ path, purgeIntervalMs: 50, purgeBatch: 500 });
+    open.push(store);
+    const msgs = Array.from({ length: 3000 }, () => message('u', { payload: 'x'.repeat(2000) }));
+    await store.insert(msgs);
+    const kept = message('u');
+    await store.insert([kept]);
+    const before = store.fileStats().pages;
+    await store.markAcked(
+      'u',
+      msgs.map((m) => m.id),
+      new Date(Date.now() - 3 * HOUR),
+    );
+
+    const deadline = Date.now() + 10_000;
+    while ((await store.countByStatus()).acked > 0 || store.fileStats().pages > before / 2) {
+      if (Date.now() > deadline) {
+        throw new Error(
+          `purge timer did not empty the store: ${JSON.stringify(await store.countByStatus())}, ` +
+            `${store.fileStats().pages} of ${before} pages`,
+        );
+      }
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    expect(await store.countByStatus()).toEqual({ pending: 1, delivered: 0, acked: 0, failed: 0 });
+    expect(await store.get(kept.id)).toBeDefined();
+  });
+
   it('ping writes, and fails once the store is closed', async () => {
     const store = openStore();
     await expect(store.ping()).resolves.toBeUndefined();
