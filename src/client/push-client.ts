@@ -1,7 +1,9 @@
 // The client library, for browsers and Node alike: it uses only the WebSocket API both
-// share (the browser's, or `ws`'s, which offers the same), and fetch.
+// share (the browser's, or `ws`'s, which offers the same), and fetch. Browsers load the
+// compiled file as it is, without a bundler (the demo page), so it imports nothing but
+// the protocol, which imports nothing either.
 import type { MessageFrame, ServerFrame } from '../protocol/frames.js';
-import { ackFrame, CloseCode } from '../protocol/frames.js';
+import { ackFrame, CloseCode, PING_FRAME } from '../protocol/frames.js';
 
 /** What a browser WebSocket and `ws` have in common, as far as this client uses it. */
 export interface WebSocketLike {
@@ -12,6 +14,8 @@ export interface WebSocketLike {
   onerror: ((ev: unknown) => void) | null;
   send(data: string): void;
   close(code?: number, reason?: string): void;
+  /** `ws` only: drops the connection without a closing handshake. */
+  terminate?(): void;
 }
 export type WebSocketConstructor = new (url: string) => WebSocketLike;
 
@@ -24,45 +28,85 @@ export interface PushMessage {
 export type ConnectionState = 'connecting' | 'open' | 'reconnecting' | 'closed';
 
 export interface PushClientOptions {
-  /** dispatch's connect endpoint, e.g. http://127.0.0.1:7003/v1/connect */
+  /** dispatch's connect endpoint, e.g. http://127.0.0.1:7003/v1/connect (in a browser page,
+   *  relative to the page). */
   connectUrl: string;
   /** Called before every connection attempt: return a valid token (cache it yourself). */
   getToken: () => string | Promise<string>;
   /** Defaults to globalThis.WebSocket (browsers, Node ≥ 22). On Node 20 pass `ws`'s. */
   WebSocket?: WebSocketConstructor;
-  /** Ack every message as soon as the message listeners have run (default true). */
+  /** Ack each message once every `message` listener has returned, or the promise it
+   *  returned has resolved (default true). With false, call `ack(id)` yourself. */
   autoAck?: boolean;
   /** Reconnect backoff: full jitter between 0 and min(maxMs, initialMs × 2^n). */
   backoff?: { initialMs?: number; maxMs?: number };
   /** How many recent ids are remembered to drop redelivered duplicates (default 10,000). */
   dedupeWindow?: number;
+  /** An attempt whose /v1/connect request or WebSocket opening handshake takes longer is
+   *  abandoned and retried with backoff (default 10,000 ms). */
+  connectTimeoutMs?: number;
+  /** A heartbeat ping frame is sent this often on an open socket; when no frame of any kind
+   *  has come back one interval after a ping, the socket is dropped and the client
+   *  reconnects through /v1/connect (default 15,000 ms: a dead connection is noticed within
+   *  about twice this). */
+  heartbeatIntervalMs?: number;
 }
 
 interface Events {
   message: PushMessage;
   state: ConnectionState;
-  /** A redelivered message the client had already seen: dropped, but acked again. */
+  /** A redelivered message the client had already processed: dropped, and acked again
+   *  (with autoAck: false, only once `ack(id)` was called for it). */
   duplicate: string;
-  /** A connection attempt or the socket failed; the client retries by itself. */
+  /** A connection attempt, the socket, or a message listener failed; the client retries
+   *  by itself, and a message whose listener failed is processed again on redelivery. */
   error: Error;
 }
-type Listener<K extends keyof Events> = (value: Events[K]) => void;
+type Listener<K extends keyof Events> = K extends 'message'
+  ? (message: PushMessage) => unknown
+  : (value: Events[K]) => void;
+
+const DEFAULTS = {
+  backoffInitialMs: 250,
+  backoffMaxMs: 10_000,
+  dedupeWindow: 10_000,
+  connectTimeoutMs: 10_000,
+  heartbeatIntervalMs: 15_000,
+};
+/** setTimeout fires at once for longer delays. */
+const MAX_DELAY_MS = 2 ** 31 - 1;
 
 /**
  * Connects through /v1/connect, reconnects with jittered backoff (at once when a node
- * restarts: close 1012), acks, and drops messages it has already delivered, since the
- * cluster delivers at least once.
+ * restarts: close 1012), notices dead connections by its heartbeat, acks what its
+ * listeners processed, and drops messages it has already processed, since the cluster
+ * delivers at least once.
  */
 export class PushClient {
   private ws: WebSocketLike | undefined;
   private state: ConnectionState = 'closed';
   private stopped = true;
+  /** Bumped by every attempt and by stop(): an attempt that finds another generation
+   *  current has been superseded and gives up without opening anything. */
+  private generation = 0;
   private failures = 0;
   private retryTimer: ReturnType<typeof setTimeout> | undefined;
-  private readonly seen = new Set<string>();
-  /** Ring of the remembered ids, oldest at `seenNext`, to forget them in order. */
+  /** Ends the attempt in flight: its /v1/connect request, or its socket's handshake. */
+  private cancelAttempt: (() => void) | undefined;
+  private heartbeatTimer: ReturnType<typeof setInterval> | undefined;
+  /** Date.now() of the last frame received, and of the last heartbeat ping sent. */
+  private lastFrameAt = 0;
+  private pingSentAt: number | undefined;
+  /** Ids processed (listeners succeeded), each with whether it was acked: a redelivery of
+   *  an acked one is acked again (its ack may have been lost with a socket). A ring plus a
+   *  Map rather than lru-cache: browsers load this file without a bundler, so it cannot
+   *  import packages. The ring holds the remembered ids, oldest at `seenNext`, to forget
+   *  them in order. */
+  private readonly seen = new Map<string, boolean>();
   private readonly seenRing: (string | undefined)[];
   private seenNext = 0;
+  /** Ids whose listeners are still running: another copy meanwhile is dropped. */
+  private readonly processing = new Set<string>();
   private readonly listeners: { [K in keyof Events]: Set<Listener<K>> } = {
     message: new Set(),
     state: new Set(),
@@ -70,19 +114,60 @@ export class PushClient {
     error: new Set(),
   };
   private readonly WS: WebSocketConstructor;
+  private readonly connectUrl: string;
+  private readonly autoAck: boolean;
+  private readonly backoffInitialMs: number;
+  private readonly backoffMaxMs: number;
+  private readonly connectTimeoutMs: number;
+  private readonly heartbeatIntervalMs: number;
   /** The push node URL of the current or last connection. */
   nodeUrl: string | undefined;
 
+  /** Throws a TypeError or RangeError naming the option when an option is invalid. */
   constructor(private readonly o: PushClientOptions) {
+    if (typeof o !== 'object' || o === null) throw new TypeError('PushClient: options required');
+    this.connectUrl = checkConnectUrl(o.connectUrl);
+    if (typeof o.getToken !== 'function')
+      throw new TypeError('PushClient: getToken must be a function returning a token');
+    if (o.autoAck !== undefined && typeof o.autoAck !== 'boolean')
+      throw new TypeError('PushClient: autoAck must be a boolean');
+    this.autoAck = o.autoAck ?? true;
     const ctor = o.WebSocket ?? (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket;
-    if (!ctor)
-      throw new Error(
-        'no WebSocket implementation: pass options.WebSocket (e.g. the `ws` package)',
+    if (typeof ctor !== 'function')
+      throw new TypeError(
+        'PushClient: no WebSocket implementation: pass options.WebSocket (e.g. the `ws` package)',
       );
     this.WS = ctor;
-    this.seenRing = new Array<string | undefined>(o.dedupeWindow ?? 10_000);
+    this.backoffInitialMs = delay(
+      'backoff.initialMs',
+      o.backoff?.initialMs,
+      DEFAULTS.backoffInitialMs,
+    );
+    this.backoffMaxMs = delay('backoff.maxMs', o.backoff?.maxMs, DEFAULTS.backoffMaxMs);
+    if (this.backoffInitialMs > this.backoffMaxMs)
+      throw new RangeError(
+        `PushClient: backoff.initialMs (${this.backoffInitialMs}) must not exceed backoff.maxMs (${this.backoffMaxMs})`,
+      );
+    this.connectTimeoutMs = delay(
+      'connectTimeoutMs',
+      o.connectTimeoutMs,
+      DEFAULTS.connectTimeoutMs,
+    );
+    this.heartbeatIntervalMs = delay(
+      'heartbeatIntervalMs',
+      o.heartbeatIntervalMs,
+      DEFAULTS.heartbeatIntervalMs,
+    );
+    const window = o.dedupeWindow ?? DEFAULTS.dedupeWindow;
+    if (!Number.isSafeInteger(window) || window < 1)
+      throw new RangeError(
+        `PushClient: dedupeWindow must be an integer of at least 1, got ${String(o.dedupeWindow)}`,
+      );
+    this.seenRing = new Array<string | undefined>(window);
   }
 
+  /** Adds a listener; returns the function that removes it. A `message` listener may
+   *  return a promise: the message is acked once every listener's promise resolved. */
   on<K extends keyof Events>(event: K, listener: Listener<K>): () => void {
     this.listeners[event].add(listener);
     return () => this.listeners[event].delete(listener);
@@ -95,52 +180,82 @@ export class PushClient {
   start(): void {
     if (!this.stopped) return;
     this.stopped = false;
+    this.failures = 0;
     void this.connect();
   }
 
+  /** Closes the socket and ends any attempt in flight; start() begins anew. */
   stop(): void {
     this.stopped = true;
+    this.generation++;
     clearTimeout(this.retryTimer);
-    this.ws?.close(1000, 'client stopped');
-    this.ws = undefined;
+    this.cancelAttempt?.();
+    const ws = this.ws;
+    this.drop();
+    if (ws?.readyState === 1) ws.close(1000, 'client stopped');
+    else if (ws) end(ws);
     this.setState('closed');
   }
 
-  /** Acks a message by id (needed only with autoAck: false). */
+  /** Acks a message by id. Needed only with autoAck: false: call it once the message is
+   *  handled. A redelivery of an id acked this way (its ack lost with a socket) is then
+   *  acked again by the client itself. */
   ack(id: string): void {
+    if (this.seen.has(id)) this.seen.set(id, true);
     if (this.ws?.readyState === 1) this.ws.send(ackFrame(id));
   }
 
   private async connect(): Promise<void> {
     if (this.stopped) return;
+    const generation = ++this.generation;
+    const current = (): boolean => !this.stopped && generation === this.generation;
     this.setState(this.failures === 0 && this.state === 'closed' ? 'connecting' : 'reconnecting');
     let url: string;
     let token: string;
     try {
-      const res = await fetch(this.o.connectUrl, { cache: 'no-store' } as RequestInit);
-      if (!res.ok) throw new Error(`connect endpoint answered ${res.status}`);
-      url = ((await res.json()) as { url: string }).url;
+      url = await this.askForNode();
+      if (!current()) return;
       token = await this.o.getToken();
+    } catch (err) {
+      if (!current()) return;
+      this.emit('error', err instanceof Error ? err : new Error(String(err)));
+      return this.retry(false);
+    }
+    if (!current()) return;
+    this.nodeUrl = url;
+    let ws: WebSocketLike;
+    try {
+      ws = new this.WS(`${url}${url.includes('?') ? '&' : '?'}token=${encodeURIComponent(token)}`);
     } catch (err) {
       this.emit('error', err instanceof Error ? err : new Error(String(err)));
       return this.retry(false);
     }
-    if (this.stopped) return;
-    this.nodeUrl = url;
-    const ws = new this.WS(
-      `${url}${url.includes('?') ? '&' : '?'}token=${encodeURIComponent(token)}`,
-    );
     this.ws = ws;
+    const opening = setTimeout(() => {
+      if (this.ws !== ws) return;
+      this.emit(
+        'error',
+        new Error(`connection to ${url} did not open within ${this.connectTimeoutMs} ms`),
+      );
+      this.abandon(ws);
+    }, this.connectTimeoutMs);
+    this.cancelAttempt = () => clearTimeout(opening);
     ws.onopen = () => {
+      clearTimeout(opening);
+      if (this.ws !== ws) return;
       this.failures = 0;
+      this.startHeartbeat(ws, url);
       this.setState('open');
     };
-    ws.onmessage = (ev) => this.onFrame(ev.data);
-    ws.onerror = () => undefined; // onclose follows, with the code that matters
+    ws.onmessage = (ev) => {
+      if (this.ws === ws) this.onFrame(ev.data);
+    };
+    // Never null: `ws` throws an 'error' event that has no listener. onclose follows.
+    ws.onerror = () => undefined;
     ws.onclose = (ev) => {
+      clearTimeout(opening);
       if (this.ws !== ws) return;
-      this.ws = undefined;
-      if (this.stopped) return;
+      this.drop();
       if (this.state !== 'open')
         this.emit('error', new Error(`connection to ${url} failed (close ${ev.code})`));
       // A restarting node asks its clients to move at once; anything else backs off.
@@ -148,17 +263,91 @@ export class PushClient {
     };
   }
 
+  /** GET /v1/connect: the URL of the push node to connect to, within connectTimeoutMs. */
+  private async askForNode(): Promise<string> {
+    const controller = new AbortController();
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      controller.abort();
+    }, this.connectTimeoutMs);
+    const cancel = (): void => {
+      clearTimeout(timer);
+      controller.abort();
+    };
+    this.cancelAttempt = cancel;
+    try {
+      const res = await fetch(this.connectUrl, {
+        cache: 'no-store',
+        signal: controller.signal,
+      } as RequestInit);
+      if (!res.ok) throw new Error(`connect endpoint answered ${res.status}`);
+      const url = ((await res.json()) as { url?: unknown } | null)?.url;
+      if (typeof url !== 'string' || !/^wss?:\/\//i.test(url))
+        throw new Error(`connect endpoint answered no ws:// or wss:// url: ${String(url)}`);
+      return url;
+    } catch (err) {
+      if (timedOut)
+        throw new Error(`connect endpoint did not answer within ${this.connectTimeoutMs} ms`);
+      throw err;
+    } finally {
+      clearTimeout(timer);
+      // A stop() and start() meanwhile may have begun another attempt: leave its cancel be.
+      if (this.cancelAttempt === cancel) this.cancelAttempt = undefined;
+    }
+  }
+
+  /**
+   * Every heartbeatIntervalMs: when no frame has come since the last ping, the connection
+   * is dead (the node hung, the network changed, the machine slept): drop it and reconnect;
+   * else send the next ping. Throttled timers (a background tab) only make rounds late,
+   * never wrong: what counts is whether a frame came after the ping, not how long ago.
+   */
+  private startHeartbeat(ws: WebSocketLike, url: string): void {
+    this.lastFrameAt = Date.now();
+    this.pingSentAt = undefined;
+    const round = (): void => {
+      if (this.ws !== ws) return;
+      if (this.pingSentAt !== undefined && this.lastFrameAt < this.pingSentAt) {
+        const silentMs = Date.now() - this.lastFrameAt;
+        this.emit('error', new Error(`no frame from ${url} for ${silentMs} ms: reconnecting`));
+        return this.abandon(ws);
+      }
+      this.pingSentAt = Date.now();
+      if (ws.readyState === 1) ws.send(PING_FRAME);
+    };
+    this.heartbeatTimer = setInterval(round, this.heartbeatIntervalMs);
+  }
+
+  /** Gives up on a socket that did not open in time or went silent, and retries. */
+  private abandon(ws: WebSocketLike): void {
+    this.drop();
+    end(ws);
+    this.retry(false);
+  }
+
+  /** Forgets the current socket (its events are ignored from now on) and its timers. */
+  private drop(): void {
+    this.ws = undefined;
+    this.cancelAttempt?.();
+    this.cancelAttempt = undefined;
+    clearInterval(this.heartbeatTimer);
+    this.heartbeatTimer = undefined;
+  }
+
   private retry(immediately: boolean): void {
     if (this.stopped) return;
     this.setState('reconnecting');
-    const initial = this.o.backoff?.initialMs ?? 250;
-    const max = this.o.backoff?.maxMs ?? 10_000;
-    const ceiling = immediately ? 100 : Math.min(max, initial * 2 ** this.failures);
+    const ceiling = immediately
+      ? 100
+      : Math.min(this.backoffMaxMs, this.backoffInitialMs * 2 ** this.failures);
     this.failures++;
+    clearTimeout(this.retryTimer);
     this.retryTimer = setTimeout(() => void this.connect(), Math.random() * ceiling);
   }
 
   private onFrame(data: unknown): void {
+    this.lastFrameAt = Date.now();
     const text = typeof data === 'string' ? data : new TextDecoder().decode(data as ArrayBuffer);
     let frame: ServerFrame;
     try {
@@ -166,25 +355,64 @@ export class PushClient {
     } catch {
       return this.emit('error', new Error('server sent a frame that is not JSON'));
     }
-    if (frame.type === 'error')
+    if (frame?.type === 'error')
       return this.emit('error', new Error(`server: ${frame.code}: ${frame.message}`));
-    if (frame.type !== 'message') return;
+    if (frame?.type !== 'message' || typeof frame.id !== 'string') return; // pong, or newer
     const m = frame as MessageFrame;
-    if (this.seen.has(m.id)) {
+    const acked = this.seen.get(m.id);
+    if (acked !== undefined) {
       this.emit('duplicate', m.id);
-    } else {
-      this.remember(m.id);
-      this.emit('message', { id: m.id, payload: m.payload, createdAt: m.createdAt });
+      if (acked) this.ack(m.id);
+    } else if (!this.processing.has(m.id)) {
+      this.process({ id: m.id, payload: m.payload, createdAt: m.createdAt });
     }
-    if (this.o.autoAck !== false) this.ack(m.id);
   }
 
-  private remember(id: string): void {
+  /**
+   * Runs every message listener on a message. Only when each returned (or its promise
+   * resolved) without an error is the message remembered and acked (autoAck); otherwise
+   * the failure is an `error` event and the message stays unacked and unremembered, so
+   * its redelivery is processed again.
+   */
+  private process(m: PushMessage): void {
+    const failures: unknown[] = [];
+    const pending: PromiseLike<unknown>[] = [];
+    for (const listener of this.listeners.message) {
+      try {
+        const result = listener(m);
+        if (isThenable(result)) pending.push(result);
+      } catch (err) {
+        failures.push(err);
+      }
+    }
+    const settle = (): void => {
+      this.processing.delete(m.id);
+      if (failures.length > 0) {
+        const first = failures[0];
+        const why = first instanceof Error ? first.message : String(first);
+        this.emit(
+          'error',
+          new Error(`a message listener failed on ${m.id}, left unacked: ${why}`, { cause: first }),
+        );
+        return;
+      }
+      this.remember(m.id, this.autoAck);
+      if (this.autoAck) this.ack(m.id);
+    };
+    if (pending.length === 0) return settle();
+    this.processing.add(m.id);
+    void Promise.allSettled(pending).then((results) => {
+      for (const r of results) if (r.status === 'rejected') failures.push(r.reason);
+      settle();
+    });
+  }
+
+  private remember(id: string, acked: boolean): void {
     const evicted = this.seenRing[this.seenNext];
     if (evicted !== undefined) this.seen.delete(evicted);
     this.seenRing[this.seenNext] = id;
     this.seenNext = (this.seenNext + 1) % this.seenRing.length;
-    this.seen.add(id);
+    this.seen.set(id, acked);
   }
 
   private setState(state: ConnectionState): void {
@@ -193,7 +421,60 @@ export class PushClient {
     this.emit('state', state);
   }
 
-  private emit<K extends keyof Events>(event: K, value: Events[K]): void {
-    for (const listener of this.listeners[event]) listener(value);
+  /** Calls the listeners of a non-message event. One that throws is reported as an uncaught
+   *  error, later, so that it cannot break the client's own bookkeeping. */
+  private emit<K extends Exclude<keyof Events, 'message'>>(event: K, value: Events[K]): void {
+    for (const listener of this.listeners[event] as Set<(v: Events[K]) => void>) {
+      try {
+        listener(value);
+      } catch (err) {
+        setTimeout(() => {
+          throw err;
+        });
+      }
+    }
   }
+}
+
+/** Ends a socket that is not wanted any more, without waiting for a closing handshake
+ *  where the implementation allows it (`ws`); a browser's close() is all there is. */
+function end(ws: WebSocketLike): void {
+  ws.onerror = () => undefined;
+  if (typeof ws.terminate === 'function') ws.terminate();
+  else ws.close();
+}
+
+function isThenable(value: unknown): value is PromiseLike<unknown> {
+  return (
+    (typeof value === 'object' || typeof value === 'function') &&
+    value !== null &&
+    typeof (value as { then?: unknown }).then === 'function'
+  );
+}
+
+function checkConnectUrl(value: unknown): string {
+  if (typeof value !== 'string' || value === '')
+    throw new TypeError('PushClient: connectUrl must be the URL of /v1/connect');
+  const base = (globalThis as { location?: { href?: string } }).location?.href;
+  let url: URL;
+  try {
+    url = new URL(value, base);
+  } catch {
+    throw new TypeError(
+      `PushClient: connectUrl ${JSON.stringify(value)} is not a URL${base ? '' : ' (relative URLs only work in a page)'}`,
+    );
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:')
+    throw new TypeError(`PushClient: connectUrl must be http: or https:, got ${url.protocol}`);
+  return url.href;
+}
+
+/** A delay option: a positive number of milliseconds that setTimeout can take. */
+function delay(name: string, value: unknown, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0 || value > MAX_DELAY_MS)
+    throw new RangeError(
+      `PushClient: ${name} must be a number of milliseconds above 0 and at most ${MAX_DELAY_MS}, got ${String(value)}`,
+    );
+  return value;
 }

@@ -17,7 +17,12 @@ export interface ErrorFrame {
   message: string;
 }
 
-export type ServerFrame = MessageFrame | ErrorFrame;
+/** The node's answer to a client's heartbeat ping. */
+export interface PongFrame {
+  type: 'pong';
+}
+
+export type ServerFrame = MessageFrame | ErrorFrame | PongFrame;
 
 /** The longest message id a client may ack. */
 export const MAX_ACK_ID_LENGTH = 128;
@@ -28,12 +33,26 @@ export interface AckFrame {
   id: string;
 }
 
-export type ClientFrame = AckFrame;
+/**
+ * The client's heartbeat: the node answers each with a pong frame and counts it as a sign
+ * of life, like a protocol-level pong. A browser's WebSocket never shows protocol pings
+ * to JavaScript, so a client that wants to notice a half-open connection (laptop sleep, a
+ * network change, a hung node) sends these itself and gives up when nothing comes back.
+ */
+export interface PingFrame {
+  type: 'ping';
+}
+
+export type ClientFrame = AckFrame | PingFrame;
 
 /** The frame a client sends to ack a message. */
 export function ackFrame(id: string): string {
   return JSON.stringify({ type: 'ack', id } satisfies AckFrame);
 }
+
+/** The heartbeat frames, serialized once. */
+export const PING_FRAME = JSON.stringify({ type: 'ping' } satisfies PingFrame);
+export const PONG_FRAME = JSON.stringify({ type: 'pong' } satisfies PongFrame);
 
 /** Why a client frame was refused: the code and message of the error frame it gets. */
 export interface FrameProblem {
@@ -50,10 +69,11 @@ export function parseClientFrame(text: string): ClientFrame | FrameProblem {
     return { code: 'invalid_json', message: 'the frame is not valid JSON' };
   }
   const type = (frame as { type?: unknown } | null)?.type;
+  if (type === 'ping') return { type: 'ping' };
   if (type !== 'ack')
     return {
       code: 'unknown_type',
-      message: `unknown frame type ${JSON.stringify(type ?? null)}: expected "ack"`,
+      message: `unknown frame type ${JSON.stringify(type ?? null)}: expected "ack" or "ping"`,
     };
   const id = (frame as { id?: unknown }).id;
   if (typeof id !== 'string' || id.length === 0 || id.length > MAX_ACK_ID_LENGTH)

@@ -1,6 +1,6 @@
 import { WebSocket, type RawData } from 'ws';
 import { MAX_TRACKED_UNACKED } from '../core/tuning.js';
-import { CloseCode, parseClientFrame, type ErrorFrame } from '../protocol/frames.js';
+import { CloseCode, parseClientFrame, PONG_FRAME, type ErrorFrame } from '../protocol/frames.js';
 import { FrameBudget, type FrameLimits } from './frame-budget.js';
 
 /** What a connection uses of its WebSocket: ws's WebSocket has it all, tests pass a fake. */
@@ -35,7 +35,8 @@ export interface QueuedFrame {
  * letting its buffer grow.
  */
 export class Connection {
-  /** Whether the socket answered the last ping (see keep-alive.ts). */
+  /** Whether the socket showed a sign of life since the last ping round (see keep-alive.ts):
+   *  a protocol-level pong, or a heartbeat ping frame from the client. */
   alive = true;
   /** Live frames that arrived while the socket's replay was being sent: they are pushed
    *  right after it, so the user sees messages in order. Undefined once the replay is out. */
@@ -93,16 +94,21 @@ export class Connection {
     this.send(JSON.stringify({ type: 'error', code, message } satisfies ErrorFrame));
   }
 
-  /** Reads one frame from the client: the id it acks, or undefined after answering a
-   *  frame it could not accept with an error frame (the socket stays open, unless the
-   *  client sends too many such frames, or too many frames at all: then it is closed with
-   *  1008, and what it still sends is ignored). */
+  /** Reads one frame from the client: the id it acks; or undefined after answering a
+   *  heartbeat ping with a pong, or a frame it could not accept with an error frame (the
+   *  socket stays open, unless the client sends too many such frames, or too many frames
+   *  at all: then it is closed with 1008, and what it still sends is ignored). */
   receive(data: RawData, isBinary: boolean): string | undefined {
     const now = Date.now();
     if (!this.countFrame(now)) return undefined;
     if (isBinary) return this.refuse(now, 'binary_not_supported', 'send JSON text frames');
     const frame = parseClientFrame(data.toString());
     if (!('type' in frame)) return this.refuse(now, frame.code, frame.message);
+    if (frame.type === 'ping') {
+      this.alive = true;
+      this.send(PONG_FRAME);
+      return undefined;
+    }
     this.unacked?.delete(frame.id);
     return frame.id;
   }

@@ -12,8 +12,9 @@ export interface KeepAliveOptions {
 
 /**
  * Every WS_PING_INTERVAL: closes sockets whose token expired (4001), cuts sockets that
- * did not answer the last ping (no close frame: they are not listening any more), and
- * pings the others.
+ * showed no sign of life since the last round (no close frame: they are not listening any
+ * more), and pings the others. A sign of life is a protocol-level pong (push-service.ts) or
+ * a heartbeat ping frame from the client (connection.ts): clients of either kind stay.
  */
 export class KeepAlive {
   private timer: NodeJS.Timeout | undefined;
