@@ -24,6 +24,8 @@ export interface SqliteStoreOptions {
   purgeBatch?: number;
   /** How long a write waits for another process's lock before failing. Default 5 s. */
   busyTimeoutMs?: number;
+  /** A cap on the database file: past it, writes fail as on a full disk. Default none. */
+  maxFileBytes?: number;
   log?: { warn(obj: object, msg: string): void };
 }
 
@@ -178,11 +180,22 @@ class CallRefused extends Error {
   }
 }
 
-function refusalReason(err: unknown): string {
+/** A payload that has no JSON text. */
+class NotStorable extends Error {}
+
+/**
+ * Why a message is refused, when retrying it would not help; undefined for any other error
+ * (disk full, I/O error, lock timeout), which fails the whole batch instead.
+ */
+function refusalReason(err: unknown): string | undefined {
+  if (err instanceof NotStorable) return err.message;
   if (err instanceof Database.SqliteError && err.code === 'SQLITE_CONSTRAINT_PRIMARYKEY') {
     return 'a message with this id is already stored';
   }
-  return err instanceof Error ? err.message : String(err);
+  if (err instanceof Database.SqliteError && err.code.startsWith('SQLITE_CONSTRAINT')) {
+    return err.message;
+  }
+  return undefined;
 }
 
 interface Waiter {
@@ -258,6 +271,10 @@ export class SqliteStore implements MessageStore {
       this.db.pragma('cache_size = -65536');
       // After a checkpoint the WAL file is cut back to this size, not left at its peak.
       this.db.pragma('journal_size_limit = 67108864');
+      if (opts.maxFileBytes !== undefined) {
+        const pageSize = this.db.pragma('page_size', { simple: true }) as number;
+        this.db.pragma(`max_page_count = ${Math.max(1, Math.floor(opts.maxFileBytes / pageSize))}`);
+      }
       this.db.exec(SCHEMA);
       this.db.pragma(`user_version = ${SCHEMA_VERSION}`);
     } catch (err) {
@@ -284,7 +301,9 @@ export class SqliteStore implements MessageStore {
           ids.push(id);
           if (id === m.id) inserted.push(this.storedOf(m));
         } catch (err) {
-          refused.push({ index, reason: refusalReason(err) });
+          const reason = refusalReason(err);
+          if (reason === undefined) throw err;
+          refused.push({ index, reason });
         }
       }
       if (refused.length > 0) throw new CallRefused(refused);
@@ -514,8 +533,13 @@ export class SqliteStore implements MessageStore {
         this.stmt.releaseKey.run(holder.id);
       }
     }
-    const payload = JSON.stringify(m.payload) as string | undefined;
-    if (payload === undefined) throw new Error('the payload is not a JSON value');
+    let payload: string | undefined;
+    try {
+      payload = JSON.stringify(m.payload) as string | undefined;
+    } catch (err) {
+      throw new NotStorable(`the payload cannot be serialized: ${(err as Error).message}`);
+    }
+    if (payload === undefined) throw new NotStorable('the payload is not a JSON value');
     this.stmt.insert.run({
       id: m.id,
       to: m.to,

@@ -182,6 +182,32 @@ describe('SqliteStore', () => {
     expect(await store.get(kept.id)).toBeDefined();
   });
 
+  it('a full disk fails the whole insert batch as unavailable, never as a refusal', async () => {
+    const store = SqliteStore.open({ path, purgeIntervalMs: 0, maxFileBytes: 512 * 1024 });
+    open.push(store);
+    const stored: string[] = [];
+    let failure: unknown;
+    while (failure === undefined) {
+      const batch = Array.from({ length: 20 }, () => message('u', { payload: 'x'.repeat(1000) }));
+      const results = await Promise.allSettled(batch.map((m) => store.insert([m])));
+      for (const [i, r] of results.entries()) {
+        if (r.status === 'rejected') failure = r.reason;
+        else {
+          // Never a refusal: a full disk is not the message's fault.
+          expect(r.value.refused).toEqual([]);
+          stored.push(batch[i]!.id);
+        }
+      }
+      // All or nothing per batch: one commit.
+      expect(results.every((r) => r.status === results[0]!.status)).toBe(true);
+    }
+    expect(String(failure)).toMatch(/full/i);
+    expect(stored.length).toBeGreaterThan(0);
+    for (const id of stored.slice(-5)) expect(await store.get(id)).toBeDefined();
+    // Other writes go on where they need no new page.
+    expect(await store.markAcked('u', stored.slice(0, 5), new Date())).toBe(5);
+  });
+
   it('ping writes, and fails once the store is closed', async () => {
     const store = openStore();
     await expect(store.ping()).resolves.toBeUndefined();
