@@ -73,6 +73,9 @@ interface Waiter {
 const COLLECTION = 'messages';
 const HEALTH = 'health';
 const DUPLICATE_KEY = 11000;
+/** Write errors that a retry of the same document would meet again: BadValue,
+ *  DocumentValidationFailure, BSONObjectTooLarge, DuplicateKey. */
+const PERMANENT_WRITE_ERRORS = new Set([2, 121, 10334, DUPLICATE_KEY]);
 const OPEN: MessageStatus[] = ['pending', 'delivered'];
 const STATUSES: readonly MessageStatus[] = ['pending', 'delivered', 'acked', 'failed'];
 /** Caps the exponent of the ack retry backoff: 2^40 × base is past any sensible max. */
@@ -675,6 +678,9 @@ export class MongoStore implements MessageStore {
       } catch (err) {
         const writeErrors = perDocumentErrors(err);
         if (!writeErrors) throw err;
+        // A document failed for a passing reason (a step-down, a time limit): retrying the
+        // batch may work, so the outcome is unknown rather than a refusal.
+        if (writeErrors.some((we) => !PERMANENT_WRITE_ERRORS.has(we.code))) throw err;
         for (const we of writeErrors) {
           const slot = round[we.index];
           if (!slot) continue;
