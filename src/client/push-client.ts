@@ -105,8 +105,9 @@ export class PushClient {
   private readonly seen = new Map<string, boolean>();
   private readonly seenRing: (string | undefined)[];
   private seenNext = 0;
-  /** Ids whose listeners are still running: another copy meanwhile is dropped. */
-  private readonly processing = new Set<string>();
+  /** Ids whose listeners are running, each with whether ack(id) was called meanwhile
+   *  (autoAck: false): another copy of one of them is dropped. */
+  private readonly processing = new Map<string, boolean>();
   private readonly listeners: { [K in keyof Events]: Set<Listener<K>> } = {
     message: new Set(),
     state: new Set(),
@@ -202,6 +203,7 @@ export class PushClient {
    *  acked again by the client itself. */
   ack(id: string): void {
     if (this.seen.has(id)) this.seen.set(id, true);
+    else if (this.processing.has(id)) this.processing.set(id, true);
     if (this.ws?.readyState === 1) this.ws.send(ackFrame(id));
   }
 
@@ -377,6 +379,7 @@ export class PushClient {
   private process(m: PushMessage): void {
     const failures: unknown[] = [];
     const pending: PromiseLike<unknown>[] = [];
+    this.processing.set(m.id, false);
     for (const listener of this.listeners.message) {
       try {
         const result = listener(m);
@@ -386,6 +389,7 @@ export class PushClient {
       }
     }
     const settle = (): void => {
+      const ackedMeanwhile = this.processing.get(m.id) === true;
       this.processing.delete(m.id);
       if (failures.length > 0) {
         const first = failures[0];
@@ -396,11 +400,10 @@ export class PushClient {
         );
         return;
       }
-      this.remember(m.id, this.autoAck);
+      this.remember(m.id, this.autoAck || ackedMeanwhile);
       if (this.autoAck) this.ack(m.id);
     };
     if (pending.length === 0) return settle();
-    this.processing.add(m.id);
     void Promise.allSettled(pending).then((results) => {
       for (const r of results) if (r.status === 'rejected') failures.push(r.reason);
       settle();
