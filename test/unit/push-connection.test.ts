@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { MAX_TRACKED_UNACKED } from '../../src/core/tuning.js';
-import { CloseCode, ackFrame } from '../../src/protocol/frames.js';
+import { CloseCode, PING_FRAME, ackFrame } from '../../src/protocol/frames.js';
 import { fakeConnection } from './push-fakes.js';
 
 const text = (s: string) => Buffer.from(s);
@@ -53,5 +53,24 @@ describe('Connection', () => {
       'binary_not_supported',
     ]);
     expect(socket.closed).toBeUndefined();
+  });
+
+  it('answers a heartbeat ping with a pong, as a sign of life, without counting it invalid', () => {
+    const { conn, socket } = fakeConnection('alice', { maxInvalidFrames: 1 });
+    conn.alive = false; // a keep-alive round has pinged it
+    for (let i = 0; i < 5; i++) expect(conn.receive(text(PING_FRAME), false)).toBeUndefined();
+    expect(conn.alive).toBe(true);
+    expect(socket.frames).toEqual(Array.from({ length: 5 }, () => ({ type: 'pong' })));
+    expect(socket.closed).toBeUndefined();
+  });
+
+  it('counts heartbeat pings against the frame budget like any frame', () => {
+    const { conn, socket } = fakeConnection('alice', { maxFramesPerSecond: 3 });
+    for (let i = 0; i < 4; i++) conn.receive(text(PING_FRAME), false);
+    expect(socket.frames).toHaveLength(3);
+    expect(socket.closed).toEqual({
+      code: CloseCode.PolicyViolation,
+      reason: 'over 3 frames per second',
+    });
   });
 });

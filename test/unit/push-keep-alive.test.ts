@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { CloseCode } from '../../src/protocol/frames.js';
+import { CloseCode, PING_FRAME } from '../../src/protocol/frames.js';
 import { KeepAlive } from '../../src/push/keep-alive.js';
 import { fakeConnection } from './push-fakes.js';
 
@@ -60,5 +60,17 @@ describe('KeepAlive', () => {
       reason: 'token expired',
     });
     expect(expiring.socket.pings).toBe(1);
+  });
+
+  it('keeps a socket whose client sent a heartbeat ping frame instead of a protocol pong', () => {
+    const browser = fakeConnection('alice');
+    const { round } = setup(browser);
+    round();
+    browser.conn.receive(Buffer.from(PING_FRAME), false);
+    round();
+    expect(browser.socket.terminated).toBe(false);
+    expect(browser.socket.pings).toBe(2);
+    round(); // nothing since: cut
+    expect(browser.socket.terminated).toBe(true);
   });
 });
