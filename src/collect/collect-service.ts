@@ -10,6 +10,7 @@ import type { IngestResponse, MessageView } from '../protocol/public-api.js';
 import { ServiceHost } from '../core/service-host.js';
 import type { MessageStore, StoredMessage } from '../store/message-store.js';
 import { LeaderLock } from '../core/leader.js';
+import { HANDOFF_BODY_SHARE, INTERNAL_BODY_FACTOR } from '../core/tuning.js';
 import { envelopeOf, Handoff } from './handoff.js';
 import { RedeliverySweeper } from './redelivery-sweeper.js';
 import { ingest, type IngestOptions } from './ingest.js';
@@ -51,6 +52,7 @@ export function createCollectService(
     log,
     ackRetry: retry,
     unroutedRecheckMs: config.UNROUTED_RECHECK,
+    maxBatchBytes: config.MAX_BODY_BYTES * INTERNAL_BODY_FACTOR * HANDOFF_BODY_SHARE,
   });
   const sweeper = new RedeliverySweeper({
     store,

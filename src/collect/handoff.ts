@@ -1,7 +1,13 @@
 import type { Logger } from '../core/logger.js';
-import type { Peers } from '../core/peers.js';
+import { PeerError, type Peers } from '../core/peers.js';
+import { sendSplitting, tooLarge } from '../core/send-splitting.js';
 import { HANDOFF_MAX_BATCH, HANDOFF_RETRY_MS } from '../core/tuning.js';
-import { handoffHop, type Envelope, type ResponseOf } from '../protocol/hops.js';
+import {
+  handoffHop,
+  serializedEnvelopes,
+  type Envelope,
+  type ResponseOf,
+} from '../protocol/hops.js';
 import type { AckRetry, MessageStore, StoredMessage } from '../store/message-store.js';
 
 export function envelopeOf(m: StoredMessage): Envelope {
@@ -17,8 +23,11 @@ export function envelopeOf(m: StoredMessage): Envelope {
 export type HandoffOrigin = 'ingest' | 'sweep';
 
 interface Queued {
-  envelope: Envelope;
+  id: string;
   origin: HandoffOrigin;
+  /** The envelope as JSON, serialized once, and its size in bytes. */
+  json: string;
+  bytes: number;
 }
 
 export interface HandoffOptions {
@@ -29,12 +38,19 @@ export interface HandoffOptions {
   ackRetry: AckRetry;
   /** UNROUTED_RECHECK */
   unroutedRecheckMs: number;
+  /** Most bytes of envelopes in one hand-off: well under what dispatch (and, for each
+   *  node's share, a push node) takes in one internal body. */
+  maxBatchBytes: number;
 }
 
 /**
- * Hands stored messages to dispatch, batched per turn of the event loop, and records in
- * the store what became of each: delivered (its ack is now awaited), unrouted (it waits
- * for its user to connect) or not handed over (tried again shortly).
+ * Hands stored messages to dispatch, batched per turn of the event loop and bounded by
+ * count and by bytes, and records in the store what became of each: delivered (its ack is
+ * now awaited), unrouted (it waits for its user to connect) or not handed over (tried
+ * again shortly). A batch dispatch refuses as too large (413) is split in halves; a single
+ * message too large for the hop by itself — which ingestion's limits prevent, unless the
+ * settings changed since it was stored — fails with that reason instead of being retried
+ * until it expires.
  */
 export class Handoff {
   private batch: Queued[] = [];
@@ -49,7 +65,10 @@ export class Handoff {
   }
 
   enqueue(messages: StoredMessage[], origin: HandoffOrigin): void {
-    for (const m of messages) this.batch.push({ envelope: envelopeOf(m), origin });
+    for (const m of messages) {
+      const json = JSON.stringify(envelopeOf(m));
+      this.batch.push({ id: m.id, origin, json, bytes: Buffer.byteLength(json) });
+    }
     // Whatever arrives in the same turn of the event loop travels together: under load
     // that is a batch, and a lone message waits for nothing.
     if (this.batch.length >= HANDOFF_MAX_BATCH) this.flush();
@@ -59,20 +78,48 @@ export class Handoff {
   private flush(): void {
     clearImmediate(this.scheduled);
     this.scheduled = undefined;
-    while (this.batch.length > 0) {
-      const chunk = this.batch.splice(0, HANDOFF_MAX_BATCH);
-      const p = this.send(chunk).finally(() => this.inFlight.delete(p));
+    let start = 0;
+    while (start < this.batch.length) {
+      let end = start;
+      let bytes = 0;
+      while (
+        end < this.batch.length &&
+        end - start < HANDOFF_MAX_BATCH &&
+        (end === start || bytes + (this.batch[end] as Queued).bytes <= this.o.maxBatchBytes)
+      )
+        bytes += (this.batch[end++] as Queued).bytes;
+      const chunk = this.batch.slice(start, end);
+      start = end;
+      const p = this.sendChunk(chunk).finally(() => this.inFlight.delete(p));
       this.inFlight.add(p);
     }
+    this.batch = [];
   }
 
-  private async send(chunk: Queued[]): Promise<void> {
+  private sendChunk(chunk: readonly Queued[]): Promise<void> {
+    return sendSplitting(chunk, (part) => this.send(part), {
+      splitOn: tooLarge,
+      onRefused: (q, err) => {
+        this.log.error(
+          { msgId: q.id, bytes: q.bytes, err: err.message },
+          'message too large for the hand-off hop: failed',
+        );
+        return this.record(() =>
+          this.store.markFailed([q.id], new Date(), 'too large for the hand-off hop'),
+        );
+      },
+    });
+  }
+
+  /** One hand-off; a 413 is thrown for sendSplitting, anything else is recorded here. */
+  private async send(chunk: readonly Queued[]): Promise<void> {
     const now = Date.now();
-    const ids = chunk.map((q) => q.envelope.id);
+    const ids = chunk.map((q) => q.id);
     let res: ResponseOf<typeof handoffHop>;
     try {
-      res = await this.o.dispatch.call(handoffHop, { messages: chunk.map((q) => q.envelope) });
+      res = await this.o.dispatch.call(handoffHop, serializedEnvelopes(chunk.map((q) => q.json)));
     } catch (err) {
+      if (err instanceof PeerError && tooLarge(err)) throw err;
       this.log.warn(
         { err: (err as Error).message, messages: chunk.length },
         'dispatch failed: will retry',
@@ -85,8 +132,7 @@ export class Handoff {
     const recheck: string[] = [];
     const waitForConnect: string[] = [];
     for (const q of chunk) {
-      if (unrouted.has(q.envelope.id))
-        (q.origin === 'ingest' ? recheck : waitForConnect).push(q.envelope.id);
+      if (unrouted.has(q.id)) (q.origin === 'ingest' ? recheck : waitForConnect).push(q.id);
     }
     const failed = ids.filter((id) => !delivered.has(id) && !unrouted.has(id));
     await Promise.all([

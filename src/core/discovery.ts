@@ -1,5 +1,6 @@
 import type { ConsulClient as Consul } from './consul.js';
 import type { Logger } from './logger.js';
+import { WATCH_RESTART_MAX_MS } from './tuning.js';
 
 /** One passing instance of a service, as Consul reports it. */
 export interface Instance {
@@ -44,6 +45,9 @@ export class ServiceView {
   private known: readonly Instance[] = [];
   private byId = new Map<string, Instance>();
   private watch: ReturnType<Consul['watch']> | undefined;
+  private stopped = false;
+  private restarts = 0;
+  private restartTimer: NodeJS.Timeout | undefined;
   private failing = false;
   private firstAnswer: Promise<void>;
   private resolveFirst!: () => void;
@@ -54,24 +58,8 @@ export class ServiceView {
 
   /** Starts watching; resolves on Consul's first answer, or after `timeoutMs` with an empty view. */
   async start(timeoutMs = 5000): Promise<void> {
-    const { consul, service } = this.o;
-    this.watch = consul.watch({
-      method: consul.health.service,
-      options: { service, passing: 'true', wait: `${this.o.waitSeconds ?? 30}s` },
-      backoffFactor: 100,
-      backoffMax: 5000,
-    });
-    this.watch.on('change', (entries: HealthEntry[]) => this.update(entries));
-    this.watch.on('error', (err: Error) => {
-      this.o.onError?.();
-      if (!this.failing) {
-        this.o.log.warn(
-          { service, err: err.message, kept: this.list.length },
-          'consul watch failing: keeping the last known instances',
-        );
-      }
-      this.failing = true;
-    });
+    this.stopped = false;
+    this.open();
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([
       this.firstAnswer,
@@ -81,8 +69,48 @@ export class ServiceView {
   }
 
   stop(): void {
+    this.stopped = true;
+    clearTimeout(this.restartTimer);
     this.watch?.end();
     this.watch = undefined;
+  }
+
+  /**
+   * Starts a blocking-query watch. The library retries most errors itself, but ends the
+   * watch for good on some (a 400 answer, say): whatever ended it, a new one is started
+   * after a backoff (1 s doubling to 30 s), so the view never freezes while we run.
+   */
+  private open(): void {
+    const { consul, service } = this.o;
+    const watch = consul.watch({
+      method: consul.health.service,
+      options: { service, passing: 'true', wait: `${this.o.waitSeconds ?? 30}s` },
+      backoffFactor: 100,
+      backoffMax: 5000,
+    });
+    this.watch = watch;
+    watch.on('change', (entries: HealthEntry[]) => {
+      this.restarts = 0;
+      this.update(entries);
+    });
+    watch.on('error', (err: Error) => {
+      this.o.onError?.();
+      if (!this.failing) {
+        this.o.log.warn(
+          { service, err: err.message, kept: this.list.length },
+          'consul watch failing: keeping the last known instances',
+        );
+      }
+      this.failing = true;
+    });
+    watch.on('end', () => {
+      if (this.stopped || this.watch !== watch) return;
+      this.failing = true;
+      const delayMs = Math.min(WATCH_RESTART_MAX_MS, 1000 * 2 ** this.restarts++);
+      this.restartTimer = setTimeout(() => {
+        if (!this.stopped) this.open();
+      }, delayMs);
+    });
   }
 
   get service(): string {

@@ -8,6 +8,7 @@ export type Stage =
   | 'pushed' // push: written to a socket (one per socket)
   | 'delivered' // push: reached at least one socket of its user
   | 'acked' // collect: acked by the client
+  | 'ack_refused' // push: an ack collect refused for good (dropped; the message is pushed again)
   | 'redelivered' // collect: handed to dispatch again by the sweeper
   | 'failed'; // collect: never acked after MAX_ATTEMPTS pushes
 

@@ -1,6 +1,6 @@
 import { Agent, request } from 'node:http';
 import type { ServiceView, Instance } from './discovery.js';
-import { INTERNAL_SECRET_HEADER, type Hop } from '../protocol/hops.js';
+import { INTERNAL_SECRET_HEADER, type Hop, type Serialized } from '../protocol/hops.js';
 
 /** Internal hops go to the instance's internal port when it has one of its own. */
 function portFor(instance: Instance, hop: Hop<unknown, unknown>): number {
@@ -66,7 +66,7 @@ export class Peers {
   }
 
   /** Calls some passing instance, trying up to three before giving up. */
-  async call<Req, Res>(hop: Hop<Req, Res>, body: Req): Promise<Res> {
+  async call<Req, Res>(hop: Hop<Req, Res>, body: Req | Serialized<Req>): Promise<Res> {
     let instances = this.view.instances();
     if (instances.length === 0 && this.tryLastKnown) instances = this.view.lastKnown();
     if (instances.length === 0)
@@ -85,8 +85,13 @@ export class Peers {
   }
 
   /** Calls one instance. Its answer is typed by the hop, not checked: peers are ours. */
-  callInstance<Req, Res>(instance: Instance, hop: Hop<Req, Res>, body: Req): Promise<Res> {
-    const payload = JSON.stringify(body);
+  callInstance<Req, Res>(
+    instance: Instance,
+    hop: Hop<Req, Res>,
+    body: Req | Serialized<Req>,
+  ): Promise<Res> {
+    // Every request body is an object: a string is one already serialized.
+    const payload = typeof body === 'string' ? body : JSON.stringify(body);
     const { path } = hop;
     const method = 'POST';
     return new Promise<Res>((resolve, reject) => {

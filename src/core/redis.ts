@@ -1,9 +1,11 @@
 import { Redis } from 'ioredis';
 import type { Logger } from './logger.js';
+import { REDIS_COMMAND_TIMEOUT_MS } from './tuning.js';
 
 /**
  * A Redis client for a service. Commands fail fast while Redis is down (no offline
- * queue: callers retry on their own terms), reconnection goes on in the background,
+ * queue: callers retry on their own terms) or hung (REDIS_COMMAND_TIMEOUT_MS), reconnection
+ * goes on in the background,
  * and an outage is logged once rather than at every reconnect attempt.
  */
 export function createRedis(url: string, log: Logger, onError?: () => void): Redis {
@@ -11,6 +13,7 @@ export function createRedis(url: string, log: Logger, onError?: () => void): Red
     maxRetriesPerRequest: 2,
     enableOfflineQueue: false,
     lazyConnect: true,
+    commandTimeout: REDIS_COMMAND_TIMEOUT_MS,
   });
   let down = false;
   redis.on('error', (err: Error) => {

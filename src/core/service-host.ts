@@ -18,6 +18,7 @@ import {
   requireInternalSecret,
   type HealthProbe,
 } from './http.js';
+import { INTERNAL_BODY_FACTOR } from './tuning.js';
 import { validate } from './validation.js';
 import type { Logger } from './logger.js';
 import { Metrics } from './metrics.js';
@@ -25,8 +26,6 @@ import { Registration } from './registry.js';
 
 export const VERSION = '0.1.0';
 const STALL_LIMIT_MS = 1000;
-/** Internal bodies carry batches: they may be this many times MAX_BODY_BYTES. */
-const INTERNAL_BODY_FACTOR = 16;
 
 export interface HostOptions {
   config: Config;

@@ -3,6 +3,23 @@
 // One flat list of named values, each with what it bounds and why it has this value,
 // grouped by service. Change one here, not where it is used.
 
+// ---- every service -----------------------------------------------------------------
+
+/** Internal bodies carry batches: they may be this many times MAX_BODY_BYTES. */
+export const INTERNAL_BODY_FACTOR = 16;
+
+/** The share of an internal body a hand-off batch may fill, so that it (and each push
+ *  node's part of it, re-serialized by dispatch) always fits the next hop. */
+export const HANDOFF_BODY_SHARE = 0.5;
+
+/** Longest wait before a Consul watch that ended by itself is started again (the wait
+ *  doubles from 1 s). */
+export const WATCH_RESTART_MAX_MS = 30_000;
+
+/** How long one Redis command may take before it fails (a hung Redis must not stall
+ *  connects, renewals or hand-offs: callers retry on their own terms). */
+export const REDIS_COMMAND_TIMEOUT_MS = 1000;
+
 // ---- push node -------------------------------------------------------------------
 
 /** Unacked messages per page of a replay (`unackedHop`): a replay pages until none is left. */

@@ -2,6 +2,7 @@ import type { Config } from '../core/config.js';
 import type { ConsulClient } from '../core/consul.js';
 import { ServiceView } from '../core/discovery.js';
 import { HttpError } from '../core/http.js';
+import { sendSplitting, tooLarge } from '../core/send-splitting.js';
 import type { Logger } from '../core/logger.js';
 import { Peers } from '../core/peers.js';
 import { LeaderLock } from '../core/leader.js';
@@ -61,10 +62,27 @@ export function createDispatchService(
   const forwardDeps: ForwardDeps = {
     lookupRoutes: (userIds) => routes.lookup(userIds),
     passingNode: (nodeId) => pushView.get(nodeId),
+    // A node's share of a hand-off is at most half an internal body (HANDOFF_BODY_SHARE),
+    // so it fits; a node set up with a smaller limit answers 413, and the share is split.
     forward: async (node, messages) => {
-      const res = await pushNodes.callInstance(node, forwardHop, { messages });
-      host.metrics.stage('forwarded').inc(messages.length);
-      return res;
+      const delivered: string[] = [];
+      await sendSplitting(
+        messages,
+        async (part) => {
+          const res = await pushNodes.callInstance(node, forwardHop, { messages: [...part] });
+          host.metrics.stage('forwarded').inc(part.length);
+          delivered.push(...res.delivered);
+        },
+        {
+          splitOn: tooLarge,
+          onRefused: (m, err) =>
+            log.error(
+              { msgId: m.id, node: node.id, err: err.message },
+              'push node refuses a message as too large: it reaches the user by replay only',
+            ),
+        },
+      );
+      return { delivered };
     },
     onNodeFailed: (nodeId, messages, err) =>
       log.warn({ err: err.message, node: nodeId, messages }, 'push node did not take its messages'),

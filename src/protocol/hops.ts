@@ -98,5 +98,16 @@ export const verifyHop = hop(
   z.object({ userId: z.string(), expiresAt: z.string() }),
 );
 
+/**
+ * A request body already serialized as JSON, for a caller that builds it from parts it
+ * serialized once (to bound a batch by its bytes without serializing it twice).
+ */
+export type Serialized<T> = string & { readonly __serializedFrom?: T };
+
+/** `{"messages":[…]}` from envelopes each already serialized. */
+export function serializedEnvelopes(parts: readonly string[]): Serialized<{ messages: Envelope[] }> {
+  return `{"messages":[${parts.join(',')}]}`;
+}
+
 export type RequestOf<H> = H extends Hop<infer Req, unknown> ? Req : never;
 export type ResponseOf<H> = H extends Hop<unknown, infer Res> ? Res : never;

@@ -53,7 +53,11 @@ export function createPushService(config: Config, log: Logger, consul: ConsulCli
 
   // ---- the parts ------------------------------------------------------------------
   const authenticator = new Authenticator({ auth, cacheMs: config.TOKEN_CACHE_SECONDS * 1000 });
-  const acks = new AckBatcher(collect, log);
+  const acks = new AckBatcher({
+    collect,
+    log,
+    onRefused: (n) => metrics.stage('ack_refused').inc(n),
+  });
   const replay = new Replay({
     collect,
     log,

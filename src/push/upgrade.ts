@@ -39,17 +39,16 @@ async function upgrade(
     return refuse(socket, 404, 'not_found', 'WebSocket endpoint is /ws');
   const url = new URL(req.url ?? '/', 'http://x');
   if (url.pathname !== '/ws') return refuse(socket, 404, 'not_found', 'WebSocket endpoint is /ws');
-  if (o.isDraining())
-    return refuse(
-      socket,
-      503,
-      'draining',
-      'this node is shutting down: ask /v1/connect for another',
-    );
+  const draining = (): void =>
+    refuse(socket, 503, 'draining', 'this node is shutting down: ask /v1/connect for another');
+  if (o.isDraining()) return draining();
   const token = url.searchParams.get('token') ?? bearer(req.headers.authorization);
   const outcome = await o.authenticator.verify(token ?? undefined);
   if (!outcome.ok) return refuse(socket, outcome.status, outcome.code, outcome.message);
   if (socket.destroyed) return;
+  // The token check takes a round trip: a drain may have begun meanwhile, and a socket
+  // let in now would be closed (or, worse, missed) by it.
+  if (o.isDraining()) return draining();
   o.wss.handleUpgrade(req, socket, head, (ws) => o.open(ws, outcome.userId, outcome.expiresAt));
 }
 

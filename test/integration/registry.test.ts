@@ -1,3 +1,5 @@
+import { createServer, request } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/core/config.js';
 import { createConsul, type ConsulClient } from '../../src/core/consul.js';
@@ -198,6 +200,45 @@ describe('registry core against a real Consul agent', () => {
     } finally {
       view.stop();
       await host.stop();
+    }
+  });
+
+  it('starts a new watch when Consul ends one with a 400, and follows the service again', async () => {
+    // A real HTTP hop in front of the agent that answers the first blocking queries 400,
+    // as an agent does to a query it will not serve, then passes everything through.
+    let refusals = 2;
+    const proxy = createServer((req, res) => {
+      if (refusals > 0 && req.url?.startsWith('/v1/health/service/')) {
+        refusals--;
+        res.writeHead(400).end('Invalid query');
+        return;
+      }
+      const [host, port] = deps.consul.addr.split(':');
+      const upstream = request(
+        { host, port: Number(port), path: req.url, method: req.method, headers: req.headers },
+        (answer) => {
+          res.writeHead(answer.statusCode ?? 502, answer.headers);
+          answer.pipe(res);
+        },
+      );
+      req.pipe(upstream);
+    });
+    await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', r));
+    const viaProxy = createConsul(`127.0.0.1:${(proxy.address() as AddressInfo).port}`);
+    const view = new ServiceView({ consul: viaProxy, log, service: 'watched', waitSeconds: 2 });
+    try {
+      await consul.agent.service.register({ id: 'watched-1', name: 'watched', port: 1 });
+      await view.start(500);
+      await waitFor(
+        'the view to show the instance after two refused watches',
+        () => view.get('watched-1') !== undefined,
+        10_000,
+      );
+      expect(refusals).toBe(0);
+    } finally {
+      view.stop();
+      proxy.close();
+      await consul.agent.service.deregister('watched-1');
     }
   });
 });

@@ -3,7 +3,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startRedisServer, type RedisServer } from '../../src/launcher/redis-server.js';
 import { waitFor } from '../../src/launcher/child.js';
 import { nodeUsersKey, routeKey } from '../../src/core/redis-keys.js';
+import { createRedis } from '../../src/core/redis.js';
 import { Routes } from '../../src/core/routes.js';
+import { testLog } from '../support/silent-log.js';
 
 let server: RedisServer;
 let redis: Redis;
@@ -84,5 +86,20 @@ describe('routes in a real Redis', () => {
     const score = Number(await redis.zscore(routeKey('fay'), 'n7'));
     expect(score - redisNow).toBeGreaterThanOrEqual(30_000);
     expect(score - redisNow).toBeLessThan(31_000);
+  });
+
+  it('fails a command of a service client within the command timeout while Redis hangs', async () => {
+    const client = createRedis(server.url, testLog('routes-test'));
+    await client.connect();
+    const routes = new Routes(client, 30_000);
+    server.child.kill('SIGSTOP');
+    try {
+      // Without the timeout this would wait for as long as Redis hangs.
+      await expect(routes.add('n8', 'gus')).rejects.toThrow(/timed out/i);
+    } finally {
+      server.child.kill('SIGCONT');
+      client.disconnect();
+    }
+    expect(await redis.ping()).toBe('PONG');
   });
 });

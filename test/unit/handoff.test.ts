@@ -1,6 +1,7 @@
 import { monotonicFactory } from 'ulid';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { Handoff } from '../../src/collect/handoff.js';
+import { PeerError } from '../../src/core/peers.js';
 import { handoffHop, type Hop } from '../../src/protocol/hops.js';
 import type { NewMessage, StoredMessage } from '../../src/store/message-store.js';
 import { SqliteStore } from '../../src/store/sqlite-store.js';
@@ -15,12 +16,15 @@ type Answer = (ids: string[]) => { delivered: string[]; unrouted: string[] } | E
 let store: SqliteStore;
 let calls: string[][];
 
-function handoff(answer: Answer): Handoff {
+/** A hand-off to a dispatch that answers with `answer`, and 413 to a body over `peerLimit`. */
+function handoff(answer: Answer, maxBatchBytes = 16 * 1024 * 1024, peerLimit = Infinity): Handoff {
   return new Handoff({
     dispatch: {
-      call: (async (hop: Hop<unknown, unknown>, body: { messages: { id: string }[] }) => {
+      call: (async (hop: Hop<unknown, unknown>, body: string | { messages: { id: string }[] }) => {
         expect(hop).toBe(handoffHop);
-        const ids = body.messages.map((m) => m.id);
+        const text = typeof body === 'string' ? body : JSON.stringify(body);
+        if (Buffer.byteLength(text) > peerLimit) throw new PeerError(413, 'payload_too_large');
+        const ids = (JSON.parse(text) as { messages: { id: string }[] }).messages.map((m) => m.id);
         calls.push(ids);
         const out = answer(ids);
         if (out instanceof Error) throw out;
@@ -31,15 +35,20 @@ function handoff(answer: Answer): Handoff {
     log: testLog('handoff'),
     ackRetry: ACK_RETRY,
     unroutedRecheckMs: RECHECK_MS,
+    maxBatchBytes,
   });
 }
 
-async function stored(count: number, to = 'alice'): Promise<StoredMessage[]> {
+async function stored(
+  count: number,
+  to = 'alice',
+  payload: unknown = { n: 1 },
+): Promise<StoredMessage[]> {
   const now = Date.now();
   const messages: NewMessage[] = Array.from({ length: count }, () => ({
     id: ulid(),
     to,
-    payload: { n: 1 },
+    payload,
     createdAt: new Date(now),
     expiresAt: new Date(now + 3_600_000),
     nextAttemptAt: new Date(now + 5000),
@@ -108,5 +117,39 @@ describe('Handoff', () => {
     await h.drain();
     expect(Math.max(...calls.map((c) => c.length))).toBe(1000);
     expect(calls.flat()).toEqual(messages.map((m) => m.id));
+  });
+
+  it('bounds each hand-off by bytes as well as by count', async () => {
+    const messages = await stored(10, 'alice', 'x'.repeat(10_000));
+    const h = handoff((ids) => ({ delivered: ids, unrouted: [] }), 35_000);
+    h.enqueue(messages, 'ingest');
+    await h.drain();
+    // About 10.1 KB per envelope: three fit in 35 KB.
+    expect(calls.map((c) => c.length)).toEqual([3, 3, 3, 1]);
+    expect(calls.flat()).toEqual(messages.map((m) => m.id));
+  });
+
+  it('splits a batch dispatch refuses as too large until the parts pass', async () => {
+    const messages = await stored(8, 'alice', 'x'.repeat(10_000));
+    const h = handoff((ids) => ({ delivered: ids, unrouted: [] }), Infinity, 25_000);
+    h.enqueue(messages, 'ingest');
+    await h.drain();
+    const delivered = calls.filter((c) => c.length <= 2).flat();
+    expect(delivered.sort()).toEqual(messages.map((m) => m.id).sort());
+    for (const m of messages) expect((await store.get(m.id))?.status).toBe('delivered');
+  });
+
+  it('fails a single message that no hand-off can carry, and hands off the rest', async () => {
+    const [small] = await stored(1, 'alice', 'small');
+    const [huge] = await stored(1, 'alice', 'x'.repeat(50_000));
+    const h = handoff((ids) => ({ delivered: ids, unrouted: [] }), Infinity, 20_000);
+    h.enqueue([small!, huge!], 'ingest');
+    await h.drain();
+    expect((await store.get(small!.id))?.status).toBe('delivered');
+    const failed = await store.get(huge!.id);
+    expect([failed?.status, failed?.failReason]).toEqual([
+      'failed',
+      'too large for the hand-off hop',
+    ]);
   });
 });

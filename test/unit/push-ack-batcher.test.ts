@@ -1,5 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { PeerUnavailable } from '../../src/core/peers.js';
+import { PeerError, PeerUnavailable } from '../../src/core/peers.js';
 import { ACK_FLUSH_MS, ACK_RETRY_MS, MAX_WAITING_ACKS } from '../../src/core/tuning.js';
 import { acksHop } from '../../src/protocol/hops.js';
 import { AckBatcher } from '../../src/push/ack-batcher.js';
@@ -11,14 +11,23 @@ type AcksBody = { acks: { userId: string; ids: string[] }[] };
 beforeEach(() => vi.useFakeTimers());
 afterEach(() => vi.useRealTimers());
 
-/** collect, reachable or not as `reachable()` says. */
-function setup(reachable: () => boolean = () => true) {
-  const collect = new FakePeers(() => {
+/** collect, reachable or not as `reachable()` says, refusing with 400 any batch that
+ *  holds an id in `refuse`. */
+function setup(reachable: () => boolean = () => true, refuse: string[] = []) {
+  const collect = new FakePeers((_path, body) => {
     if (!reachable()) throw new PeerUnavailable('collect unreachable');
-    return { acked: 0 };
+    const ids = (body as AcksBody).acks.flatMap((a) => a.ids);
+    if (ids.some((id) => refuse.includes(id))) throw new PeerError(400, 'invalid_request');
+    return { acked: ids.length };
   });
   const batches = () => collect.callsTo(acksHop.path) as AcksBody[];
-  return { acks: new AckBatcher(collect, testLog('push')), batches };
+  let refused = 0;
+  const acks = new AckBatcher({
+    collect,
+    log: testLog('push'),
+    onRefused: (n) => (refused += n),
+  });
+  return { acks, batches, refused: () => refused };
 }
 
 describe('AckBatcher', () => {
@@ -77,5 +86,24 @@ describe('AckBatcher', () => {
     await acks.flush();
     await vi.advanceTimersByTimeAsync(ACK_RETRY_MS);
     expect(batches()).toHaveLength(0);
+  });
+
+  it('drops only the acks collect refuses for good, passes the others, and then goes on', async () => {
+    const { acks, batches, refused } = setup(() => true, ['bad']);
+    acks.add('alice', 'a1');
+    acks.add('bob', 'bad');
+    acks.add('alice', 'a2');
+    acks.add('carol', 'c1');
+    await vi.advanceTimersByTimeAsync(ACK_FLUSH_MS);
+    const passed = batches()
+      .filter((b) => !b.acks.some((a) => a.ids.includes('bad')))
+      .flatMap((b) => b.acks.flatMap((a) => a.ids));
+    expect(passed.sort()).toEqual(['a1', 'a2', 'c1']);
+    expect(refused()).toBe(1);
+    expect(acks.waiting).toBe(0);
+    // Not retried: the next batch carries only new acks.
+    acks.add('alice', 'a3');
+    await vi.advanceTimersByTimeAsync(ACK_RETRY_MS);
+    expect(batches().at(-1)).toEqual({ acks: [{ userId: 'alice', ids: ['a3'] }] });
   });
 });

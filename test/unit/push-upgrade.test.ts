@@ -9,8 +9,15 @@ import { testLog } from '../support/silent-log.js';
 /** Runs one upgrade request through the handler: what the raw socket got, who was let in. */
 async function upgrade(
   url: string,
-  o: { draining?: boolean; outcome?: AuthOutcome; authorization?: string } = {},
+  o: {
+    draining?: boolean;
+    /** The drain begins while auth checks the token. */
+    drainDuringCheck?: boolean;
+    outcome?: AuthOutcome;
+    authorization?: string;
+  } = {},
 ) {
+  let draining = o.draining ?? false;
   const tokens: (string | undefined)[] = [];
   const opened: string[] = [];
   let answer = '';
@@ -25,10 +32,11 @@ async function upgrade(
     authenticator: {
       verify: async (token) => {
         tokens.push(token);
+        if (o.drainDuringCheck) draining = true;
         return o.outcome ?? { ok: true, userId: 'alice', expiresAt: 0 };
       },
     },
-    isDraining: () => o.draining ?? false,
+    isDraining: () => draining,
     wss: {
       handleUpgrade: (_req, _socket, _head, done) => done({} as WebSocket, _req),
     } as Pick<WebSocketServer, 'handleUpgrade'>,
@@ -61,6 +69,14 @@ describe('upgrade', () => {
 
   it('answers 503 draining while the node shuts down', async () => {
     const res = await upgrade('/ws?token=t1', { draining: true });
+    expect(res.status).toBe(503);
+    expect(JSON.parse(res.body)).toMatchObject({ error: { code: 'draining' } });
+    expect(res.opened).toEqual([]);
+  });
+
+  it('answers 503 draining when the drain began during the token check, and lets no one in', async () => {
+    const res = await upgrade('/ws?token=t1', { drainDuringCheck: true });
+    expect(res.tokens).toEqual(['t1']);
     expect(res.status).toBe(503);
     expect(JSON.parse(res.body)).toMatchObject({ error: { code: 'draining' } });
     expect(res.opened).toEqual([]);
