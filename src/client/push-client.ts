@@ -94,9 +94,10 @@ export class PushClient {
   /** Ends the attempt in flight: its /v1/connect request, or its socket's handshake. */
   private cancelAttempt: (() => void) | undefined;
   private heartbeatTimer: ReturnType<typeof setInterval> | undefined;
-  /** Date.now() of the last frame received, and of the last heartbeat ping sent. */
-  private lastFrameAt = 0;
-  private pingSentAt: number | undefined;
+  /** Whether a heartbeat ping went out on the current socket, and whether any frame came in
+   *  since (flags rather than timestamps: a clock that jumps cannot fake a silence). */
+  private pinged = false;
+  private heard = false;
   /** Ids processed (listeners succeeded), each with whether it was acked: a redelivery of
    *  an acked one is acked again (its ack may have been lost with a socket). A ring plus a
    *  Map rather than lru-cache: browsers load this file without a bundler, so it cannot
@@ -306,16 +307,16 @@ export class PushClient {
    * never wrong: what counts is whether a frame came after the ping, not how long ago.
    */
   private startHeartbeat(ws: WebSocketLike, url: string): void {
-    this.lastFrameAt = Date.now();
-    this.pingSentAt = undefined;
+    this.pinged = false;
     const round = (): void => {
       if (this.ws !== ws) return;
-      if (this.pingSentAt !== undefined && this.lastFrameAt < this.pingSentAt) {
-        const silentMs = Date.now() - this.lastFrameAt;
-        this.emit('error', new Error(`no frame from ${url} for ${silentMs} ms: reconnecting`));
+      if (this.pinged && !this.heard) {
+        const silence = `no frame from ${url} within ${this.heartbeatIntervalMs} ms of a ping`;
+        this.emit('error', new Error(`${silence}: reconnecting`));
         return this.abandon(ws);
       }
-      this.pingSentAt = Date.now();
+      this.pinged = true;
+      this.heard = false;
       if (ws.readyState === 1) ws.send(PING_FRAME);
     };
     this.heartbeatTimer = setInterval(round, this.heartbeatIntervalMs);
@@ -349,7 +350,7 @@ export class PushClient {
   }
 
   private onFrame(data: unknown): void {
-    this.lastFrameAt = Date.now();
+    this.heard = true;
     const text = typeof data === 'string' ? data : new TextDecoder().decode(data as ArrayBuffer);
     let frame: ServerFrame;
     try {
