@@ -46,6 +46,7 @@ async function main(): Promise<void> {
       try {
         result = await fault.run({ sqlitePath: join(storeDir, `${rows.length}.sqlite`) });
       } catch (err) {
+        console.error(`\n${fault.name}: ${(err as Error).stack ?? String(err)}`);
         result = {
           sent: 0,
           delivered: 0,

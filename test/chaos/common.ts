@@ -138,6 +138,7 @@ export class Inbox {
 export class RawClient {
   readonly inbox = new Inbox();
   closeCode: number | undefined;
+  closeReason = '';
   private constructor(
     readonly userId: string,
     readonly ws: WebSocket,
@@ -149,7 +150,10 @@ export class RawClient {
       ws.send(JSON.stringify({ type: 'ack', id: (frame as MessageFrame).id }));
     });
     ws.on('error', () => undefined);
-    ws.on('close', (code) => (this.closeCode = code));
+    ws.on('close', (code, reason) => {
+      this.closeCode = code;
+      this.closeReason = reason.toString();
+    });
   }
 
   static connect(wsUrl: string, userId: string, token: string): Promise<RawClient> {

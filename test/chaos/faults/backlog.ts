@@ -53,7 +53,9 @@ export const backlogFault: Fault = {
         }
       }
       const last = Math.max(...inbox.firstAt.values());
-      const closed = client.open ? '' : `; socket closed with ${client.closeCode}`;
+      const closed = client.open
+        ? ''
+        : `; socket closed with ${client.closeCode} ${client.closeReason}`;
       return {
         recoveredMs: outcome.lost === 0 ? last - start : undefined,
         ...outcome,
