@@ -160,12 +160,12 @@ export class PushClient {
       o.heartbeatIntervalMs,
       DEFAULTS.heartbeatIntervalMs,
     );
-    const window = o.dedupeWindow ?? DEFAULTS.dedupeWindow;
-    if (!Number.isSafeInteger(window) || window < 1)
+    const dedupeWindow = o.dedupeWindow ?? DEFAULTS.dedupeWindow;
+    if (!Number.isSafeInteger(dedupeWindow) || dedupeWindow < 1)
       throw new RangeError(
         `PushClient: dedupeWindow must be an integer of at least 1, got ${String(o.dedupeWindow)}`,
       );
-    this.seenRing = new Array<string | undefined>(window);
+    this.seenRing = new Array<string | undefined>(dedupeWindow);
   }
 
   /** Adds a listener; returns the function that removes it. A `message` listener may
