@@ -112,14 +112,14 @@ afterAll(async () => {
 async function openPage(options: Record<string, unknown>, failFirst = false): Promise<void> {
   page = await browser.newPage();
   await page.goto(`http://127.0.0.1:${stand.port}/`);
-  await page.waitForFunction(() => typeof (window as { start?: unknown }).start === 'function');
+  await page.waitForFunction(() => typeof (globalThis as { start?: unknown }).start === 'function');
   await page.evaluate(
-    ([o, f]) => (window as unknown as { start: (o: unknown, f: boolean) => void }).start(o, f),
+    ([o, f]) => (globalThis as unknown as { start: (o: unknown, f: boolean) => void }).start(o, f),
     [options, failFirst] as const,
   );
 }
 const events = (): Promise<string[]> =>
-  page.evaluate(() => (window as unknown as { events: string[] }).events);
+  page.evaluate(() => (globalThis as unknown as { events: string[] }).events);
 const frame = (id: string): string =>
   JSON.stringify({ type: 'message', id, payload: id, createdAt: new Date().toISOString() });
 
