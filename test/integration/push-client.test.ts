@@ -372,4 +372,16 @@ describe('PushClient', () => {
     expect(client.connectionState).toBe('closed');
     expect(node.connects).toBe(0);
   });
+
+  it('remembers the last dedupeWindow ids: an older one is processed again', async () => {
+    const node = await startNode();
+    const { client, got, dups } = clientOf(node, ['t'], { dedupeWindow: 2 });
+    client.start();
+    await waitFor('the client to open', () => client.connectionState === 'open');
+    const ws = node.sockets[0]!;
+    for (const id of ['a', 'b', 'b', 'c', 'b', 'a']) ws.send(frame(id, id));
+    await waitFor('six acks', () => node.acks.length === 6);
+    expect(got.map((m) => m.id)).toEqual(['a', 'b', 'c', 'a']);
+    expect(dups).toEqual(['b', 'b']);
+  });
 });
