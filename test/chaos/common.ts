@@ -249,3 +249,16 @@ export async function settleInboxes(
     lostIds: lost.slice(0, 10).map((s) => `${s.to}:${s.id}`),
   };
 }
+
+/** The longest wait, in ms, between a 202 and the arrival of a message that arrived. */
+export function slowestMs(
+  sent: readonly Sent[],
+  inboxOf: (userId: string) => Inbox | undefined,
+): number {
+  let worst = 0;
+  for (const s of sent) {
+    const at = inboxOf(s.to)?.firstAt.get(s.id);
+    if (at !== undefined) worst = Math.max(worst, at - s.at);
+  }
+  return worst;
+}

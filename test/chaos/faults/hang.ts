@@ -10,6 +10,7 @@ import {
   passingIds,
   quick,
   settleInboxes,
+  slowestMs,
   sleep,
   stopFor,
   timeUntil,
@@ -80,6 +81,7 @@ export const hangFault: Fault = {
         ...outcome,
         note:
           `${stranded.length} clients on the hung node, ${moved} (limit ${limit / 1000} s; client heartbeatIntervalMs ${PING_MS}); ` +
+          `slowest delivery ${(slowestMs(gen.sent, (u) => lib.inboxes.get(u)) / 1000).toFixed(1)} s; ` +
           `node passing again after ${recoveredMs === undefined ? '—' : `${(recoveredMs / 1000).toFixed(2)} s`}`,
         problem:
           stranded.length === 0

@@ -11,6 +11,7 @@ import {
   quick,
   RawClient,
   settleInboxes,
+  slowestMs,
   sleep,
   stopFor,
   timeUntil,
@@ -59,6 +60,7 @@ export const stallFault: Fault = {
         note:
           `${users.length} sockets on the node; ${closed.length} closed by the end` +
           (closed.length ? ` (codes ${codes})` : '') +
+          `; slowest delivery ${(slowestMs(gen.sent, (u) => byUser.get(u)?.inbox) / 1000).toFixed(1)} s` +
           '; recovered = passing again',
       };
     } finally {
