@@ -8,18 +8,12 @@ import { routeKey } from '../../src/core/redis-keys.js';
 import { startCluster, type ServiceProc, type TestCluster } from '../support/cluster.js';
 import { messageStatus, mintToken, postMessages, TestClient, wsUrlOf } from '../support/clients.js';
 import { checkStatus } from '../support/consul-http.js';
+import { stageCount, waitForQuiet } from '../support/metrics.js';
 
 let cluster: TestCluster;
 let redis: Redis;
 
-/** How many hand-offs dispatch has received so far (push_messages_total{stage="handed_off"}). */
-async function handedOff(): Promise<number> {
-  const text = await (await fetch(`${cluster.dispatch.url}/metrics`)).text();
-  const line = text
-    .split('\n')
-    .find((l) => l.startsWith('push_messages_total') && l.includes('stage="handed_off"'));
-  return Number(line?.split(' ').at(-1) ?? 0);
-}
+const handedOff = (): Promise<number> => stageCount(cluster.dispatch.url, 'handed_off');
 
 beforeAll(async () => {
   cluster = await startCluster({
@@ -75,17 +69,7 @@ describe('a push node that blinks while its users stay connected', () => {
         );
         // Nothing is scheduled for it any more: no further hand-off for longer than the
         // sweep interval (1 s) plus the recheck (1 s).
-        let last = await handedOff();
-        let quietSince = Date.now();
-        await waitFor(
-          'no more hand-offs for 2.5 s: the message waits',
-          async () => {
-            const now = await handedOff();
-            if (now !== last) [last, quietSince] = [now, Date.now()];
-            return Date.now() - quietSince > 2500;
-          },
-          20_000,
-        );
+        await waitForQuiet(cluster.dispatch.url, 'handed_off', 2500);
       } finally {
         node.child.kill('SIGCONT');
       }
