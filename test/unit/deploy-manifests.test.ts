@@ -172,6 +172,31 @@ describe('docker-compose.yml', () => {
     }
   });
 
+  it('stores messages where every collect instance sees them: MongoDB, or one collect with a SQLite volume', () => {
+    const collects = appsOf('collect');
+    expect(collects.length).toBeGreaterThanOrEqual(1);
+    const onSqlite = collects.filter((a) => !env(a).MONGODB_URL);
+    if (onSqlite.length === 0) return;
+    // SQLite is one file on one machine: a single collect, its folder on a volume
+    // (the app containers' root filesystem is read-only).
+    expect(collects, 'SQLite serves one collect instance').toHaveLength(1);
+    const sqlitePath = env(onSqlite[0] as string).SQLITE_PATH || '/data/messages.sqlite';
+    const dir = sqlitePath.slice(0, sqlitePath.lastIndexOf('/'));
+    const mounts = arr(svc(onSqlite[0] as string).volumes).map((v) =>
+      isObj(v) ? str(v.target) : String(v).split(':')[1],
+    );
+    expect(mounts, `a volume at ${dir}`).toContain(dir);
+  });
+
+  it('runs a supported Consul release (1.21 or later) on every agent, the same everywhere', () => {
+    const versions = new Set([...servers, ...agents].map((n) => image(n).split(':')[1]));
+    expect(versions.size).toBe(1);
+    const [major, minor] = String([...versions][0])
+      .split('.')
+      .map(Number);
+    expect(major === 1 ? (minor ?? 0) >= 21 : (major ?? 0) > 1).toBe(true);
+  });
+
   it('has a restart policy everywhere and depends only on services that exist', () => {
     for (const n of names) {
       expect(svc(n).restart, `${n} restart`).toMatch(/^(always|unless-stopped|on-failure)/);
@@ -233,16 +258,44 @@ describe('Dockerfile', () => {
     lines.filter((l) => l.toUpperCase().startsWith(`${op} `)).map((l) => l.slice(op.length + 1));
   const stages = all('FROM');
 
+  const build = lines.slice(0, lines.indexOf(`FROM ${stages[1]}`)).join('\n');
+  const runtime = lines.slice(lines.indexOf(`FROM ${stages.at(-1)}`)).join('\n');
+
   it('is multi-stage: npm ci and npm run build, then production dependencies only', () => {
     expect(stages.length).toBeGreaterThanOrEqual(2);
     expect(stages[0]).toMatch(/ AS build$/i);
-    const buildRuns = lines.slice(0, lines.indexOf(`FROM ${stages[1]}`)).join('\n');
-    expect(buildRuns).toMatch(/RUN npm ci/);
-    expect(buildRuns).toMatch(/RUN npm run build/);
-    const runtime = lines.slice(lines.indexOf(`FROM ${stages.at(-1)}`)).join('\n');
-    expect(runtime).toMatch(/RUN npm ci [^\n]*--omit=dev/);
+    expect(build).toMatch(/RUN (\w+=\S+ )*npm ci/);
+    expect(build).toMatch(/RUN npm run build/);
+    expect(build).toMatch(/npm prune --omit=dev/);
+    expect(runtime).toMatch(/COPY --from=build \/app\/node_modules/);
     expect(runtime).toMatch(/COPY --from=build \/app\/dist/);
-    expect(text).toMatch(/node:20-bookworm-slim/);
+  });
+
+  it('builds on a supported Node LTS, the same base for both stages', () => {
+    const arg = all('ARG').find((a) => a.startsWith('NODE_IMAGE='));
+    expect(arg).toMatch(/^NODE_IMAGE=node:(22|24)-[a-z]+-slim$/);
+    for (const s of stages) expect(s).toMatch(/^\$\{NODE_IMAGE\}( AS \w+)?$/i);
+  });
+
+  it('compiles better-sqlite3 in the build stage and ships it without compilers', () => {
+    // node-gyp needs python3, make and g++ (build-essential) in the build stage.
+    expect(build).toMatch(/apt-get install [^\n]*python3/);
+    expect(build).toMatch(/apt-get install [^\n]*(build-essential|g\+\+)/);
+    // The build loads the addon once, so a broken compile fails the build.
+    expect(build).toMatch(/require\('better-sqlite3'\)/);
+    // The runtime installs nothing: no compilers, and no npm ci --ignore-scripts that
+    // would leave better-sqlite3 without its compiled addon.
+    expect(runtime).not.toMatch(/apt-get|build-essential|g\+\+|python3/);
+    expect(runtime).not.toMatch(/npm (ci|install)/);
+  });
+
+  it('keeps the SQLite file on a volume writable by the runtime user', () => {
+    const sqlitePath = /SQLITE_PATH=(\S+)/.exec(all('ENV').join(' '))?.[1] ?? '';
+    expect(sqlitePath).toMatch(/^\/.+\.sqlite$/);
+    const dir = sqlitePath.slice(0, sqlitePath.lastIndexOf('/'));
+    expect(all('VOLUME').join(' ')).toContain(`"${dir}"`);
+    const user = (all('USER').at(-1) ?? '').split(':')[0] as string;
+    expect(runtime).toMatch(new RegExp(`chown ${user}(:\\d+)? ${dir}`));
   });
 
   it('runs as a non-root user', () => {
@@ -415,6 +468,33 @@ describe('Kubernetes base (deploy/k8s/base)', () => {
   });
 });
 
+describe('collect storage on Kubernetes', () => {
+  const collect = manifests.find(
+    (m) =>
+      m.file.startsWith(join('deploy', 'k8s', 'base')) &&
+      m.doc.kind === 'Deployment' &&
+      str(obj(m.doc.metadata).name) === 'collect',
+  );
+  const overlay = obj(
+    parse(read(join('deploy', 'k8s', 'overlays', 'production', 'kustomization.yaml'))),
+  );
+
+  it('reads MONGODB_URL from the Secret: its replicas share one store (SQLite is one machine)', () => {
+    const c = obj(arr(obj(obj(obj(collect?.doc.spec).template).spec).containers)[0]);
+    const mongo = obj(arr(c.env).find((e) => obj(e).name === 'MONGODB_URL'));
+    expect(obj(obj(mongo.valueFrom).secretKeyRef)).toMatchObject({
+      name: 'push-cluster-secrets',
+      key: 'MONGODB_URL',
+    });
+    // Not optional: a pod that fell back to SQLite would split the store.
+    expect(obj(obj(mongo.valueFrom).secretKeyRef).optional).not.toBe(true);
+    const replicas = arr(overlay.replicas)
+      .map(obj)
+      .find((r) => r.name === 'collect');
+    expect(Number(replicas?.count ?? obj(collect?.doc.spec).replicas)).toBeGreaterThanOrEqual(1);
+  });
+});
+
 describe('kustomizations', () => {
   const kustomizations = deployYaml.filter((f) => /(^|\/)kustomization\.ya?ml$/.test(f));
 
@@ -517,6 +597,15 @@ describe('kustomizations', () => {
 describe('Consul Helm values (deploy/consul/values.yaml)', () => {
   const values = obj(parse(read(join('deploy', 'consul', 'values.yaml'))));
   const global = obj(values.global);
+
+  it('pins the same supported Consul release as docker-compose.yml', () => {
+    const compose = obj(parse(read('docker-compose.yml'), { merge: true }));
+    const composeConsul = Object.values(obj(compose.services))
+      .map((s) => str(obj(s).image))
+      .find((i) => i.startsWith('hashicorp/consul:'));
+    expect(global.image).toBe(composeConsul);
+    expect(str(global.image)).toMatch(/^hashicorp\/consul:1\.2\d\.\d+$/);
+  });
 
   it('runs three servers, a client agent DaemonSet and the UI', () => {
     expect(obj(values.server).replicas).toBe(3);
