@@ -14,7 +14,7 @@ const oneMessage = z
       z.array(userIdSchema).min(1, 'must name at least one user').max(MAX_MESSAGES_PER_REQUEST),
     ]),
     payload: z.unknown(),
-    id: z
+    idempotencyKey: z
       .string()
       .min(1)
       .max(128)
@@ -42,7 +42,17 @@ export type IngestBody = IngestMessage | z.infer<typeof batch>;
 export interface Recipient {
   to: string;
   payload: unknown;
-  key?: string;
+  idempotencyKey?: string;
+}
+
+/** Until 0.1.0 the idempotency key was sent as `id`: say what it is called now. */
+function refuseRenamedKey(message: unknown, where: string): void {
+  if (typeof message === 'object' && message !== null && 'id' in message)
+    throw new HttpError(
+      400,
+      'invalid_request',
+      `${where}id: the idempotency key is sent as "idempotencyKey" (it was "id" until 0.1.0)`,
+    );
 }
 
 /**
@@ -55,6 +65,9 @@ export interface Recipient {
 export function parseIngestBody(value: unknown, limits: MessageLimits): Recipient[] {
   const isBatch =
     typeof value === 'object' && value !== null && !Array.isArray(value) && 'messages' in value;
+  const given = isBatch ? (value as { messages?: unknown }).messages : [value];
+  if (Array.isArray(given))
+    given.forEach((m, i) => refuseRenamedKey(m, isBatch ? `messages.${i}.` : ''));
   const items = isBatch ? validate(batch, value).messages : [validate(oneMessage, value)];
   const out: Recipient[] = [];
   let requestBytes = 0;
@@ -63,7 +76,8 @@ export function parseIngestBody(value: unknown, limits: MessageLimits): Recipien
     const { bytes } = checkPayload(item.payload, limits, where);
     const recipients = Array.isArray(item.to) ? item.to : [item.to];
     requestBytes += bytes * recipients.length;
-    for (const to of recipients) out.push({ to, payload: item.payload, key: item.id });
+    for (const to of recipients)
+      out.push({ to, payload: item.payload, idempotencyKey: item.idempotencyKey });
   });
   if (requestBytes > limits.maxRequestPayloadBytes) {
     throw new HttpError(

@@ -33,7 +33,7 @@ export async function ingest(
     id: o.newId(now.getTime()),
     to: m.to,
     payload: m.payload,
-    key: m.key,
+    idempotencyKey: m.idempotencyKey,
     createdAt: now,
     expiresAt,
     nextAttemptAt,

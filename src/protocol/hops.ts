@@ -105,7 +105,9 @@ export const verifyHop = hop(
 export type Serialized<T> = string & { readonly __serializedFrom?: T };
 
 /** `{"messages":[…]}` from envelopes each already serialized. */
-export function serializedEnvelopes(parts: readonly string[]): Serialized<{ messages: Envelope[] }> {
+export function serializedEnvelopes(
+  parts: readonly string[],
+): Serialized<{ messages: Envelope[] }> {
   return `{"messages":[${parts.join(',')}]}`;
 }
 

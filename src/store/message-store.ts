@@ -23,8 +23,8 @@ export interface StoredMessage {
   ackedAt?: Date;
   failedAt?: Date;
   failReason?: string;
-  /** The sender's idempotency key, when it gave one. */
-  key?: string;
+  /** The sender's idempotency key (`idempotencyKey` on the wire), when it gave one. */
+  idempotencyKey?: string;
   /** When the store may forget the message. */
   expiresAt: Date;
 }
@@ -32,7 +32,7 @@ export interface StoredMessage {
 /** A message to store, as pending with no attempts: the store keeps what it is given. */
 export type NewMessage = Pick<
   StoredMessage,
-  'id' | 'to' | 'payload' | 'createdAt' | 'key' | 'expiresAt' | 'nextAttemptAt'
+  'id' | 'to' | 'payload' | 'createdAt' | 'idempotencyKey' | 'expiresAt' | 'nextAttemptAt'
 >;
 
 /** A message of an insert call that the store cannot take, for a reason that a retry of the
@@ -45,13 +45,13 @@ export interface Refusal {
 
 /**
  * The outcome of one insert call. A call is all or nothing: either every message is stored
- * (or resolved to the stored holder of its key) and `refused` is empty, or some messages are
+ * (or resolved to the stored holder of its idempotency key) and `refused` is empty, or some messages are
  * refused and none of the call's messages is stored (`ids` and `inserted` empty). A failure
  * whose outcome is unknown or passing (store unreachable, write concern timeout, disk error)
  * rejects the call instead: the caller may retry it.
  */
 export interface InsertResult {
-  /** One id per input message, in input order. For a message whose (key, to) was stored
+  /** One id per input message, in input order. For a message whose (idempotency key, to) was stored
    *  before, the id of the stored one. */
   ids: string[];
   /** The messages that were new, in input order: only these are to be dispatched. */
@@ -88,7 +88,7 @@ export interface AckRetry {
 export interface MessageStore {
   readonly kind: 'sqlite' | 'mongodb';
   /**
-   * Resolves only once the messages are durably stored. Idempotent on (key, to): a message
+   * Resolves only once the messages are durably stored. Idempotent on (idempotency key, to): a message
    * whose pair is held by a live (unexpired) message resolves to that message's id. See
    * InsertResult for refusals.
    */

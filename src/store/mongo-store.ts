@@ -36,6 +36,7 @@ interface MessageDoc {
   ackedAt?: Date;
   failedAt?: Date;
   failReason?: string;
+  /** The idempotency key. Named `key` in documents, as databases written by 0.1.0 have it. */
   key?: string;
   expiresAt: Date;
   /** Set on ack: when the acked retention runs out. The TTL monitor deletes it then. */
@@ -130,7 +131,7 @@ function toDoc(m: NewMessage, payloadJson: string): MessageDoc {
   };
   if (m.nextAttemptAt !== undefined) doc.nextAttemptAt = m.nextAttemptAt;
   // Only a string key may enter the unique index: a stored null would collide with every other.
-  if (m.key !== undefined) doc.key = m.key;
+  if (m.idempotencyKey !== undefined) doc.key = m.idempotencyKey;
   return doc;
 }
 
@@ -154,7 +155,7 @@ function toMessage(doc: WithId<MessageDoc>, payload: unknown = payloadOf(doc)): 
   if (doc.ackedAt) m.ackedAt = doc.ackedAt;
   if (doc.failedAt) m.failedAt = doc.failedAt;
   if (typeof doc.failReason === 'string') m.failReason = doc.failReason;
-  if (typeof doc.key === 'string') m.key = doc.key;
+  if (typeof doc.key === 'string') m.idempotencyKey = doc.key;
   return m;
 }
 

@@ -48,7 +48,7 @@ const VACUUM_PAGES = 2048;
  *   messages_unacked      listUnacked: (to_user, created_at, id) of pending and delivered
  *                         messages only, so acked ones leave the index
  *   messages_due          claimDue: (next_attempt_at, id) of messages something waits for
- *   messages_key          insert's idempotency lookup: unique (key, to_user) of keyed messages
+ *   messages_idempotency  insert's idempotency lookup: unique (idempotency_key, to_user)
  *   messages_purge        purge: purge_at (expiry, or ack + the acked retention)
  *   status_counts         countByStatus: a row per status kept by insert and by triggers,
  *                         not an index scan
@@ -66,7 +66,7 @@ CREATE TABLE IF NOT EXISTS messages (
   acked_at        INTEGER,
   failed_at       INTEGER,
   fail_reason     TEXT,
-  key             TEXT,
+  idempotency_key TEXT,
   expires_at      INTEGER NOT NULL,
   purge_at        INTEGER NOT NULL
 );
@@ -74,8 +74,8 @@ CREATE INDEX IF NOT EXISTS messages_unacked ON messages (to_user, created_at, id
   WHERE status IN ('pending', 'delivered');
 CREATE INDEX IF NOT EXISTS messages_due ON messages (next_attempt_at, id)
   WHERE next_attempt_at IS NOT NULL;
-CREATE UNIQUE INDEX IF NOT EXISTS messages_key ON messages (key, to_user)
-  WHERE key IS NOT NULL;
+CREATE UNIQUE INDEX IF NOT EXISTS messages_idempotency ON messages (idempotency_key, to_user)
+  WHERE idempotency_key IS NOT NULL;
 CREATE INDEX IF NOT EXISTS messages_purge ON messages (purge_at);
 
 CREATE TABLE IF NOT EXISTS status_counts (
@@ -101,11 +101,11 @@ CREATE TABLE IF NOT EXISTS health (k TEXT NOT NULL PRIMARY KEY, at INTEGER NOT N
 /** The statements, by name: also what the test checks each query plan of. */
 export const SQL = {
   insert: `INSERT INTO messages (id, to_user, payload, created_at, status, attempts,
-      next_attempt_at, key, expires_at, purge_at)
-    VALUES (@id, @to, @payload, @createdAt, 'pending', 0, @nextAttemptAt, @key, @expiresAt,
+      next_attempt_at, idempotency_key, expires_at, purge_at)
+    VALUES (@id, @to, @payload, @createdAt, 'pending', 0, @nextAttemptAt, @idempotencyKey, @expiresAt,
       @expiresAt)`,
-  holderOfKey: `SELECT id, expires_at FROM messages WHERE key = ? AND to_user = ?`,
-  releaseKey: `UPDATE messages SET key = NULL WHERE id = ?`,
+  holderOfKey: `SELECT id, expires_at FROM messages WHERE idempotency_key = ? AND to_user = ?`,
+  releaseKey: `UPDATE messages SET idempotency_key = NULL WHERE id = ?`,
   get: `SELECT * FROM messages WHERE id = ? AND expires_at > ?`,
   markDelivered: `UPDATE messages SET status = 'delivered', delivered_at = @at,
       attempts = attempts + 1,
@@ -150,7 +150,7 @@ interface Row {
   acked_at: number | null;
   failed_at: number | null;
   fail_reason: string | null;
-  key: string | null;
+  idempotency_key: string | null;
   expires_at: number;
 }
 
@@ -169,7 +169,7 @@ function toMessage(r: Row): StoredMessage {
   if (r.acked_at !== null) m.ackedAt = new Date(r.acked_at);
   if (r.failed_at !== null) m.failedAt = new Date(r.failed_at);
   if (r.fail_reason !== null) m.failReason = r.fail_reason;
-  if (r.key !== null) m.key = r.key;
+  if (r.idempotency_key !== null) m.idempotencyKey = r.idempotency_key;
   return m;
 }
 
@@ -522,10 +522,10 @@ export class SqliteStore implements MessageStore {
     }
   }
 
-  /** Stores one message, or returns the id of the live message holding its (key, to). */
+  /** Stores one message, or returns the id of the live message holding its (idempotency key, to). */
   private insertOne(m: NewMessage, now: number): string {
-    if (m.key !== undefined) {
-      const holder = this.stmt.holderOfKey.get(m.key, m.to) as
+    if (m.idempotencyKey !== undefined) {
+      const holder = this.stmt.holderOfKey.get(m.idempotencyKey, m.to) as
         { id: string; expires_at: number } | undefined;
       if (holder) {
         if (holder.expires_at > now) return holder.id;
@@ -546,7 +546,7 @@ export class SqliteStore implements MessageStore {
       payload,
       createdAt: m.createdAt.getTime(),
       nextAttemptAt: m.nextAttemptAt?.getTime() ?? null,
-      key: m.key ?? null,
+      idempotencyKey: m.idempotencyKey ?? null,
       expiresAt: m.expiresAt.getTime(),
     });
     return m.id;
@@ -563,7 +563,7 @@ export class SqliteStore implements MessageStore {
       expiresAt: new Date(m.expiresAt),
     };
     if (m.nextAttemptAt !== undefined) s.nextAttemptAt = new Date(m.nextAttemptAt);
-    if (m.key !== undefined) s.key = m.key;
+    if (m.idempotencyKey !== undefined) s.idempotencyKey = m.idempotencyKey;
     return s;
   }
 

@@ -150,7 +150,7 @@ describe('docs/openapi.yaml matches the running services', () => {
           'post',
           '/v1/messages',
           '/v1/messages',
-          json({ messages: [{ to: 'a', payload: 1, id: 'k1' }] }, key),
+          json({ messages: [{ to: 'a', payload: 1, idempotencyKey: 'k1' }] }, key),
         )
       ).status,
     ).toBe(202);

@@ -127,8 +127,16 @@ describe('the push pipeline, end to end on real processes', () => {
 
   it('answers a repeated idempotency key with the same id and delivers once', async () => {
     const heidi = await connect('heidi', 0);
-    const first = await postMessages(cluster, { to: 'heidi', payload: 'once', id: 'order-42' });
-    const second = await postMessages(cluster, { to: 'heidi', payload: 'once', id: 'order-42' });
+    const first = await postMessages(cluster, {
+      to: 'heidi',
+      payload: 'once',
+      idempotencyKey: 'order-42',
+    });
+    const second = await postMessages(cluster, {
+      to: 'heidi',
+      payload: 'once',
+      idempotencyKey: 'order-42',
+    });
     expect(second).toEqual(first);
     await heidi.waitForMessages(1);
     await postMessages(cluster, { to: 'heidi', payload: 'after' });

@@ -137,15 +137,18 @@ describe.skipIf(!url)('MongoStore', () => {
     it('in one batch, repeats of a stored key and of each other resolve to one id', async () => {
       const { store, inserts } = await monitoredStore();
       const to = `user-${ulid()}`;
-      const stored = message({ to, key: 'stored' });
+      const stored = message({ to, idempotencyKey: 'stored' });
       await store.insert([stored]);
       const before = inserts();
 
       const results = await Promise.all([
-        store.insert([message({ to, key: 'stored' })]),
-        store.insert([message({ to, key: 'new' })]),
-        store.insert([message({ to, key: 'stored' }), message({ to, key: 'new' })]),
-        store.insert([message({ to, key: 'new' })]),
+        store.insert([message({ to, idempotencyKey: 'stored' })]),
+        store.insert([message({ to, idempotencyKey: 'new' })]),
+        store.insert([
+          message({ to, idempotencyKey: 'stored' }),
+          message({ to, idempotencyKey: 'new' }),
+        ]),
+        store.insert([message({ to, idempotencyKey: 'new' })]),
       ]);
 
       expect(inserts() - before).toBe(1);

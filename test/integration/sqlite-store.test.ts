@@ -105,7 +105,7 @@ describe('SqliteStore', () => {
 
   it('the file is in WAL mode and keeps messages, states and counts across a reopen', async () => {
     const store = openStore();
-    const a = message('u', { key: 'k' });
+    const a = message('u', { idempotencyKey: 'k' });
     const b = message('u');
     await store.insert([a, b]);
     await store.markDelivered([a.id], new Date(), { baseMs: 1000, maxMs: 5000 });
@@ -116,14 +116,18 @@ describe('SqliteStore', () => {
     expect(db.pragma('journal_mode', { simple: true })).toBe('wal');
     db.close();
     const again = openStore();
-    expect(await again.get(a.id)).toMatchObject({ status: 'delivered', attempts: 1, key: 'k' });
+    expect(await again.get(a.id)).toMatchObject({
+      status: 'delivered',
+      attempts: 1,
+      idempotencyKey: 'k',
+    });
     expect(await again.countByStatus()).toEqual({
       pending: 1,
       delivered: 1,
       acked: 0,
       failed: 0,
     });
-    expect((await again.insert([message('u', { key: 'k' })])).ids).toEqual([a.id]);
+    expect((await again.insert([message('u', { idempotencyKey: 'k' })])).ids).toEqual([a.id]);
   });
 
   it('the background purge deletes in bounded batches until nothing is due', async () => {

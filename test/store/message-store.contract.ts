@@ -59,7 +59,7 @@ export function messageStoreContract(
       const key = newKey();
       const msgs = [
         message(to, { payload: deep }),
-        message(to, { payload: 'just a string ✓', key }),
+        message(to, { payload: 'just a string ✓', idempotencyKey: key }),
         message(to, { payload: [1, 2, 3] }),
       ];
 
@@ -83,12 +83,12 @@ export function messageStoreContract(
       expect(first?.expiresAt).toBeInstanceOf(Date);
       expect(first?.deliveredAt).toBeUndefined();
       expect(first?.ackedAt).toBeUndefined();
-      expect(first?.key).toBeUndefined();
+      expect(first?.idempotencyKey).toBeUndefined();
       expect(first?.nextAttemptAt).toBeUndefined();
 
       const second = await store.get(msgs[1]!.id);
       expect(second?.payload).toBe('just a string ✓');
-      expect(second?.key).toBe(key);
+      expect(second?.idempotencyKey).toBe(key);
       expect((await store.get(msgs[2]!.id))?.payload).toEqual([1, 2, 3]);
     });
 
@@ -104,17 +104,17 @@ export function messageStoreContract(
       const alice = newUser();
       const bob = newUser();
       const key = newKey();
-      const original = message(alice, { key, payload: 'first' });
+      const original = message(alice, { idempotencyKey: key, payload: 'first' });
       await store.insert([original]);
 
-      const retry = message(alice, { key, payload: 'second' });
+      const retry = message(alice, { idempotencyKey: key, payload: 'second' });
       const again = await store.insert([retry]);
       expect(again.ids).toEqual([original.id]);
       expect(again.inserted).toEqual([]);
       expect(await store.get(retry.id)).toBeUndefined();
       expect((await store.get(original.id))?.payload).toBe('first');
 
-      const forBob = message(bob, { key });
+      const forBob = message(bob, { idempotencyKey: key });
       const other = await store.insert([forBob]);
       expect(other.ids).toEqual([forBob.id]);
       expect(other.inserted.map((m) => m.id)).toEqual([forBob.id]);
@@ -124,9 +124,9 @@ export function messageStoreContract(
     it('a (key, to) repeated within one insert is stored once and both get its id', async () => {
       const to = newUser();
       const key = newKey();
-      const a = message(to, { key });
+      const a = message(to, { idempotencyKey: key });
       const plain = message(to);
-      const b = message(to, { key });
+      const b = message(to, { idempotencyKey: key });
 
       const res = await store.insert([a, plain, b]);
 
@@ -139,7 +139,7 @@ export function messageStoreContract(
       const to = newUser();
       const key = newKey();
       const results = await Promise.all(
-        Array.from({ length: 20 }, () => store.insert([message(to, { key })])),
+        Array.from({ length: 20 }, () => store.insert([message(to, { idempotencyKey: key })])),
       );
 
       const ids = new Set(results.map((r) => r.ids[0]));
@@ -602,7 +602,7 @@ export function messageStoreContract(
       const unserializable = message(to, { payload: { n: 10n } });
       const keptOut = message(to);
       const sameId = message(to, { id: stored.id, payload: 'another' });
-      const alsoGood = message(to, { key: newKey() });
+      const alsoGood = message(to, { idempotencyKey: newKey() });
 
       // Concurrent: the store may write them in one batch.
       const [a, b, c, d] = await Promise.all([
@@ -630,17 +630,17 @@ export function messageStoreContract(
     it('an expired holder of a (key, to) is ignored: the repeat is a new message', async () => {
       const to = newUser();
       const key = newKey();
-      const old = message(to, { key, expiresAt: new Date(Date.now() - 1) });
+      const old = message(to, { idempotencyKey: key, expiresAt: new Date(Date.now() - 1) });
       await store.insert([old]);
 
-      const fresh = message(to, { key });
+      const fresh = message(to, { idempotencyKey: key });
       const res = await store.insert([fresh]);
 
       expect(res.ids).toEqual([fresh.id]);
       expect(res.inserted.map((m) => m.id)).toEqual([fresh.id]);
-      expect((await store.get(fresh.id))?.key).toBe(key);
+      expect((await store.get(fresh.id))?.idempotencyKey).toBe(key);
       // And the new message holds the key from now on.
-      expect((await store.insert([message(to, { key })])).ids).toEqual([fresh.id]);
+      expect((await store.insert([message(to, { idempotencyKey: key })])).ids).toEqual([fresh.id]);
     });
 
     it('purge deletes expired messages and acked ones past the acked retention, nothing else', async () => {

@@ -25,9 +25,9 @@ const nested = (depth: number): unknown => JSON.parse('['.repeat(depth) + ']'.re
 
 describe('ingest body', () => {
   it('makes one message per recipient, in request order, with the idempotency key', () => {
-    expect(parse({ to: ['a', 'b'], payload: { x: 1 }, id: 'k' })).toEqual([
-      { to: 'a', payload: { x: 1 }, key: 'k' },
-      { to: 'b', payload: { x: 1 }, key: 'k' },
+    expect(parse({ to: ['a', 'b'], payload: { x: 1 }, idempotencyKey: 'k' })).toEqual([
+      { to: 'a', payload: { x: 1 }, idempotencyKey: 'k' },
+      { to: 'b', payload: { x: 1 }, idempotencyKey: 'k' },
     ]);
     expect(
       parse({
@@ -116,6 +116,32 @@ describe('ingest body', () => {
   });
 
   it('refuses control characters in an idempotency key', () => {
-    expect(refusal({ to: 'a', payload: 1, id: 'k\u0000' }).message).toContain('id');
+    expect(refusal({ to: 'a', payload: 1, idempotencyKey: 'k\u0000' }).message).toContain(
+      'idempotencyKey',
+    );
+  });
+
+  it('tells a sender still using `id` for the idempotency key what it is called now', () => {
+    for (const body of [
+      { to: 'a', payload: 1, id: 'k' },
+      {
+        messages: [
+          { to: 'a', payload: 1 },
+          { to: 'b', payload: 1, id: 'k' },
+        ],
+      },
+    ]) {
+      const err = refusal(body);
+      expect([err.status, err.code]).toEqual([400, 'invalid_request']);
+      expect(err.message).toContain('idempotencyKey');
+    }
+    expect(
+      refusal({
+        messages: [
+          { to: 'a', payload: 1 },
+          { to: 'b', payload: 1, id: 'k' },
+        ],
+      }).message,
+    ).toContain('messages.1.id');
   });
 });

@@ -29,7 +29,7 @@ describe('ingest', () => {
     const res = await ingest(
       [
         { to: 'a', payload: 1 },
-        { to: 'b', payload: { x: [1] }, key: 'k' },
+        { to: 'b', payload: { x: [1] }, idempotencyKey: 'k' },
       ],
       now,
       options(),
@@ -37,14 +37,22 @@ describe('ingest', () => {
     expect(res.ids).toHaveLength(2);
     const [a, b] = await Promise.all(res.ids.map((id) => store.get(id)));
     expect([a?.to, a?.status, a?.payload]).toEqual(['a', 'pending', 1]);
-    expect([b?.to, b?.key, b?.payload]).toEqual(['b', 'k', { x: [1] }]);
+    expect([b?.to, b?.idempotencyKey, b?.payload]).toEqual(['b', 'k', { x: [1] }]);
     expect(a?.nextAttemptAt?.getTime()).toBe(now.getTime() + 5000);
     expect(a?.expiresAt.getTime()).toBe(now.getTime() + 60_000);
   });
 
   it('returns the stored id for a repeated idempotency key, and hands off only new messages', async () => {
-    const first = await ingest([{ to: 'a', payload: 1, key: 'order-1' }], new Date(), options());
-    const again = await ingest([{ to: 'a', payload: 2, key: 'order-1' }], new Date(), options());
+    const first = await ingest(
+      [{ to: 'a', payload: 1, idempotencyKey: 'order-1' }],
+      new Date(),
+      options(),
+    );
+    const again = await ingest(
+      [{ to: 'a', payload: 2, idempotencyKey: 'order-1' }],
+      new Date(),
+      options(),
+    );
     expect(again.ids).toEqual(first.ids);
     expect(again.inserted).toEqual([]);
   });
