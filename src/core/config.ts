@@ -55,6 +55,11 @@ const envSchema = z.object({
   CONSUL_SYNC_INTERVAL: duration.default(5000),
 
   REDIS_URL: z.string().default('redis://127.0.0.1:6379'),
+  /** Seeds of a Redis Cluster; when set, the services use it rather than REDIS_URL. */
+  REDIS_CLUSTER_NODES: z
+    .string()
+    .regex(/^\s*[^,\s]+:\d+\s*(,\s*[^,\s]+:\d+\s*)*$/, 'comma-separated host:port seeds')
+    .optional(),
   MONGODB_URL: z.string().optional(),
   MONGODB_DB: z.string().default('push_cluster'),
 
@@ -197,6 +202,11 @@ export function loadConfig(
   } = e;
   return {
     ...rest,
+    // What createRedis connects to: with REDIS_CLUSTER_NODES, a redis-cluster:// URL of
+    // its seeds (with REDIS_URL's credentials, if any).
+    REDIS_URL: e.REDIS_CLUSTER_NODES
+      ? `redis-cluster://${/^rediss?:\/\/([^@/]*@)/.exec(e.REDIS_URL)?.[1] ?? ''}${e.REDIS_CLUSTER_NODES.replace(/\s/g, '')}`
+      : e.REDIS_URL,
     service,
     port,
     advertiseAddress,

@@ -1,77 +1,78 @@
 import { readFileSync } from 'node:fs';
-import { Redis } from 'ioredis';
-import { nodeUsersKey, ROUTE_KEY_PREFIX, routeKey } from './redis-keys.js';
+import type { ChainableCommander } from 'ioredis';
+import { groupByShard, type RedisClient } from './redis.js';
+import { nodeUsersKey, routeKey } from './redis-keys.js';
 
 const script = (name: string): string =>
   readFileSync(new URL(`./lua/${name}.lua`, import.meta.url), 'utf8');
 
-interface RouteCommands {
+/** The route scripts, one key each (see src/core/lua), as pipeline commands. */
+interface RoutePipeline extends ChainableCommander {
   /** 1 when the binding is new (or had lapsed), else 0. */
-  addRoute(
-    routeKey: string,
-    nodeUsersKey: string,
-    nodeId: string,
-    userId: string,
-    ttlMs: number,
-  ): Promise<number>;
-  /** numberOfKeys first, then the keys: see lookupRoutes-N.lua. */
-  lookupRoutes(numberOfKeys: number, ...keys: string[]): Promise<string[][]>;
-  unbindNode(nodeUsersKey: string, nodeId: string, prefix: string, batch: number): Promise<number>;
-  removeRoute(
-    routeKey: string,
-    nodeUsersKey: string,
-    nodeId: string,
-    userId: string,
-  ): Promise<number>;
+  bindRoute(routeKey: string, nodeId: string, ttlMs: number): RoutePipeline;
+  unbindRoute(routeKey: string, nodeId: string): RoutePipeline;
+  /** The live nodes of the user. */
+  readRoute(routeKey: string): RoutePipeline;
 }
-type RoutesRedis = Redis & RouteCommands;
 
-/** How many commands go in one pipeline when binding many users at once. */
-const PIPELINE_CHUNK = 1000;
+/** How many users go in one batch when binding, unbinding or looking up many at once. */
+const BATCH = 1000;
 
 /**
  * routes: which push nodes each user is connected to, in Redis. Push nodes write their
  * own bindings with an expiry and renew them well before it; dispatch reads them.
+ *
+ * Every command touches one key (a user's route key, or a node's user index), so routes
+ * work on a standalone Redis and on Redis Cluster alike; what spans many users is
+ * pipelined per shard, one round trip per shard per batch.
  */
 export class Routes {
-  readonly redis: RoutesRedis;
-
   constructor(
-    redis: Redis,
+    readonly redis: RedisClient,
     private readonly ttlMs: number,
   ) {
-    redis.defineCommand('addRoute', { numberOfKeys: 2, lua: script('addRoute-2') });
-    redis.defineCommand('removeRoute', { numberOfKeys: 2, lua: script('removeRoute-2') });
-    redis.defineCommand('unbindNode', { numberOfKeys: 1, lua: script('unbindNode-1') });
-    redis.defineCommand('lookupRoutes', { lua: script('lookupRoutes-N') });
-    this.redis = redis as RoutesRedis;
+    redis.defineCommand('bindRoute', { numberOfKeys: 1, lua: script('bindRoute-1') });
+    redis.defineCommand('unbindRoute', { numberOfKeys: 1, lua: script('unbindRoute-1') });
+    redis.defineCommand('readRoute', { numberOfKeys: 1, lua: script('readRoute-1') });
   }
 
   /** Binds a user to a node; true when the user had no live binding to it before. Every
    *  expiry is by Redis's clock, never the caller's. */
   async add(nodeId: string, userId: string): Promise<boolean> {
-    const added = await this.redis.addRoute(
-      routeKey(userId),
-      nodeUsersKey(nodeId),
-      nodeId,
-      userId,
-      this.ttlMs,
-    );
-    return added === 1;
+    const [added] = await Promise.all([
+      this.perShard([routeKey(userId)], (p, key) => p.bindRoute(key, nodeId, this.ttlMs)),
+      this.index(nodeId, [userId]),
+    ]);
+    return added[0] === 1;
   }
 
   async remove(nodeId: string, userId: string): Promise<void> {
-    await this.redis.removeRoute(routeKey(userId), nodeUsersKey(nodeId), nodeId, userId);
+    await Promise.all([
+      this.perShard([routeKey(userId)], (p, key) => p.unbindRoute(key, nodeId)),
+      this.redis.srem(nodeUsersKey(nodeId), userId),
+    ]);
   }
 
-  /** Removes every route of a node that left the cluster, a thousand users per call so
-   *  Redis is never blocked long. Returns how many users were unbound. */
+  /** Removes every route of a node that left the cluster: a thousand users at a time are
+   *  popped from its index, then unbound. Returns how many users were unbound. */
   async unbindNode(nodeId: string): Promise<number> {
-    const before = await this.redis.scard(nodeUsersKey(nodeId));
-    let left = before;
-    while (left > 0)
-      left = await this.redis.unbindNode(nodeUsersKey(nodeId), nodeId, ROUTE_KEY_PREFIX, 1000);
-    return before;
+    const index = nodeUsersKey(nodeId);
+    const before = await this.redis.scard(index);
+    let unbound = 0;
+    // Bounded: the users indexed when it began, and as many again bound meanwhile.
+    for (let round = 0; round <= 2 * Math.ceil(before / BATCH); round++) {
+      const users = await this.redis.spop(index, BATCH);
+      if (users.length === 0) break;
+      try {
+        await this.perShard(users.map(routeKey), (p, key) => p.unbindRoute(key, nodeId));
+      } catch (err) {
+        // Back in the index, for the next try; else their bindings lapse by themselves.
+        await this.index(nodeId, users).catch(() => undefined);
+        throw err;
+      }
+      unbound += users.length;
+    }
+    return unbound;
   }
 
   /**
@@ -80,41 +81,82 @@ export class Routes {
    * users whose binding was re-created: messages may have missed them meanwhile.
    */
   async addAll(nodeId: string, userIds: Iterable<string>): Promise<string[]> {
-    type Pipeline = ReturnType<Redis['pipeline']> & { addRoute: (...a: unknown[]) => unknown };
     const rebound: string[] = [];
-    let pipeline = this.redis.pipeline() as Pipeline;
-    let chunk: string[] = [];
-    const flush = async (): Promise<void> => {
-      const added = await execOrThrow(pipeline);
+    for (const chunk of chunks(userIds, BATCH)) {
+      const [added] = await Promise.all([
+        this.perShard(chunk.map(routeKey), (p, key) => p.bindRoute(key, nodeId, this.ttlMs)),
+        this.index(nodeId, chunk),
+      ]);
       chunk.forEach((userId, i) => {
         if (added[i] === 1) rebound.push(userId);
       });
-      pipeline = this.redis.pipeline() as Pipeline;
-      chunk = [];
-    };
-    for (const userId of userIds) {
-      pipeline.addRoute(routeKey(userId), nodeUsersKey(nodeId), nodeId, userId, this.ttlMs);
-      chunk.push(userId);
-      if (chunk.length === PIPELINE_CHUNK) await flush();
     }
-    if (chunk.length > 0) await flush();
     return rebound;
   }
 
-  /** The live nodes of each user: one script call per chunk of users, so a batch costs a
-   *  round trip and a single command rather than one command per user. */
+  /** The live nodes of each user, by Redis's clock: per batch of users, one pipeline per
+   *  shard, so a batch costs a round trip to each shard it touches. */
   async lookup(userIds: readonly string[]): Promise<Map<string, string[]>> {
     const routes = new Map<string, string[]>();
-    for (let i = 0; i < userIds.length; i += PIPELINE_CHUNK) {
-      const chunk = userIds.slice(i, i + PIPELINE_CHUNK);
-      const found = await this.redis.lookupRoutes(chunk.length, ...chunk.map(routeKey));
-      chunk.forEach((userId, j) => routes.set(userId, found[j] ?? []));
+    for (const chunk of chunks(userIds, BATCH)) {
+      const found = await this.perShard(chunk.map(routeKey), (p, key) => p.readRoute(key));
+      chunk.forEach((userId, i) => routes.set(userId, (found[i] as string[] | null) ?? []));
     }
     return routes;
   }
+
+  /** Adds users to a node's index, which lasts as long as a binding unless renewed. */
+  private async index(nodeId: string, userIds: readonly string[]): Promise<void> {
+    const key = nodeUsersKey(nodeId);
+    await execOrThrow(
+      this.redis
+        .pipeline()
+        .sadd(key, ...userIds)
+        .pexpire(key, this.ttlMs),
+    );
+  }
+
+  /**
+   * Runs one command per key, in one pipeline per shard (an ioredis Cluster pipeline
+   * must stay on one node), all shards at once. Results in the order of `keys`.
+   */
+  private async perShard(
+    keys: readonly string[],
+    command: (pipeline: RoutePipeline, key: string) => void,
+  ): Promise<unknown[]> {
+    const results = new Array<unknown>(keys.length);
+    // A failover can move slots between the grouping and the send: group again once.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await Promise.all(
+          groupByShard(this.redis, keys).map(async (group) => {
+            const pipeline = this.redis.pipeline() as RoutePipeline;
+            for (const i of group) command(pipeline, keys[i] as string);
+            const values = await execOrThrow(pipeline);
+            group.forEach((i, j) => (results[i] = values[j]));
+          }),
+        );
+        return results;
+      } catch (err) {
+        if (attempt >= 2 || !/same slots allocation group/.test((err as Error).message)) throw err;
+      }
+    }
+  }
 }
 
-async function execOrThrow(pipeline: ReturnType<Redis['pipeline']>): Promise<unknown[]> {
+function* chunks<T>(items: Iterable<T>, size: number): Generator<T[]> {
+  let chunk: T[] = [];
+  for (const item of items) {
+    chunk.push(item);
+    if (chunk.length === size) {
+      yield chunk;
+      chunk = [];
+    }
+  }
+  if (chunk.length > 0) yield chunk;
+}
+
+async function execOrThrow(pipeline: ChainableCommander): Promise<unknown[]> {
   const results = (await pipeline.exec()) ?? [];
   return results.map(([err, value]) => {
     if (err) throw err;

@@ -1,26 +1,77 @@
-import { Redis } from 'ioredis';
+import { Cluster } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startRedisServer, type RedisServer } from '../../src/launcher/redis-server.js';
+import { startRedisServer } from '../../src/launcher/redis-server.js';
 import { waitFor } from '../../src/launcher/child.js';
 import { nodeUsersKey, routeKey } from '../../src/core/redis-keys.js';
-import { createRedis } from '../../src/core/redis.js';
+import { createRedis, keySlot, type RedisClient } from '../../src/core/redis.js';
 import { Routes } from '../../src/core/routes.js';
+import { startRedisCluster, type RedisCluster } from '../support/redis-cluster.js';
 import { testLog } from '../support/silent-log.js';
 
-let server: RedisServer;
-let redis: Redis;
+/** Where the routes live: one redis-server, or a Redis Cluster of 3 masters and 3 replicas. */
+interface Target {
+  /** What createRedis is given: REDIS_URL, or what config.ts makes of REDIS_CLUSTER_NODES. */
+  url: string;
+  cluster?: RedisCluster;
+  /** Stops the server holding `key` (SIGSTOP); the returned function resumes it. */
+  hang(key: string): Promise<() => void>;
+  stop(): Promise<void>;
+}
 
-beforeAll(async () => {
-  server = await startRedisServer();
-  redis = new Redis(server.url, { maxRetriesPerRequest: 1 });
-});
+const targets: { name: string; start: () => Promise<Target> }[] = [
+  {
+    name: 'a standalone Redis',
+    async start() {
+      const server = await startRedisServer();
+      return {
+        url: server.url,
+        async hang() {
+          server.child.kill('SIGSTOP');
+          return () => server.child.kill('SIGCONT');
+        },
+        stop: () => server.stop(),
+      };
+    },
+  },
+  {
+    name: 'a Redis Cluster',
+    async start() {
+      const cluster = await startRedisCluster();
+      return {
+        url: `redis-cluster://${cluster.seeds}`,
+        cluster,
+        async hang(key) {
+          const master = await cluster.masterOf(keySlot(key));
+          master.child.kill('SIGSTOP');
+          return () => master.child.kill('SIGCONT');
+        },
+        stop: () => cluster.stop(),
+      };
+    },
+  },
+];
 
-afterAll(async () => {
-  redis?.disconnect();
-  await server?.stop();
-});
+describe.each(targets)('routes in $name', ({ start }) => {
+  let target: Target;
+  let redis: RedisClient;
 
-describe('routes in a real Redis', () => {
+  /** Every key gone, as after a restart of a Redis without persistence. */
+  const flushAll = async (): Promise<void> => {
+    if (redis instanceof Cluster) await Promise.all(redis.nodes('master').map((n) => n.flushall()));
+    else await redis.flushall();
+  };
+
+  beforeAll(async () => {
+    target = await start();
+    redis = createRedis(target.url, testLog('routes-test'));
+    await redis.connect();
+  }, 90_000);
+
+  afterAll(async () => {
+    redis?.disconnect();
+    await target?.stop();
+  });
+
   it('binds a user to each node it is connected to, and unbinds one node at a time', async () => {
     const routes = new Routes(redis, 30_000);
     await routes.add('n1', 'alice');
@@ -34,6 +85,37 @@ describe('routes in a real Redis', () => {
     found = await routes.lookup(['alice']);
     expect(found.get('alice')).toEqual(['n2']);
     expect(await redis.smembers(nodeUsersKey('n1'))).toEqual(['bob']);
+  });
+
+  it("works when users' route keys and the node's index live on different shards", async () => {
+    // On Redis Cluster these keys hash to slots of different masters: a script that
+    // touched a route key and the node index together would fail with CROSSSLOT.
+    const users = Array.from({ length: 300 }, (_, i) => `spread-${i}`);
+    const slots = new Set([nodeUsersKey('n-spread'), ...users.map(routeKey)].map(keySlot));
+    expect(slots.size).toBeGreaterThan(100);
+    const routes = new Routes(redis, 30_000);
+    expect(await routes.add('n-spread', 'spread-0')).toBe(true);
+    expect(await routes.addAll('n-spread', users)).toEqual(users.slice(1));
+    await routes.add('n-other', 'spread-1');
+    const found = await routes.lookup(users);
+    expect(found.get('spread-1')?.sort()).toEqual(['n-other', 'n-spread']);
+    expect(users.every((u) => found.get(u)?.includes('n-spread'))).toBe(true);
+    await routes.remove('n-spread', 'spread-2');
+    expect((await routes.lookup(['spread-2'])).get('spread-2')).toEqual([]);
+    expect(await routes.unbindNode('n-spread')).toBe(299);
+    const after = await routes.lookup(users);
+    expect(after.get('spread-1')).toEqual(['n-other']);
+    expect([...after.values()].filter((nodes) => nodes.length > 0)).toHaveLength(1);
+    expect(await redis.exists(nodeUsersKey('n-spread'))).toBe(0);
+    expect(await redis.exists(routeKey('spread-0'))).toBe(0);
+  });
+
+  it('computes the hash slot of a key as Redis does, hash tags included', async () => {
+    if (!(redis instanceof Cluster)) return; // CLUSTER KEYSLOT needs cluster mode
+    const node = redis.nodes('master')[0];
+    for (const key of ['', 'a', routeKey('alice'), nodeUsersKey('n1'), '{u}x', 'x{}y', 'é{ü}']) {
+      expect(keySlot(key)).toBe(await node?.cluster('KEYSLOT', key));
+    }
   });
 
   it('lets a binding lapse when its node stops renewing it', async () => {
@@ -54,12 +136,15 @@ describe('routes in a real Redis', () => {
     expect(await redis.scard(nodeUsersKey('n9'))).toBe(2500);
     // A renewal of live bindings re-creates none.
     expect(await routes.addAll('n9', users)).toEqual([]);
-    await redis.flushall();
+    await flushAll();
     expect((await routes.lookup(['user-7'])).get('user-7')).toEqual([]);
     // After Redis lost them, every one is re-created, and said so.
     expect(await routes.addAll('n9', users)).toEqual(users);
     const found = await routes.lookup(['user-0', 'user-2499']);
     expect([...found.values()]).toEqual([['n9'], ['n9']]);
+    // 2,500 users take three batches, each one pipeline per shard.
+    const all = await routes.lookup(users);
+    expect([...all.values()].every((nodes) => nodes[0] === 'n9')).toBe(true);
   });
 
   it('says which bindings are new: a first bind, one that lapsed, one an eviction removed', async () => {
@@ -89,17 +174,18 @@ describe('routes in a real Redis', () => {
   });
 
   it('fails a command of a service client within the command timeout while Redis hangs', async () => {
-    const client = createRedis(server.url, testLog('routes-test'));
+    const client = createRedis(target.url, testLog('routes-test'));
     await client.connect();
     const routes = new Routes(client, 30_000);
-    server.child.kill('SIGSTOP');
+    const resume = await target.hang(routeKey('gus'));
     try {
       // Without the timeout this would wait for as long as Redis hangs.
       await expect(routes.add('n8', 'gus')).rejects.toThrow(/timed out/i);
     } finally {
-      server.child.kill('SIGCONT');
+      resume();
       client.disconnect();
     }
     expect(await redis.ping()).toBe('PONG');
+    await target.cluster?.waitHealthy();
   });
 });
