@@ -80,7 +80,7 @@ export const hangFault: Fault = {
         recoveredMs: movedMs,
         ...outcome,
         note:
-          `${stranded.length} clients on the hung node, ${moved} (limit ${limit / 1000} s; client heartbeatIntervalMs ${PING_MS}); ` +
+          `${stranded.length} clients on the hung node, ${moved} (limit ${limit / 1000} s; client heartbeatIntervalMs ${PING_MS}, hang ~2 s after the clients opened: just after a heartbeat round, the worst case); ` +
           `slowest delivery ${(slowestMs(gen.sent, (u) => lib.inboxes.get(u)) / 1000).toFixed(1)} s; ` +
           `node passing again after ${recoveredMs === undefined ? '—' : `${(recoveredMs / 1000).toFixed(2)} s`}`,
         problem:
