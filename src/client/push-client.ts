@@ -1,23 +1,18 @@
 // The client library, for browsers and Node alike: it uses only the WebSocket API both
 // share (the browser's, or `ws`'s, which offers the same), and fetch. Browsers load the
-// compiled file as it is, without a bundler (the demo page), so it imports nothing but
-// the protocol, which imports nothing either.
+// compiled files as they are, without a bundler (the demo page), so it imports only its
+// own modules and the protocol, none of which imports a package.
 import type { MessageFrame, ServerFrame } from '../protocol/frames.js';
 import { ackFrame, CloseCode, PING_FRAME } from '../protocol/frames.js';
+import {
+  resolveOptions,
+  type PushClientOptions,
+  type ResolvedOptions,
+  type WebSocketLike,
+} from './client-options.js';
+import { DedupeWindow } from './dedupe-window.js';
 
-/** What a browser WebSocket and `ws` have in common, as far as this client uses it. */
-export interface WebSocketLike {
-  readonly readyState: number;
-  onopen: ((ev: unknown) => void) | null;
-  onmessage: ((ev: { data: unknown }) => void) | null;
-  onclose: ((ev: { code: number; reason: string }) => void) | null;
-  onerror: ((ev: unknown) => void) | null;
-  send(data: string): void;
-  close(code?: number, reason?: string): void;
-  /** `ws` only: drops the connection without a closing handshake. */
-  terminate?(): void;
-}
-export type WebSocketConstructor = new (url: string) => WebSocketLike;
+export type { PushClientOptions, WebSocketConstructor, WebSocketLike } from './client-options.js';
 
 export interface PushMessage {
   id: string;
@@ -26,31 +21,6 @@ export interface PushMessage {
 }
 
 export type ConnectionState = 'connecting' | 'open' | 'reconnecting' | 'closed';
-
-export interface PushClientOptions {
-  /** dispatch's connect endpoint, e.g. http://127.0.0.1:7003/v1/connect (in a browser page,
-   *  relative to the page). */
-  connectUrl: string;
-  /** Called before every connection attempt: return a valid token (cache it yourself). */
-  getToken: () => string | Promise<string>;
-  /** Defaults to globalThis.WebSocket (browsers, Node ≥ 22). On Node 20 pass `ws`'s. */
-  WebSocket?: WebSocketConstructor;
-  /** Ack each message once every `message` listener has returned, or the promise it
-   *  returned has resolved (default true). With false, call `ack(id)` yourself. */
-  autoAck?: boolean;
-  /** Reconnect backoff: full jitter between 0 and min(maxMs, initialMs × 2^n). */
-  backoff?: { initialMs?: number; maxMs?: number };
-  /** How many recent ids are remembered to drop redelivered duplicates (default 10,000). */
-  dedupeWindow?: number;
-  /** An attempt whose /v1/connect request or WebSocket opening handshake takes longer is
-   *  abandoned and retried with backoff (default 10,000 ms). */
-  connectTimeoutMs?: number;
-  /** A heartbeat ping frame is sent this often on an open socket; when no frame of any kind
-   *  has come back one interval after a ping, the socket is dropped and the client
-   *  reconnects through /v1/connect (default 15,000 ms: a dead connection is noticed within
-   *  about twice this). */
-  heartbeatIntervalMs?: number;
-}
 
 interface Events {
   message: PushMessage;
@@ -65,16 +35,6 @@ interface Events {
 type Listener<K extends keyof Events> = K extends 'message'
   ? (message: PushMessage) => unknown
   : (value: Events[K]) => void;
-
-const DEFAULTS = {
-  backoffInitialMs: 250,
-  backoffMaxMs: 10_000,
-  dedupeWindow: 10_000,
-  connectTimeoutMs: 10_000,
-  heartbeatIntervalMs: 15_000,
-};
-/** setTimeout fires at once for longer delays. */
-const MAX_DELAY_MS = 2 ** 31 - 1;
 
 /**
  * Connects through /v1/connect, reconnects with jittered backoff (at once when a node
@@ -98,14 +58,8 @@ export class PushClient {
    *  since (flags rather than timestamps: a clock that jumps cannot fake a silence). */
   private pinged = false;
   private heard = false;
-  /** Ids processed (listeners succeeded), each with whether it was acked: a redelivery of
-   *  an acked one is acked again (its ack may have been lost with a socket). A ring plus a
-   *  Map rather than lru-cache: browsers load this file without a bundler, so it cannot
-   *  import packages. The ring holds the remembered ids, oldest at `seenNext`, to forget
-   *  them in order. */
-  private readonly seen = new Map<string, boolean>();
-  private readonly seenRing: (string | undefined)[];
-  private seenNext = 0;
+  /** Ids processed (listeners succeeded): a redelivered copy of one is dropped. */
+  private readonly seen: DedupeWindow;
   /** Ids whose listeners are running, each with whether ack(id) was called meanwhile
    *  (autoAck: false): another copy of one of them is dropped. */
   private readonly processing = new Map<string, boolean>();
@@ -115,57 +69,14 @@ export class PushClient {
     duplicate: new Set(),
     error: new Set(),
   };
-  private readonly WS: WebSocketConstructor;
-  private readonly connectUrl: string;
-  private readonly autoAck: boolean;
-  private readonly backoffInitialMs: number;
-  private readonly backoffMaxMs: number;
-  private readonly connectTimeoutMs: number;
-  private readonly heartbeatIntervalMs: number;
+  private readonly o: ResolvedOptions;
   /** The push node URL of the current or last connection. */
   nodeUrl: string | undefined;
 
   /** Throws a TypeError or RangeError naming the option when an option is invalid. */
-  constructor(private readonly o: PushClientOptions) {
-    if (typeof o !== 'object' || o === null) throw new TypeError('PushClient: options required');
-    this.connectUrl = checkConnectUrl(o.connectUrl);
-    if (typeof o.getToken !== 'function')
-      throw new TypeError('PushClient: getToken must be a function returning a token');
-    if (o.autoAck !== undefined && typeof o.autoAck !== 'boolean')
-      throw new TypeError('PushClient: autoAck must be a boolean');
-    this.autoAck = o.autoAck ?? true;
-    const ctor = o.WebSocket ?? (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket;
-    if (typeof ctor !== 'function')
-      throw new TypeError(
-        'PushClient: no WebSocket implementation: pass options.WebSocket (e.g. the `ws` package)',
-      );
-    this.WS = ctor;
-    this.backoffInitialMs = delay(
-      'backoff.initialMs',
-      o.backoff?.initialMs,
-      DEFAULTS.backoffInitialMs,
-    );
-    this.backoffMaxMs = delay('backoff.maxMs', o.backoff?.maxMs, DEFAULTS.backoffMaxMs);
-    if (this.backoffInitialMs > this.backoffMaxMs)
-      throw new RangeError(
-        `PushClient: backoff.initialMs (${this.backoffInitialMs}) must not exceed backoff.maxMs (${this.backoffMaxMs})`,
-      );
-    this.connectTimeoutMs = delay(
-      'connectTimeoutMs',
-      o.connectTimeoutMs,
-      DEFAULTS.connectTimeoutMs,
-    );
-    this.heartbeatIntervalMs = delay(
-      'heartbeatIntervalMs',
-      o.heartbeatIntervalMs,
-      DEFAULTS.heartbeatIntervalMs,
-    );
-    const dedupeWindow = o.dedupeWindow ?? DEFAULTS.dedupeWindow;
-    if (!Number.isSafeInteger(dedupeWindow) || dedupeWindow < 1)
-      throw new RangeError(
-        `PushClient: dedupeWindow must be an integer of at least 1, got ${String(o.dedupeWindow)}`,
-      );
-    this.seenRing = new Array<string | undefined>(dedupeWindow);
+  constructor(options: PushClientOptions) {
+    this.o = resolveOptions(options);
+    this.seen = new DedupeWindow(this.o.dedupeWindow);
   }
 
   /** Adds a listener; returns the function that removes it. A `message` listener may
@@ -203,8 +114,7 @@ export class PushClient {
    *  handled. A redelivery of an id acked this way (its ack lost with a socket) is then
    *  acked again by the client itself. */
   ack(id: string): void {
-    if (this.seen.has(id)) this.seen.set(id, true);
-    else if (this.processing.has(id)) this.processing.set(id, true);
+    if (!this.seen.markAcked(id) && this.processing.has(id)) this.processing.set(id, true);
     if (this.ws?.readyState === 1) this.ws.send(ackFrame(id));
   }
 
@@ -228,7 +138,9 @@ export class PushClient {
     this.nodeUrl = url;
     let ws: WebSocketLike;
     try {
-      ws = new this.WS(`${url}${url.includes('?') ? '&' : '?'}token=${encodeURIComponent(token)}`);
+      ws = new this.o.WebSocket(
+        `${url}${url.includes('?') ? '&' : '?'}token=${encodeURIComponent(token)}`,
+      );
     } catch (err) {
       this.emit('error', err instanceof Error ? err : new Error(String(err)));
       return this.retry(false);
@@ -238,10 +150,10 @@ export class PushClient {
       if (this.ws !== ws) return;
       this.emit(
         'error',
-        new Error(`connection to ${url} did not open within ${this.connectTimeoutMs} ms`),
+        new Error(`connection to ${url} did not open within ${this.o.connectTimeoutMs} ms`),
       );
       this.abandon(ws);
-    }, this.connectTimeoutMs);
+    }, this.o.connectTimeoutMs);
     this.cancelAttempt = () => clearTimeout(opening);
     ws.onopen = () => {
       clearTimeout(opening);
@@ -273,14 +185,14 @@ export class PushClient {
     const timer = setTimeout(() => {
       timedOut = true;
       controller.abort();
-    }, this.connectTimeoutMs);
+    }, this.o.connectTimeoutMs);
     const cancel = (): void => {
       clearTimeout(timer);
       controller.abort();
     };
     this.cancelAttempt = cancel;
     try {
-      const res = await fetch(this.connectUrl, {
+      const res = await fetch(this.o.connectUrl, {
         cache: 'no-store',
         signal: controller.signal,
       } as RequestInit);
@@ -291,7 +203,7 @@ export class PushClient {
       return url;
     } catch (err) {
       if (timedOut)
-        throw new Error(`connect endpoint did not answer within ${this.connectTimeoutMs} ms`);
+        throw new Error(`connect endpoint did not answer within ${this.o.connectTimeoutMs} ms`);
       throw err;
     } finally {
       clearTimeout(timer);
@@ -311,7 +223,7 @@ export class PushClient {
     const round = (): void => {
       if (this.ws !== ws) return;
       if (this.pinged && !this.heard) {
-        const silence = `no frame from ${url} within ${this.heartbeatIntervalMs} ms of a ping`;
+        const silence = `no frame from ${url} within ${this.o.heartbeatIntervalMs} ms of a ping`;
         this.emit('error', new Error(`${silence}: reconnecting`));
         return this.abandon(ws);
       }
@@ -319,7 +231,7 @@ export class PushClient {
       this.heard = false;
       if (ws.readyState === 1) ws.send(PING_FRAME);
     };
-    this.heartbeatTimer = setInterval(round, this.heartbeatIntervalMs);
+    this.heartbeatTimer = setInterval(round, this.o.heartbeatIntervalMs);
   }
 
   /** Gives up on a socket that did not open in time or went silent, and retries. */
@@ -343,7 +255,7 @@ export class PushClient {
     this.setState('reconnecting');
     const ceiling = immediately
       ? 100
-      : Math.min(this.backoffMaxMs, this.backoffInitialMs * 2 ** this.failures);
+      : Math.min(this.o.backoffMaxMs, this.o.backoffInitialMs * 2 ** this.failures);
     this.failures++;
     clearTimeout(this.retryTimer);
     this.retryTimer = setTimeout(() => void this.connect(), Math.random() * ceiling);
@@ -401,22 +313,14 @@ export class PushClient {
         );
         return;
       }
-      this.remember(m.id, this.autoAck || ackedMeanwhile);
-      if (this.autoAck) this.ack(m.id);
+      this.seen.remember(m.id, this.o.autoAck || ackedMeanwhile);
+      if (this.o.autoAck) this.ack(m.id);
     };
     if (pending.length === 0) return settle();
     void Promise.allSettled(pending).then((results) => {
       for (const r of results) if (r.status === 'rejected') failures.push(r.reason);
       settle();
     });
-  }
-
-  private remember(id: string, acked: boolean): void {
-    const evicted = this.seenRing[this.seenNext];
-    if (evicted !== undefined) this.seen.delete(evicted);
-    this.seenRing[this.seenNext] = id;
-    this.seenNext = (this.seenNext + 1) % this.seenRing.length;
-    this.seen.set(id, acked);
   }
 
   private setState(state: ConnectionState): void {
@@ -454,31 +358,4 @@ function isThenable(value: unknown): value is PromiseLike<unknown> {
     value !== null &&
     typeof (value as { then?: unknown }).then === 'function'
   );
-}
-
-function checkConnectUrl(value: unknown): string {
-  if (typeof value !== 'string' || value === '')
-    throw new TypeError('PushClient: connectUrl must be the URL of /v1/connect');
-  const base = (globalThis as { location?: { href?: string } }).location?.href;
-  let url: URL;
-  try {
-    url = new URL(value, base);
-  } catch {
-    throw new TypeError(
-      `PushClient: connectUrl ${JSON.stringify(value)} is not a URL${base ? '' : ' (relative URLs only work in a page)'}`,
-    );
-  }
-  if (url.protocol !== 'http:' && url.protocol !== 'https:')
-    throw new TypeError(`PushClient: connectUrl must be http: or https:, got ${url.protocol}`);
-  return url.href;
-}
-
-/** A delay option: a positive number of milliseconds that setTimeout can take. */
-function delay(name: string, value: unknown, fallback: number): number {
-  if (value === undefined) return fallback;
-  if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0 || value > MAX_DELAY_MS)
-    throw new RangeError(
-      `PushClient: ${name} must be a number of milliseconds above 0 and at most ${MAX_DELAY_MS}, got ${String(value)}`,
-    );
-  return value;
 }

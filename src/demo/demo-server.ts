@@ -39,7 +39,14 @@ export function createDemoServer(o: DemoServerOptions): Server {
     if (req.method === 'GET' && path.startsWith('/js/')) {
       // Only the browser-safe modules: the client library and the protocol it imports.
       const rel = normalize(path.slice('/js/'.length));
-      if (!['client/push-client.js', 'protocol/frames.js'].includes(rel))
+      if (
+        ![
+          'client/push-client.js',
+          'client/client-options.js',
+          'client/dedupe-window.js',
+          'protocol/frames.js',
+        ].includes(rel)
+      )
         return json(res, 404, notFound(path));
       const code = await readFile(join(DIST, rel));
       res.writeHead(200, { 'content-type': 'text/javascript; charset=utf-8' });
