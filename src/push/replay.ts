@@ -85,7 +85,7 @@ export class Replay {
         continue;
       }
       failures = 0;
-      this.pushPage(conn, page, sent);
+      await this.pushPage(conn, page, sent);
       if (page.length < REPLAY_PAGE) break;
       const last = page[page.length - 1];
       after = last && { id: last.id, createdAt: last.createdAt };
@@ -99,10 +99,19 @@ export class Replay {
     }, REPLAY_DEDUPE_MS).unref();
   }
 
-  private pushPage(conn: Connection, page: readonly Envelope[], sent: Set<string>): void {
+  private async pushPage(
+    conn: Connection,
+    page: readonly Envelope[],
+    sent: Set<string>,
+  ): Promise<void> {
     const pushed: string[] = [];
     for (const m of page) {
       if (sent.has(m.id)) continue;
+      // A page of large messages must not overflow the socket's buffer: that would close it
+      // as a slow consumer, and the next connect would replay the same page into the same
+      // wall. So each push waits, if need be, for the socket to send what it holds.
+      if (conn.socket.bufferedAmount > this.o.lowWaterBytes) await this.bufferDrained(conn);
+      if (!conn.isOpen) break;
       if (conn.push(m.id, messageFrame(m))) {
         sent.add(m.id);
         pushed.push(m.id);

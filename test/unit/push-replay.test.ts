@@ -159,4 +159,33 @@ describe('Replay (on connect)', () => {
     await replay.run(alice.conn);
     expect(collect.callsTo(unackedHop.path)).toEqual([]);
   });
+
+  it('never lets a page of large messages overflow the socket: it waits for the socket to send', async () => {
+    vi.useFakeTimers();
+    const big = 'x'.repeat(400);
+    const { alice, replay } = setup(() =>
+      Array.from({ length: 20 }, (_, i) =>
+        envelope(`m${String(i).padStart(2, '0')}`, 'alice', big),
+      ),
+    );
+    // The socket holds what it was sent until the network takes it, 1 KB every 10 ms.
+    const send = alice.socket.send.bind(alice.socket);
+    let highest = 0;
+    alice.socket.send = (data: string) => {
+      send(data);
+      alice.socket.bufferedAmount += data.length;
+      highest = Math.max(highest, alice.socket.bufferedAmount);
+    };
+    const network = setInterval(() => {
+      alice.socket.bufferedAmount = Math.max(0, alice.socket.bufferedAmount - 1000);
+    }, 10);
+    const running = replay.run(alice.conn);
+    await vi.advanceTimersByTimeAsync(2000);
+    await running;
+    clearInterval(network);
+    expect(alice.socket.messageIds).toHaveLength(20);
+    // Low water is 1000 bytes: it never got past one frame over it.
+    expect(highest).toBeLessThan(1000 + 600);
+    expect(alice.socket.closed).toBeUndefined();
+  });
 });
