@@ -184,10 +184,15 @@ export function loadConfig(
   }
   // Nothing accepted at the edge may be refused inside: one message must fit a public
   // body, and a socket's send buffer with room to spare.
-  if (e.MAX_PAYLOAD_BYTES > e.MAX_BODY_BYTES || e.MAX_PAYLOAD_BYTES * 2 > e.WS_MAX_BUFFERED_BYTES) {
+  if (
+    e.MAX_PAYLOAD_BYTES > e.MAX_BODY_BYTES ||
+    e.MAX_PAYLOAD_BYTES * 2 > e.WS_MAX_BUFFERED_BYTES ||
+    e.MAX_PAYLOAD_BYTES > e.MAX_REQUEST_PAYLOAD_BYTES
+  ) {
     throw new ConfigError(
       `MAX_PAYLOAD_BYTES (${e.MAX_PAYLOAD_BYTES}) must be at most MAX_BODY_BYTES ` +
-        `(${e.MAX_BODY_BYTES}) and at most half of WS_MAX_BUFFERED_BYTES (${e.WS_MAX_BUFFERED_BYTES})`,
+        `(${e.MAX_BODY_BYTES}), at most MAX_REQUEST_PAYLOAD_BYTES (${e.MAX_REQUEST_PAYLOAD_BYTES}) ` +
+        `and at most half of WS_MAX_BUFFERED_BYTES (${e.WS_MAX_BUFFERED_BYTES})`,
     );
   }
   const port = overrides.port ?? e.PORT ?? DEFAULT_PORTS[service];

@@ -51,4 +51,23 @@ describe('configuration', () => {
     expect(text).not.toContain('topsecret');
     expect(text).toContain('mongodb://[redacted]@db:27017');
   });
+
+  it('refuses message limits that a later hop could not carry, naming them', () => {
+    expect(() => loadConfig('collect', { MAX_PAYLOAD_BYTES: '2000000' })).toThrow(/MAX_BODY_BYTES/);
+    expect(() =>
+      loadConfig('collect', { MAX_PAYLOAD_BYTES: '65536', WS_MAX_BUFFERED_BYTES: '100000' }),
+    ).toThrow(/WS_MAX_BUFFERED_BYTES/);
+    expect(() =>
+      loadConfig('collect', { MAX_PAYLOAD_BYTES: '65536', MAX_REQUEST_PAYLOAD_BYTES: '1000' }),
+    ).toThrow(/MAX_REQUEST_PAYLOAD_BYTES/);
+    const ok = loadConfig('collect', { MAX_PAYLOAD_BYTES: '1048576' });
+    expect(ok.MAX_PAYLOAD_BYTES).toBe(1_048_576);
+  });
+
+  it('reads the optional METRICS_TOKEN as a secret, kept out of the logged config', () => {
+    const config = loadConfig('push', { METRICS_TOKEN: 'scrape-me' });
+    expect(config.secrets.METRICS_TOKEN).toBe('scrape-me');
+    expect(JSON.stringify(redactConfig(config))).not.toContain('scrape-me');
+    expect(loadConfig('push', {}).secrets.METRICS_TOKEN).toBeUndefined();
+  });
 });
