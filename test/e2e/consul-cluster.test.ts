@@ -96,6 +96,21 @@ async function untilOutOfRouting(
   return { serfMs: serfMs!, evictedMs: since(t0) };
 }
 
+/** Starts a killed agent again and waits until the services registered with it pass again. */
+async function restartAgent(dead: ConsulHost, services: HostService[]): Promise<void> {
+  if (!dead.child.running) await dead.restart();
+  await waitFor(
+    `the services of ${dead.node} passing again`,
+    async () => {
+      for (const p of services)
+        if (!(await passingIds(host(0).addr, p.service)).has(p.id)) return false;
+      return true;
+    },
+    30_000,
+    50,
+  );
+}
+
 beforeAll(async () => {
   hc = await startHostsCluster(
     { auth: [0, 1], collect: [0, 1], dispatch: [0, 1, 2], push: [0, 1, 2] },
@@ -212,17 +227,7 @@ describe('a cluster over three Consul servers and three hosts with client agents
     // The agent comes back (a supervisor restarts it): its services pass again, and what
     // its push node's users were sent meanwhile, waiting in the store, reaches them.
     const t1 = performance.now();
-    await dead.restart();
-    await waitFor(
-      `the services of ${dead.node} passing again`,
-      async () => {
-        for (const p of outOfRouting)
-          if (!(await passingIds(host(0).addr, p.service)).has(p.id)) return false;
-        return true;
-      },
-      30_000,
-      50,
-    );
+    await restartAgent(dead, outOfRouting);
     const backMs = since(t1);
     expect(await undelivered(gen.sent, (s) => lib.received.get(s.to)!.has(s.id), 30_000)).toEqual(
       [],
@@ -266,17 +271,7 @@ describe('a cluster over three Consul servers and three hosts with client agents
       expect(lib.usersOn(dead.address, on('push', 2).port).sort()).toEqual(onDead.sort());
     } finally {
       lib.stop();
-      if (!dead.child.running) await dead.restart();
-      await waitFor(
-        `the services of ${dead.node} passing again`,
-        async () => {
-          for (const p of outOfRouting)
-            if (!(await passingIds(host(0).addr, p.service)).has(p.id)) return false;
-          return true;
-        },
-        30_000,
-        100,
-      );
+      await restartAgent(dead, outOfRouting);
     }
   }, 90_000);
 
