@@ -33,10 +33,10 @@ export interface PushClientOptions {
   /** An attempt whose /v1/connect request or WebSocket opening handshake takes longer is
    *  abandoned and retried with backoff (default 10,000 ms). */
   connectTimeoutMs?: number;
-  /** A heartbeat ping frame is sent this often on an open socket; when no frame of any kind
-   *  has come back one interval after a ping, the socket is dropped and the client
-   *  reconnects through /v1/connect (default 15,000 ms: a dead connection is noticed within
-   *  about twice this). */
+  /** The heartbeat: a ping frame goes out every half of this on an open socket; when no
+   *  frame of any kind has come back for this long after a ping, the socket is dropped and
+   *  the client reconnects through /v1/connect (default 15,000 ms: a dead connection is
+   *  noticed 1 to 1.5 times this after its last frame, and left within twice this). */
   heartbeatIntervalMs?: number;
 }
 

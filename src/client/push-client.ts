@@ -54,9 +54,10 @@ export class PushClient {
   /** Ends the attempt in flight: its /v1/connect request, or its socket's handshake. */
   private cancelAttempt: (() => void) | undefined;
   private heartbeatTimer: ReturnType<typeof setInterval> | undefined;
-  /** Whether a heartbeat ping went out on the current socket, and whether any frame came in
-   *  since (flags rather than timestamps: a clock that jumps cannot fake a silence). */
-  private pinged = false;
+  /** Heartbeat rounds in a row with no frame heard, and whether any frame came in since the
+   *  last round (counts and a flag rather than timestamps: a clock that jumps cannot fake
+   *  a silence). */
+  private silentRounds = 0;
   private heard = false;
   /** Ids processed (listeners succeeded): a redelivered copy of one is dropped. */
   private readonly seen: DedupeWindow;
@@ -218,20 +219,27 @@ export class PushClient {
    * else send the next ping. Throttled timers (a background tab) only make rounds late,
    * never wrong: what counts is whether a frame came after the ping, not how long ago.
    */
+  /**
+   * A ping every half interval; two rounds in a row with nothing heard (at least one whole
+   * interval of silence since a ping) drop the socket. So a dead connection is noticed
+   * between 1 and 1.5 intervals after the last frame, and the client is on another node
+   * within 2 intervals.
+   */
   private startHeartbeat(ws: WebSocketLike, url: string): void {
-    this.pinged = false;
+    this.heard = true;
+    this.silentRounds = 0;
     const round = (): void => {
       if (this.ws !== ws) return;
-      if (this.pinged && !this.heard) {
+      this.silentRounds = this.heard ? 0 : this.silentRounds + 1;
+      this.heard = false;
+      if (this.silentRounds >= 2) {
         const silence = `no frame from ${url} within ${this.o.heartbeatIntervalMs} ms of a ping`;
         this.emit('error', new Error(`${silence}: reconnecting`));
         return this.abandon(ws);
       }
-      this.pinged = true;
-      this.heard = false;
       if (ws.readyState === 1) ws.send(PING_FRAME);
     };
-    this.heartbeatTimer = setInterval(round, this.o.heartbeatIntervalMs);
+    this.heartbeatTimer = setInterval(round, this.o.heartbeatIntervalMs / 2);
   }
 
   /** Gives up on a socket that did not open in time or went silent, and retries. */

@@ -36,6 +36,10 @@ export const REPLAY_RETRY_MAX_MS = 30_000;
 /** How often a replay looks whether the socket has sent enough to take the next page. */
 export const REPLAY_POLL_MS = 10;
 
+/** Most frames a client may send beyond its frame budget, one earned per message pushed to
+ *  it (its ack): acking a large replay as it arrives is never taken for a flood. */
+export const MAX_ACKS_OWED = 100_000;
+
 /** Most pushed-but-unacked ids tracked per socket, for the drain's wait for acks. */
 export const MAX_TRACKED_UNACKED = 1000;
 

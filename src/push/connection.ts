@@ -1,5 +1,5 @@
 import { WebSocket, type RawData } from 'ws';
-import { MAX_TRACKED_UNACKED } from '../core/tuning.js';
+import { MAX_ACKS_OWED, MAX_TRACKED_UNACKED } from '../core/tuning.js';
 import { CloseCode, parseClientFrame, PONG_FRAME, type ErrorFrame } from '../protocol/frames.js';
 import { FrameBudget, type FrameLimits } from './frame-budget.js';
 
@@ -53,6 +53,8 @@ export class Connection {
   unacked: Set<string> | undefined;
   /** What the client may still send (created on its first frame). */
   private budget: FrameBudget | undefined;
+  /** Frames the client may send beyond its budget: one per message pushed to it. */
+  private acksOwed = 0;
   /** Closed for flooding: what the client still sends is ignored. (Acks that reach a
    *  socket closed for any other reason, a drain for one, are still passed on.) */
   private flooded = false;
@@ -85,6 +87,7 @@ export class Connection {
   push(id: string, frame: string): boolean {
     if (!this.send(frame)) return false;
     this.limits.pushed.inc();
+    if (this.acksOwed < MAX_ACKS_OWED) this.acksOwed++;
     this.unacked ??= new Set();
     if (this.unacked.size < MAX_TRACKED_UNACKED) this.unacked.add(id);
     return true;
@@ -117,6 +120,12 @@ export class Connection {
    *  the socket with 1008, when the client sends faster than WS_MAX_FRAMES_PER_SECOND. */
   countFrame(now = Date.now()): boolean {
     if (this.flooded) return false;
+    // Every message pushed here earns the client one frame, its ack: a client that acks a
+    // replay of thousands as fast as it arrives is within its rights, not flooding.
+    if (this.acksOwed > 0) {
+      this.acksOwed--;
+      return true;
+    }
     if (this.budgetAt(now).take(now)) return true;
     this.closeFlooded(`over ${this.limits.frames.maxFramesPerSecond} frames per second`);
     return false;

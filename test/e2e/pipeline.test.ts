@@ -145,6 +145,14 @@ describe('the push pipeline, end to end on real processes', () => {
   });
 
   it('exposes Prometheus metrics on every service, counting each stage of the data path', async () => {
+    // A message of its own through every stage, so this test needs no other to have run.
+    const mia = await connect('mia', 0, { ack: true });
+    const [id = ''] = await postMessages(cluster, { to: 'mia', payload: 'counted' });
+    await mia.waitForMessages(1);
+    await waitFor(
+      'the ack to reach collect',
+      async () => (await messageStatus(cluster, id)) === 'acked',
+    );
     const text = async (url: string): Promise<string> => (await fetch(`${url}/metrics`)).text();
     const [collect, dispatch, push0, push1] = await Promise.all([
       text(cluster.collect.url),

@@ -94,4 +94,20 @@ describe('Connection flood protection', () => {
     expect(conn.countFrame()).toBe(false);
     expect(socket.closed?.code).toBe(CloseCode.PolicyViolation);
   });
+
+  it('lets a client ack every message pushed to it at once, however many: each push earns its ack', () => {
+    vi.useFakeTimers();
+    const { conn, socket } = fakeConnection('olga', { maxFramesPerSecond: 10 });
+    for (let i = 0; i < 500; i++) conn.push(`m${i}`, `{"type":"message","id":"m${i}"}`);
+    const acked = Array.from({ length: 500 }, (_, i) =>
+      conn.receive(text(ackFrame(`m${i}`)), false),
+    );
+    expect(acked.filter(Boolean)).toHaveLength(500);
+    expect(socket.closed).toBeUndefined();
+    // Beyond what it was pushed, the budget applies again.
+    for (let i = 0; i < 10; i++) conn.receive(text(ackFrame(`x${i}`)), false);
+    expect(socket.closed).toBeUndefined();
+    conn.receive(text(ackFrame('x10')), false);
+    expect(socket.closed?.code).toBe(CloseCode.PolicyViolation);
+  });
 });
