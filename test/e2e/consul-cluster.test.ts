@@ -278,8 +278,8 @@ describe('a cluster over three Consul servers and three hosts with client agents
   it('answers push.service.consul SRV with passing push nodes only, and drops a SIGKILLed one', async () => {
     const resolver = new Resolver({ timeout: 1000, tries: 1 });
     resolver.setServers([`${host(0).address}:${host(0).dnsPort}`]);
-    const srvPorts = async (): Promise<number[]> =>
-      (await resolver.resolveSrv('push.service.consul')).map((r) => r.port).sort();
+    const srvPorts = async (name = 'push.service.consul'): Promise<number[]> =>
+      (await resolver.resolveSrv(name)).map((r) => r.port).sort();
     const passingPorts = async (): Promise<number[]> => {
       const ids = await passingIds(host(0).addr, 'push');
       return hc
@@ -294,6 +294,8 @@ describe('a cluster over three Consul servers and three hosts with client agents
       10_000,
     );
     expect(await srvPorts()).toHaveLength(3);
+    // The RFC 2782 name, as load balancers (HAProxy's server-template) ask for it.
+    expect(await srvPorts('_push._tcp.service.consul')).toEqual(await srvPorts());
 
     const victim = on('push', 1);
     const t0 = performance.now();

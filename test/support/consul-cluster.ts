@@ -19,7 +19,13 @@ export const CLIENT_ADDRESSES = ['127.0.0.5', '127.0.0.6', '127.0.0.7'] as const
  */
 export const TIMINGS_HCL = [
   'performance { raft_multiplier = 1 }',
-  'gossip_lan { probe_interval = "500ms" probe_timeout = "300ms" suspicion_mult = 3 gossip_interval = "100ms" }',
+  // CONSUL_CLUSTER_GOSSIP=default keeps Consul's LAN gossip defaults (probe every 1 s, 500 ms
+  // timeout, suspicion_mult 4), as consul.d/production has them, to measure those.
+  ...(process.env.CONSUL_CLUSTER_GOSSIP === 'default'
+    ? []
+    : [
+        'gossip_lan { probe_interval = "500ms" probe_timeout = "300ms" suspicion_mult = 3 gossip_interval = "100ms" }',
+      ]),
   'disable_update_check = true',
 ];
 

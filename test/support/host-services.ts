@@ -98,15 +98,25 @@ export async function startHostsCluster(
         child,
       };
       procs.push(proc);
-      await waitFor(
-        `${service} on ${host.address}:${port} to pass its health check at ${host.node}`,
-        async () => {
-          if (!child.running) throw new Error(`${service} exited:\n${child.recentOutput()}`);
-          return (await passingIds(host.addr, service)).has(proc.id);
-        },
-        30_000,
-        100,
-      );
+      try {
+        await waitFor(
+          `${service} on ${host.address}:${port} to pass its health check at ${host.node}`,
+          async () => {
+            if (!child.running) throw new Error(`${service} exited:\n${child.recentOutput()}`);
+            return (await passingIds(host.addr, service)).has(proc.id);
+          },
+          30_000,
+          100,
+        );
+      } catch (err) {
+        const checks = await fetch(`http://${host.addr}/v1/health/checks/${service}`)
+          .then((r) => r.text())
+          .catch((e: Error) => e.message);
+        throw new Error(
+          `${(err as Error).message}\nits checks at ${host.node}: ${checks}\n` +
+            `its output:\n${child.recentOutput()}`,
+        );
+      }
       return proc;
     };
     const starts: Promise<HostService>[] = [];
