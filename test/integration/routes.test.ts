@@ -3,7 +3,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startRedisServer } from '../../src/launcher/redis-server.js';
 import { waitFor } from '../../src/launcher/child.js';
 import { nodeUsersKey, routeKey } from '../../src/core/redis-keys.js';
-import { createRedis, keySlot, type RedisClient } from '../../src/core/redis.js';
+import { loadConfig } from '../../src/core/config.js';
+import { createRedis, keySlot, redisProbe, type RedisClient } from '../../src/core/redis.js';
 import { Routes } from '../../src/core/routes.js';
 import { startRedisCluster, type RedisCluster } from '../support/redis-cluster.js';
 import { testLog } from '../support/silent-log.js';
@@ -37,8 +38,10 @@ const targets: { name: string; start: () => Promise<Target> }[] = [
     name: 'a Redis Cluster',
     async start() {
       const cluster = await startRedisCluster();
+      // As a service gets it: REDIS_CLUSTER_NODES wins over REDIS_URL.
+      const env = { REDIS_CLUSTER_NODES: cluster.seeds, REDIS_URL: 'redis://127.0.0.1:1' };
       return {
-        url: `redis-cluster://${cluster.seeds}`,
+        url: loadConfig('dispatch', env).REDIS_URL,
         cluster,
         async hang(key) {
           const master = await cluster.masterOf(keySlot(key));
@@ -64,7 +67,9 @@ describe.each(targets)('routes in $name', ({ start }) => {
   beforeAll(async () => {
     target = await start();
     redis = createRedis(target.url, testLog('routes-test'));
+    expect(redis instanceof Cluster).toBe(target.cluster !== undefined);
     await redis.connect();
+    expect(redisProbe(redis)).not.toThrow();
   }, 90_000);
 
   afterAll(async () => {
