@@ -105,7 +105,8 @@ export async function startHostsCluster(
             if (!child.running) throw new Error(`${service} exited:\n${child.recentOutput()}`);
             return (await passingIds(host.addr, service)).has(proc.id);
           },
-          30_000,
+          // Ten processes start at once on a busy 2-core machine.
+          45_000,
           100,
         );
       } catch (err) {
