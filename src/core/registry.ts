@@ -36,6 +36,8 @@ export class Registration {
   private lastMeta = '';
   private syncing: Promise<void> | undefined;
   private agentDown = false;
+  /** When the agent stopped answering (Date.now()), while it does not answer. */
+  private unreachableSince: number | undefined;
 
   constructor(private readonly o: RegistrationOptions) {}
 
@@ -58,6 +60,13 @@ export class Registration {
     }
   }
 
+  /** How long the local agent has not answered (0 while it answers). Without its agent an
+   *  instance is out of routing — its checks are not run, its entry is gone or critical —
+   *  however well it serves. */
+  agentUnreachableMs(now = Date.now()): number {
+    return this.unreachableSince === undefined ? 0 : now - this.unreachableSince;
+  }
+
   private sync(): Promise<void> {
     this.syncing ??= this.syncOnce().finally(() => {
       this.syncing = undefined;
@@ -77,6 +86,7 @@ export class Registration {
       if (!known || metaChanged) await this.register();
       if (this.agentDown) this.o.log.info('consul agent reachable again');
       this.agentDown = false;
+      this.unreachableSince = undefined;
     } catch (err) {
       this.o.onError?.();
       if (!this.agentDown)
@@ -85,6 +95,7 @@ export class Registration {
           'consul agent unreachable: will keep retrying',
         );
       this.agentDown = true;
+      this.unreachableSince ??= Date.now();
     }
   }
 

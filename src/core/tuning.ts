@@ -22,6 +22,10 @@ export const REDIS_COMMAND_TIMEOUT_MS = 1000;
 
 // ---- push node -------------------------------------------------------------------
 
+/** A push node whose Consul agent has not answered for this long is out of routing for
+ *  good: it closes its sockets with 1012 so that their clients move to a node in routing. */
+export const AGENT_LOST_MS = 5000;
+
 /** Unacked messages per page of a replay (`unackedHop`): a replay pages until none is left. */
 export const REPLAY_PAGE = 500;
 

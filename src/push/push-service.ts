@@ -7,6 +7,8 @@ import { Peers } from '../core/peers.js';
 import { createRedis, redisProbe } from '../core/redis.js';
 import { Routes } from '../core/routes.js';
 import { ServiceHost } from '../core/service-host.js';
+import { AGENT_LOST_MS } from '../core/tuning.js';
+import { CloseCode } from '../protocol/frames.js';
 import { forwardHop } from '../protocol/hops.js';
 import { AckBatcher } from './ack-batcher.js';
 import { Authenticator } from './authenticator.js';
@@ -128,7 +130,7 @@ export function createPushService(config: Config, log: Logger, consul: ConsulCli
     'upgrade',
     upgradeHandler({
       authenticator,
-      isDraining: () => host.isDraining,
+      isDraining: () => host.isDraining || agentLost(),
       wss,
       open: (ws, userId, tokenExpiresAt) => void open(ws, userId, tokenExpiresAt),
       log,
@@ -143,6 +145,22 @@ export function createPushService(config: Config, log: Logger, consul: ConsulCli
     for (const userId of users) replay.again(hub.connectionsOf(userId) ?? []);
   });
 
+  // ---- out of routing: a node whose Consul agent is gone sends its clients elsewhere ----
+  // Dispatch no longer routes to it (its agent runs its checks and holds its entry), so its
+  // users would get nothing live until the agent is back: close their sockets with 1012,
+  // and their clients reconnect through /v1/connect to a node in routing.
+  const agentLost = (): boolean => (host.registration?.agentUnreachableMs() ?? 0) > AGENT_LOST_MS;
+  let agentWatch: NodeJS.Timeout | undefined;
+  function leaveIfAgentLost(): void {
+    if (!agentLost() || hub.connectionCount === 0) return;
+    log.warn(
+      { sockets: hub.connectionCount },
+      'consul agent lost: out of routing, closing every socket (1012) so its clients move',
+    );
+    for (const conn of [...hub.connections()])
+      conn.socket.close(CloseCode.ServiceRestart, 'node out of routing: reconnect');
+  }
+
   // ---- lifecycle --------------------------------------------------------------------
   host.onStart(async () => {
     await redis.connect();
@@ -151,10 +169,12 @@ export function createPushService(config: Config, log: Logger, consul: ConsulCli
   host.onStarted(() => {
     bindings.start();
     keepAlive.start();
+    agentWatch = setInterval(leaveIfAgentLost, 1000);
   });
   host.onDrain(async () => {
     bindings.stop();
     keepAlive.stop();
+    clearInterval(agentWatch);
     await drain({ hub, acks, bindings });
   });
   host.onClose(async () => {
