@@ -54,13 +54,14 @@ function createCluster(url: string): Cluster {
   return new Cluster(seeds, {
     enableOfflineQueue: FAIL_FAST.enableOfflineQueue,
     lazyConnect: FAIL_FAST.lazyConnect,
-    maxRedirections: 16,
     // Failover: a shard's master gone, its replica elected within a few seconds;
     // meanwhile commands to it fail and callers retry, as with a standalone Redis down.
     retryDelayOnFailover: 200,
     retryDelayOnClusterDown: 200,
     slotsRefreshTimeout: 2000,
     slotsRefreshInterval: 2000,
+    // Per node: ioredis keeps an offline queue for each node's connection whatever we
+    // set, so the command timeout is what bounds a command to a shard that is down.
     redisOptions: {
       username,
       password,
@@ -71,7 +72,7 @@ function createCluster(url: string): Cluster {
 }
 
 /** `redis-cluster://[user:password@]host:port,host:port` → the seeds and credentials. */
-export function parseClusterUrl(url: string): {
+function parseClusterUrl(url: string): {
   seeds: { host: string; port: number }[];
   username?: string;
   password?: string;
