@@ -12,6 +12,7 @@ import { fmt, quick, type Fault, type Result } from './common.js';
 import { backlogFault } from './faults/backlog.js';
 import { bigMessageFault } from './faults/big-message.js';
 import { classicFaults } from './faults/classic.js';
+import { consulClusterFaults } from './faults/consul-cluster.js';
 import { hangFault } from './faults/hang.js';
 import { launcherFault } from './faults/launcher.js';
 import { redisPauseFault } from './faults/redis-pause.js';
@@ -25,6 +26,7 @@ const faults: Fault[] = [
   backlogFault,
   hangFault,
   launcherFault,
+  ...consulClusterFaults,
 ];
 
 function selected(): Fault[] {
