@@ -11,8 +11,6 @@ interface RoutePipeline extends ChainableCommander {
   /** 1 when the binding is new (or had lapsed), else 0. */
   bindRoute(routeKey: string, nodeId: string, ttlMs: number): RoutePipeline;
   unbindRoute(routeKey: string, nodeId: string): RoutePipeline;
-  /** The live nodes of the user. */
-  readRoute(routeKey: string): RoutePipeline;
 }
 
 /** How many users go in one batch when binding, unbinding or looking up many at once. */
@@ -33,7 +31,6 @@ export class Routes {
   ) {
     redis.defineCommand('bindRoute', { numberOfKeys: 1, lua: script('bindRoute-1') });
     redis.defineCommand('unbindRoute', { numberOfKeys: 1, lua: script('unbindRoute-1') });
-    redis.defineCommand('readRoute', { numberOfKeys: 1, lua: script('readRoute-1') });
   }
 
   /** Binds a user to a node; true when the user had no live binding to it before. Every
@@ -95,12 +92,30 @@ export class Routes {
   }
 
   /** The live nodes of each user, by Redis's clock: per batch of users, one pipeline per
-   *  shard, so a batch costs a round trip to each shard it touches. */
+   *  shard (TIME, then each user's route key with its expiries), so a batch costs a round
+   *  trip to each shard it touches and no script. */
   async lookup(userIds: readonly string[]): Promise<Map<string, string[]>> {
     const routes = new Map<string, string[]>();
     for (const chunk of chunks(userIds, BATCH)) {
-      const found = await this.perShard(chunk.map(routeKey), (p, key) => p.readRoute(key));
-      chunk.forEach((userId, i) => routes.set(userId, (found[i] as string[] | null) ?? []));
+      const keys = chunk.map(routeKey);
+      await this.regroupOnce(() =>
+        Promise.all(
+          groupByShard(this.redis, keys).map(async (group) => {
+            const pipeline = this.redis.pipeline().time();
+            for (const i of group) pipeline.zrange(keys[i] as string, 0, -1, 'WITHSCORES');
+            const [time, ...found] = await execOrThrow(pipeline);
+            const [seconds, micros] = time as [string, string];
+            const now = Number(seconds) * 1000 + Math.floor(Number(micros) / 1000);
+            group.forEach((i, j) => {
+              const pairs = found[j] as string[];
+              const live: string[] = [];
+              for (let k = 0; k + 1 < pairs.length; k += 2)
+                if (Number(pairs[k + 1]) >= now) live.push(pairs[k] as string);
+              routes.set(chunk[i] as string, live);
+            });
+          }),
+        ),
+      );
     }
     return routes;
   }
@@ -125,21 +140,26 @@ export class Routes {
     command: (pipeline: RoutePipeline, key: string) => void,
   ): Promise<unknown[]> {
     const results = new Array<unknown>(keys.length);
-    // A failover can move slots between the grouping and the send: group again once.
-    for (let attempt = 1; ; attempt++) {
-      try {
-        await Promise.all(
-          groupByShard(this.redis, keys).map(async (group) => {
-            const pipeline = this.redis.pipeline() as RoutePipeline;
-            for (const i of group) command(pipeline, keys[i] as string);
-            const values = await execOrThrow(pipeline);
-            group.forEach((i, j) => (results[i] = values[j]));
-          }),
-        );
-        return results;
-      } catch (err) {
-        if (attempt >= 2 || !/same slots allocation group/.test((err as Error).message)) throw err;
-      }
+    await this.regroupOnce(() =>
+      Promise.all(
+        groupByShard(this.redis, keys).map(async (group) => {
+          const pipeline = this.redis.pipeline() as RoutePipeline;
+          for (const i of group) command(pipeline, keys[i] as string);
+          const values = await execOrThrow(pipeline);
+          group.forEach((i, j) => (results[i] = values[j]));
+        }),
+      ),
+    );
+    return results;
+  }
+
+  /** Runs `send` again once if a failover moved slots between grouping and sending. */
+  private async regroupOnce(send: () => Promise<unknown>): Promise<void> {
+    try {
+      await send();
+    } catch (err) {
+      if (!/same slots allocation group/.test((err as Error).message)) throw err;
+      await send();
     }
   }
 }
