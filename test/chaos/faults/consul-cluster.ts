@@ -124,19 +124,19 @@ async function killClientAgent(
     recoveredMs,
     note:
       `${dead.node} down ${AGENT_DOWN_MS / 1000} s; detected = its ${services.length} services ` +
-      'out of the passing set; recovered = all sent so far delivered (its push node keeps its ' +
-      'users while out of routing: they wait for the agent)',
+      'out of the passing set; recovered = all sent so far delivered (its push node closes its ' +
+      'sockets once its agent has been silent for 5 s: its users move to other hosts)',
     problem: detectedMs === undefined ? 'services still passing 20 s after the kill' : undefined,
   };
 }
 
 export const consulClusterFaults: Fault[] = [
   {
-    name: 'SIGKILL the Consul leader server (3 servers, client agent per host)',
+    name: '15. SIGKILL the Consul leader server (3 servers, client agent per host)',
     run: (o) => runConsulClusterFault('leader', o),
   },
   {
-    name: `SIGKILL a host's Consul client agent for ${AGENT_DOWN_MS / 1000} s`,
+    name: `16. SIGKILL a host's Consul client agent for ${AGENT_DOWN_MS / 1000} s`,
     run: (o) => runConsulClusterFault('client-agent', o),
   },
 ];
