@@ -101,10 +101,14 @@ function parseClusterUrl(url: string): {
   return { seeds, username, password };
 }
 
-/** A /health probe: Redis (or, for a Redis Cluster, the cluster client) must be ready. */
-export function redisProbe(redis: RedisClient): () => void {
-  return () => {
+/** A /health probe: Redis (or, for a Redis Cluster, the cluster client) must be ready and
+ *  answer a PING. */
+export function redisProbe(redis: RedisClient): () => Promise<void> {
+  return async () => {
     if (redis.status !== 'ready') throw new Error(`redis is ${redis.status}`);
+    // A hung Redis (SIGSTOP, a stalled host) keeps its connection "ready": ask it something.
+    // The health check's own timeout, or the command timeout, bounds the wait.
+    await redis.ping();
   };
 }
 

@@ -50,6 +50,29 @@ describe('eviction and drain', () => {
     );
   });
 
+  it('turns a push node critical while Redis hangs (SIGSTOP: the connection stays open), and passing once it answers again', async () => {
+    const node = cluster.push[0]!;
+    cluster.deps.redis.child.kill('SIGSTOP');
+    try {
+      await waitFor(
+        'a 503 naming redis',
+        async () => {
+          const res = await fetch(`${node.url}/health`);
+          const body = (await res.json()) as { failures?: Record<string, string> };
+          return res.status === 503 && body.failures?.redis !== undefined;
+        },
+        10_000,
+      );
+    } finally {
+      cluster.deps.redis.child.kill('SIGCONT');
+    }
+    await waitFor(
+      'the node passing again',
+      async () => (await fetch(`${node.url}/health`)).status === 200,
+      10_000,
+    );
+  });
+
   it('unbinds the users of a SIGKILLed push node once Consul marks it critical', async () => {
     const victim = await cluster.spawn('push');
     const client = await TestClient.connect(
