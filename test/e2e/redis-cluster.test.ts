@@ -133,12 +133,14 @@ describe('push cluster on a Redis Cluster', () => {
       60_000,
       100,
     ).catch(() => undefined);
+    const metrics = await (await fetch(`${cluster.dispatch.url}/metrics`)).text();
+    const evictions = /^push_node_evictions_total(?:\{[^}]*\})? (\d+)/m.exec(metrics)?.[1];
     const pushes = USERS.reduce((n, u) => n + (clients.get(u)?.messages.length ?? 0), 0);
     console.log(
       `redis-cluster e2e: sent ${gen.sent.length} (refused ${gen.refused}), lost ${missing().length}, ` +
         `failover (SIGKILL → new master, cluster_state:ok) ${failoverMs} ms, ` +
         `${pushes} pushes for ${gen.sent.length + USERS.length} messages, ` +
-        `${victimUsers} users' routes on the killed master`,
+        `${victimUsers} users' routes on the killed master, push node evictions ${evictions}`,
     );
     expect(missing().slice(0, 10)).toEqual([]);
     expect(gen.refused).toBe(0);
