@@ -99,7 +99,10 @@ export async function startCluster(
         if (own?.status !== 200) return false;
         const res = await fetch(`http://${deps.consul.addr}/v1/health/checks/${service}`);
         const checks = (await res.json()) as { ServiceID: string; Status: string }[];
-        return checks.some((c) => c.ServiceID === proc.id && c.Status === 'passing');
+        // Every check of the instance (two with INTERNAL_PORT): only then is it in the
+        // passing set that peers route to.
+        const mine = checks.filter((c) => c.ServiceID === proc.id);
+        return mine.length > 0 && mine.every((c) => c.Status === 'passing');
       },
       20_000,
       100,
