@@ -7,12 +7,18 @@ export default class SummaryReporter implements Reporter {
   onTestRunEnd(modules: ReadonlyArray<TestModule>): void {
     const counts = this.counts;
     for (const module of modules) {
+      // A file whose setup failed (a beforeAll that threw) reports its tests as skipped:
+      // they did not pass, and the line must not say they were merely skipped.
+      const fileFailed = module.state() === 'failed';
+      let counted = 0;
       for (const test of module.children.allTests()) {
+        counted++;
         const state = test.result().state;
         if (state === 'passed') counts.passed++;
-        else if (state === 'failed') counts.failed++;
+        else if (state === 'failed' || fileFailed) counts.failed++;
         else counts.skipped++;
       }
+      if (fileFailed && counted === 0) counts.failed++;
     }
   }
 
