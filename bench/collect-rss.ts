@@ -1,6 +1,6 @@
-// Memory under a sustained saturating load with the default store (SQLite): does collect's
-// RSS level off after warm-up, or grow with the messages it has stored? The other services'
-// RSS is sampled too (a push node's, say, under steady delivery with no fault).
+// collect's memory under a sustained saturating load with the default store (SQLite): does
+// its RSS level off after warm-up, or grow with the messages it has stored? (Only collect is
+// sampled.)
 //
 //   npm run build && npx tsx bench/collect-rss.ts [--minutes 5] [--users 200] [--senders 8]
 //
