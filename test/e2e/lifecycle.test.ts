@@ -21,20 +21,25 @@ afterAll(async () => {
   await cluster?.stop();
 });
 
+/** Waits until a service's /health answers 503 naming redis. */
+async function redisFailing(serviceUrl: string): Promise<void> {
+  await waitFor(
+    'a 503 naming redis',
+    async () => {
+      const res = await fetch(`${serviceUrl}/health`);
+      const body = (await res.json()) as { failures?: Record<string, string> };
+      return res.status === 503 && body.failures?.redis !== undefined;
+    },
+    10_000,
+  );
+}
+
 describe('eviction and drain', () => {
   it('turns a push node that loses Redis critical, and passing again once Redis is back', async () => {
     const node = cluster.push[1]!;
     await cluster.deps.redis.child.stop(5000);
     try {
-      await waitFor(
-        'a 503 naming redis',
-        async () => {
-          const res = await fetch(`${node.url}/health`);
-          const body = (await res.json()) as { failures?: Record<string, string> };
-          return res.status === 503 && body.failures?.redis !== undefined;
-        },
-        10_000,
-      );
+      await redisFailing(node.url);
       await waitFor(
         'the node critical in Consul',
         async () => (await checkStatus(cluster.deps.consul.addr, 'push', node.id)) === 'critical',
@@ -54,15 +59,7 @@ describe('eviction and drain', () => {
     const node = cluster.push[0]!;
     cluster.deps.redis.child.kill('SIGSTOP');
     try {
-      await waitFor(
-        'a 503 naming redis',
-        async () => {
-          const res = await fetch(`${node.url}/health`);
-          const body = (await res.json()) as { failures?: Record<string, string> };
-          return res.status === 503 && body.failures?.redis !== undefined;
-        },
-        10_000,
-      );
+      await redisFailing(node.url);
     } finally {
       cluster.deps.redis.child.kill('SIGCONT');
     }
