@@ -67,7 +67,10 @@ export class Registration {
     return this.unreachableSince === undefined ? 0 : now - this.unreachableSince;
   }
 
-  private sync(): Promise<void> {
+  /** Asks the agent now (and registers again if it forgot this instance), instead of
+   *  waiting for the next sync: before acting on `agentUnreachableMs`, which is only as
+   *  fresh as the last sync. */
+  sync(): Promise<void> {
     this.syncing ??= this.syncOnce().finally(() => {
       this.syncing = undefined;
     });

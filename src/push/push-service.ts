@@ -130,7 +130,8 @@ export function createPushService(config: Config, log: Logger, consul: ConsulCli
     'upgrade',
     upgradeHandler({
       authenticator,
-      isDraining: () => host.isDraining || agentLost(),
+      isDraining: () => host.isDraining,
+      isOutOfRouting: agentLostNow,
       wss,
       open: (ws, userId, tokenExpiresAt) => void open(ws, userId, tokenExpiresAt),
       log,
@@ -150,9 +151,16 @@ export function createPushService(config: Config, log: Logger, consul: ConsulCli
   // users would get nothing live until the agent is back: close their sockets with 1012,
   // and their clients reconnect through /v1/connect to a node in routing.
   const agentLost = (): boolean => (host.registration?.agentUnreachableMs() ?? 0) > AGENT_LOST_MS;
+  // The last sync may be seconds old: an agent that restarted meanwhile has put this node
+  // back in routing, so ask again before refusing a client or closing sockets.
+  async function agentLostNow(): Promise<boolean> {
+    if (!agentLost()) return false;
+    await host.registration?.sync();
+    return agentLost();
+  }
   let agentWatch: NodeJS.Timeout | undefined;
-  function leaveIfAgentLost(): void {
-    if (!agentLost() || hub.connectionCount === 0) return;
+  async function leaveIfAgentLost(): Promise<void> {
+    if (hub.connectionCount === 0 || !(await agentLostNow()) || hub.connectionCount === 0) return;
     log.warn(
       { sockets: hub.connectionCount },
       'consul agent lost: out of routing, closing every socket (1012) so its clients move',
@@ -169,7 +177,7 @@ export function createPushService(config: Config, log: Logger, consul: ConsulCli
   host.onStarted(() => {
     bindings.start();
     keepAlive.start();
-    agentWatch = setInterval(leaveIfAgentLost, 1000);
+    agentWatch = setInterval(() => void leaveIfAgentLost(), 1000);
   });
   host.onDrain(async () => {
     bindings.stop();

@@ -8,6 +8,8 @@ import type { Authenticator } from './authenticator.js';
 export interface UpgradeOptions {
   authenticator: Pick<Authenticator, 'verify'>;
   isDraining: () => boolean;
+  /** True while the node is out of routing (its Consul agent unreachable), asked afresh. */
+  isOutOfRouting: () => Promise<boolean>;
   wss: Pick<WebSocketServer, 'handleUpgrade'>;
   /** Takes an accepted socket, whose token belongs to userId. */
   open: (ws: WebSocket, userId: string, tokenExpiresAt: number) => void;
@@ -16,14 +18,14 @@ export interface UpgradeOptions {
 
 /**
  * The node's 'upgrade' listener: only `GET /ws`, spelled canonically, on a node that is
- * not draining, with a token auth accepts, becomes a WebSocket. Anything else gets a
+ * not draining and in routing, with a token auth accepts, becomes a WebSocket. Anything else gets a
  * plain HTTP answer with the JSON error body.
  */
 export function upgradeHandler(o: UpgradeOptions) {
   return (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
     void upgrade(o, req, socket, head).catch((err: unknown) => {
       o.log.error({ err }, 'upgrade failed');
-      refuse(socket, 500, 'internal', 'internal error');
+      refuse(o.log, socket, 500, 'internal', 'internal error');
     });
   };
 }
@@ -36,15 +38,30 @@ async function upgrade(
 ): Promise<void> {
   // Checked before parsing: `new URL` throws on some targets a hostile client sends.
   if (!isCanonicalTarget(req.url))
-    return refuse(socket, 404, 'not_found', 'WebSocket endpoint is /ws');
+    return refuse(o.log, socket, 404, 'not_found', 'WebSocket endpoint is /ws');
   const url = new URL(req.url ?? '/', 'http://x');
-  if (url.pathname !== '/ws') return refuse(socket, 404, 'not_found', 'WebSocket endpoint is /ws');
+  if (url.pathname !== '/ws')
+    return refuse(o.log, socket, 404, 'not_found', 'WebSocket endpoint is /ws');
   const draining = (): void =>
-    refuse(socket, 503, 'draining', 'this node is shutting down: ask /v1/connect for another');
+    refuse(
+      o.log,
+      socket,
+      503,
+      'draining',
+      'this node is shutting down: ask /v1/connect for another',
+    );
   if (o.isDraining()) return draining();
+  if (await o.isOutOfRouting())
+    return refuse(
+      o.log,
+      socket,
+      503,
+      'out_of_routing',
+      "this node's Consul agent is unreachable: ask /v1/connect for another",
+    );
   const token = url.searchParams.get('token') ?? bearer(req.headers.authorization);
   const outcome = await o.authenticator.verify(token ?? undefined);
-  if (!outcome.ok) return refuse(socket, outcome.status, outcome.code, outcome.message);
+  if (!outcome.ok) return refuse(o.log, socket, outcome.status, outcome.code, outcome.message);
   if (socket.destroyed) return;
   // The token check takes a round trip: a drain may have begun meanwhile, and a socket
   // let in now would be closed (or, worse, missed) by it.
@@ -60,7 +77,8 @@ const REASONS: Record<number, string> = {
 };
 
 /** Answers a refused upgrade with a plain HTTP response and the JSON error body. */
-function refuse(socket: Duplex, status: number, code: string, message: string): void {
+function refuse(log: Logger, socket: Duplex, status: number, code: string, message: string): void {
   if (socket.destroyed) return;
+  log.debug({ status, code }, 'upgrade refused');
   socket.end(plainResponse(status, REASONS[status] ?? 'Error', errorBody(code, message)));
 }

@@ -114,7 +114,9 @@ async function restartAgent(dead: ConsulHost, services: HostService[]): Promise<
 beforeAll(async () => {
   hc = await startHostsCluster(
     { auth: [0, 1], collect: [0, 1], dispatch: [0, 1, 2], push: [0, 1, 2] },
-    { env: { ACK_TIMEOUT: '2s' } },
+    // The production sync interval (5 s): a push node learns that its agent is back only
+    // at its next sync, and must not close the sockets it got meanwhile.
+    { env: { ACK_TIMEOUT: '2s', CONSUL_SYNC_INTERVAL: '5s' } },
   );
 }, 120_000);
 

@@ -11,6 +11,8 @@ async function upgrade(
   url: string,
   o: {
     draining?: boolean;
+    /** The node's Consul agent is unreachable. */
+    outOfRouting?: boolean;
     /** The drain begins while auth checks the token. */
     drainDuringCheck?: boolean;
     outcome?: AuthOutcome;
@@ -37,6 +39,7 @@ async function upgrade(
       },
     },
     isDraining: () => draining,
+    isOutOfRouting: async () => o.outOfRouting ?? false,
     wss: {
       handleUpgrade: (_req, _socket, _head, done) => done({} as WebSocket, _req),
     } as Pick<WebSocketServer, 'handleUpgrade'>,
@@ -71,6 +74,14 @@ describe('upgrade', () => {
     const res = await upgrade('/ws?token=t1', { draining: true });
     expect(res.status).toBe(503);
     expect(JSON.parse(res.body)).toMatchObject({ error: { code: 'draining' } });
+    expect(res.opened).toEqual([]);
+  });
+
+  it('answers 503 out_of_routing while its Consul agent is unreachable, before asking auth', async () => {
+    const res = await upgrade('/ws?token=t1', { outOfRouting: true });
+    expect(res.status).toBe(503);
+    expect(JSON.parse(res.body)).toMatchObject({ error: { code: 'out_of_routing' } });
+    expect(res.tokens).toEqual([]);
     expect(res.opened).toEqual([]);
   });
 
