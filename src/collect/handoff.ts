@@ -2,6 +2,7 @@ import type { Logger } from '../core/logger.js';
 import { PeerError, type Peers } from '../core/peers.js';
 import { sendSplitting, tooLarge } from '../core/send-splitting.js';
 import { HANDOFF_MAX_BATCH, HANDOFF_RETRY_MS } from '../core/tuning.js';
+import { messageFrameText } from '../protocol/frames.js';
 import {
   handoffHop,
   serializedEnvelopes,
@@ -11,7 +12,13 @@ import {
 import type { AckRetry, MessageStore, StoredMessage } from '../store/message-store.js';
 
 export function envelopeOf(m: StoredMessage): Envelope {
-  return { id: m.id, to: m.to, payload: m.payload, createdAt: m.createdAt.toISOString() };
+  const createdAt = m.createdAt.toISOString();
+  return {
+    id: m.id,
+    to: m.to,
+    createdAt,
+    frame: messageFrameText({ id: m.id, payload: m.payload, createdAt }),
+  };
 }
 
 /**

@@ -24,6 +24,17 @@ export interface PongFrame {
 
 export type ServerFrame = MessageFrame | ErrorFrame | PongFrame;
 
+/** The text of a message's frame, as every socket of its user gets it. collect builds it
+ *  once per message; dispatch and the push nodes pass it on without reading it. */
+export function messageFrameText(m: Omit<MessageFrame, 'type'>): string {
+  return JSON.stringify({
+    type: 'message',
+    id: m.id,
+    payload: m.payload,
+    createdAt: m.createdAt,
+  } satisfies MessageFrame);
+}
+
 /** The longest message id a client may ack. */
 export const MAX_ACK_ID_LENGTH = 128;
 

@@ -32,12 +32,15 @@ function hop<Req, Res>(
 }
 
 /** A message as it travels between services and to the socket. */
+/** A message on its way to its user's sockets. */
 export const envelopeSchema = z.object({
   id: z.string(),
   to: z.string(),
-  payload: z.unknown(),
   /** ISO-8601 */
   createdAt: z.string(),
+  /** The socket frame's text (`messageFrameText`), built once by collect: dispatch and the
+   *  push nodes never parse the payload or serialize it again. */
+  frame: z.string(),
 });
 export type Envelope = z.infer<typeof envelopeSchema>;
 

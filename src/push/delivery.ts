@@ -1,18 +1,7 @@
 import type { Logger } from '../core/logger.js';
-import type { MessageFrame } from '../protocol/frames.js';
 import type { Envelope } from '../protocol/hops.js';
 import type { Connection } from './connection.js';
 import type { Hub } from './hub.js';
-
-/** The frame of one message, as every socket of its user gets it. */
-export function messageFrame(m: Envelope): string {
-  return JSON.stringify({
-    type: 'message',
-    id: m.id,
-    payload: m.payload,
-    createdAt: m.createdAt,
-  } satisfies MessageFrame);
-}
 
 export interface DeliveryOptions {
   hub: Pick<Hub<Connection>, 'connectionsOf'>;
@@ -25,7 +14,7 @@ export interface DeliveryOptions {
 
 /**
  * The forward hop's end: pushes each message dispatch forwards to every socket of its
- * user on this node, serializing it once.
+ * user on this node, as the frame text collect built.
  */
 export class Delivery {
   constructor(private readonly o: DeliveryOptions) {}
@@ -39,9 +28,8 @@ export class Delivery {
     for (const m of messages) {
       const conns = hub.connectionsOf(m.to);
       if (!conns) continue;
-      const frame = messageFrame(m);
       let reached = false;
-      for (const conn of conns) if (offer(conn, m.id, frame)) reached = true;
+      for (const conn of conns) if (offer(conn, m.id, m.frame)) reached = true;
       if (reached) {
         delivered.push(m.id);
         this.o.latency.observe((now - Date.parse(m.createdAt)) / 1000);

@@ -8,7 +8,6 @@ import {
 } from '../core/tuning.js';
 import { deliveredHop, unackedHop, type Envelope } from '../protocol/hops.js';
 import type { Connection } from './connection.js';
-import { messageFrame } from './delivery.js';
 
 export interface ReplayOptions {
   /** collect's instances (only `call` is used). */
@@ -112,7 +111,7 @@ export class Replay {
       // wall. So each push waits, if need be, for the socket to send what it holds.
       if (conn.socket.bufferedAmount > this.o.lowWaterBytes) await this.bufferDrained(conn);
       if (!conn.isOpen) break;
-      if (conn.push(m.id, messageFrame(m))) {
+      if (conn.push(m.id, m.frame)) {
         sent.add(m.id);
         pushed.push(m.id);
       }

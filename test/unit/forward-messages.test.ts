@@ -6,8 +6,8 @@ import type { Envelope } from '../../src/protocol/hops.js';
 const envelope = (id: string, to: string): Envelope => ({
   id,
   to,
-  payload: id,
   createdAt: '2026-01-01T00:00:00.000Z',
+  frame: `{"type":"message","id":"${id}"}`,
 });
 
 const node = (id: string): Instance => ({

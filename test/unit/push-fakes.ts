@@ -1,7 +1,7 @@
 // Small fakes for unit tests of the push node's parts: a socket and a peer service.
 import { WebSocket } from 'ws';
-import type { Hop } from '../../src/protocol/hops.js';
-import type { ServerFrame } from '../../src/protocol/frames.js';
+import type { Envelope, Hop } from '../../src/protocol/hops.js';
+import { messageFrameText, type ServerFrame } from '../../src/protocol/frames.js';
 import { Connection, type Socket } from '../../src/push/connection.js';
 
 /** A socket that records what the node does to it. */
@@ -82,9 +82,7 @@ export class FakePeers {
 }
 
 /** A message as dispatch forwards it. */
-export const envelope = (id: string, to: string, payload: unknown = id) => ({
-  id,
-  to,
-  payload,
-  createdAt: new Date().toISOString(),
-});
+export const envelope = (id: string, to: string, payload: unknown = id): Envelope => {
+  const createdAt = new Date().toISOString();
+  return { id, to, createdAt, frame: messageFrameText({ id, payload, createdAt }) };
+};

@@ -5,8 +5,8 @@ import { routeMessages } from '../../src/dispatch/route-messages.js';
 const msg = (id: string, to: string): Envelope => ({
   id,
   to,
-  payload: id,
   createdAt: '2026-01-01T00:00:00.000Z',
+  frame: `{"type":"message","id":"${id}"}`,
 });
 
 describe('routeMessages', () => {
