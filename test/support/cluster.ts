@@ -63,9 +63,25 @@ export async function startCluster(
     ...o.env,
   };
 
+  /** Starts a service; a free port another process took before the service bound it
+   *  (other clusters start on this machine too) costs a retry on a new port, not a failure. */
   async function spawn(
     service: ServiceName,
     extraEnv: Record<string, string> = {},
+    fixedPort?: number,
+  ): Promise<ServiceProc> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await spawnOnce(service, extraEnv, fixedPort);
+      } catch (err) {
+        if (!(err instanceof PortTaken) || fixedPort !== undefined || attempt >= 3) throw err;
+      }
+    }
+  }
+
+  async function spawnOnce(
+    service: ServiceName,
+    extraEnv: Record<string, string>,
     fixedPort?: number,
   ): Promise<ServiceProc> {
     const port = fixedPort ?? (await freePort());
@@ -89,10 +105,15 @@ export async function startCluster(
       env: extraEnv,
     };
     procs.push(proc);
+    let portTaken = false;
     await waitFor(
       `${service} on port ${port} to pass its health check in Consul`,
       async () => {
-        if (!child.running) throw new Error(`${service} exited:\n${child.recentOutput()}`);
+        if (!child.running) {
+          portTaken = child.recentOutput().includes('EADDRINUSE');
+          if (portTaken) return true;
+          throw new Error(`${service} exited:\n${child.recentOutput()}`);
+        }
         // After a restart under the same ID, Consul may still show the old run's status:
         // the new process must answer its own /health first.
         const own = await fetch(`${proc.url}/health`).catch(() => undefined);
@@ -107,6 +128,10 @@ export async function startCluster(
       20_000,
       100,
     );
+    if (portTaken) {
+      procs.splice(procs.indexOf(proc), 1);
+      throw new PortTaken(`${service}: port ${port} was taken before it could listen`);
+    }
     return proc;
   }
 
@@ -146,3 +171,6 @@ export async function startCluster(
     throw err;
   }
 }
+
+/** A service could not listen on the free port it was given: another process took it. */
+class PortTaken extends Error {}
