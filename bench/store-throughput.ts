@@ -117,8 +117,8 @@ async function request(): Promise<void> {
 
 /**
  * With --retention, every message is delivered and acked about 10 ms after its insert, the
- * way collect sees it: one markDelivered per batch, then one markAcked per user (the push
- * node's ack batcher sends what it got in 10 ms).
+ * way collect sees it: one markDelivered per batch, then one markAcked with every user's
+ * acks (the push node's ack batcher sends what it got in 10 ms).
  */
 let toAck: { id: string; to: string }[] = [];
 async function ackLoop(): Promise<void> {
@@ -135,7 +135,10 @@ async function ackLoop(): Promise<void> {
     );
     const byUser = new Map<string, string[]>();
     for (const m of batch) byUser.set(m.to, [...(byUser.get(m.to) ?? []), m.id]);
-    for (const [to, ids] of byUser) await store.markAcked(to, ids, at);
+    await store.markAcked(
+      [...byUser].map(([userId, ids]) => ({ userId, ids })),
+      at,
+    );
   }
 }
 

@@ -10,7 +10,12 @@ import type { IngestResponse, MessageView } from '../protocol/public-api.js';
 import { ServiceHost } from '../core/service-host.js';
 import type { MessageStore, StoredMessage } from '../store/message-store.js';
 import { LeaderLock } from '../core/leader.js';
-import { HANDOFF_BODY_SHARE, INTERNAL_BODY_FACTOR } from '../core/tuning.js';
+import {
+  DELIVERED_MARK_DELAY_MS,
+  HANDOFF_BODY_SHARE,
+  INTERNAL_BODY_FACTOR,
+} from '../core/tuning.js';
+import { DeliveredMarks } from './delivered-marks.js';
 import { envelopeOf, Handoff } from './handoff.js';
 import { RedeliverySweeper } from './redelivery-sweeper.js';
 import { ingest, type IngestOptions } from './ingest.js';
@@ -46,11 +51,17 @@ export function createCollectService(
     timeoutMs: config.PEER_TIMEOUT,
   });
   const retry = { baseMs: config.ACK_TIMEOUT, maxMs: config.ACK_RETRY_MAX };
+  const deliveredMarks = new DeliveredMarks({
+    store,
+    log,
+    ackRetry: retry,
+    delayMs: Math.min(DELIVERED_MARK_DELAY_MS, config.HANDOFF_GRACE / 4),
+  });
   const handoff = new Handoff({
     dispatch,
     store,
     log,
-    ackRetry: retry,
+    onDelivered: (ids, at) => deliveredMarks.add(ids, at),
     unroutedRecheckMs: config.UNROUTED_RECHECK,
     maxBatchBytes: config.MAX_BODY_BYTES * INTERNAL_BODY_FACTOR * HANDOFF_BODY_SHARE,
   });
@@ -110,15 +121,14 @@ export function createCollectService(
     return { messages: messages.map(envelopeOf) };
   });
 
-  host.handle(deliveredHop, async ({ ids }) => {
-    await store.markDelivered(ids, new Date(), retry);
+  host.handle(deliveredHop, ({ ids }) => {
+    deliveredMarks.add(ids, Date.now());
     return {};
   });
 
   host.handle(acksHop, async ({ acks }) => {
-    const at = new Date();
-    let acked = 0;
-    for (const { userId, ids } of acks) acked += await store.markAcked(userId, ids, at);
+    for (const { ids } of acks) deliveredMarks.acked(ids);
+    const acked = await store.markAcked(acks, new Date());
     metrics.stage('acked').inc(acked);
     return { acked };
   });
@@ -129,8 +139,10 @@ export function createCollectService(
   host.onDrain(async () => {
     await sweeper.stop();
     await handoff.drain();
+    await deliveredMarks.flush();
   });
   host.onClose(async () => {
+    deliveredMarks.stop();
     dispatchView.stop();
     dispatch.close();
     await store.close();

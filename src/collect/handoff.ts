@@ -9,7 +9,7 @@ import {
   type Envelope,
   type ResponseOf,
 } from '../protocol/hops.js';
-import type { AckRetry, MessageStore, StoredMessage } from '../store/message-store.js';
+import type { MessageStore, StoredMessage } from '../store/message-store.js';
 
 export function envelopeOf(m: StoredMessage): Envelope {
   const createdAt = m.createdAt.toISOString();
@@ -41,8 +41,9 @@ export interface HandoffOptions {
   dispatch: Pick<Peers, 'call'>;
   store: MessageStore;
   log: Logger;
-  /** When a delivered message is pushed again if not acked. */
-  ackRetry: AckRetry;
+  /** These reached a socket at `at` (collect writes their marks a moment late, see
+   *  DeliveredMarks). */
+  onDelivered(ids: string[], at: number): void;
   /** UNROUTED_RECHECK */
   unroutedRecheckMs: number;
   /** Most bytes of envelopes in one hand-off: well under what dispatch (and, for each
@@ -52,8 +53,8 @@ export interface HandoffOptions {
 
 /**
  * Hands stored messages to dispatch, batched per turn of the event loop and bounded by
- * count and by bytes, and records in the store what became of each: delivered (its ack is
- * now awaited), unrouted (it waits for its user to connect) or not handed over (tried
+ * count and by bytes, and records what became of each: delivered (its ack is now awaited;
+ * passed to `onDelivered`), unrouted (it waits for its user to connect) or not handed over (tried
  * again shortly). A batch dispatch refuses as too large (413) is split in halves; a single
  * message too large for the hop by itself — which ingestion's limits prevent, unless the
  * settings changed since it was stored — fails with that reason instead of being retried
@@ -142,9 +143,8 @@ export class Handoff {
       if (unrouted.has(q.id)) (q.origin === 'ingest' ? recheck : waitForConnect).push(q.id);
     }
     const failed = ids.filter((id) => !delivered.has(id) && !unrouted.has(id));
+    if (delivered.size > 0) this.o.onDelivered([...delivered], now);
     await Promise.all([
-      delivered.size > 0 &&
-        this.record(() => this.store.markDelivered([...delivered], new Date(now), this.o.ackRetry)),
       recheck.length > 0 &&
         this.record(() => this.store.retryAt(recheck, new Date(now + this.o.unroutedRecheckMs))),
       waitForConnect.length > 0 && this.record(() => this.store.markUnrouted(waitForConnect)),

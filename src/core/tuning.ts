@@ -78,3 +78,6 @@ export const SWEEP_BATCH = 1000;
 
 /** A claimed message is due again after this long if the sweeper dies mid-way. */
 export const SWEEP_LEASE_MS = 10_000;
+/** How long collect holds a `delivered` mark, waiting for the ack that makes it moot
+ *  (at most a quarter of HANDOFF_GRACE, so the sweeper never finds the message due first). */
+export const DELIVERED_MARK_DELAY_MS = 1000;

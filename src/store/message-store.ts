@@ -85,6 +85,12 @@ export interface AckRetry {
  * A message is kept until `expiresAt`, or once acked until `ackedAt` + the acked retention
  * if that comes first; then the store deletes it (`purge`, or MongoDB's TTL monitor).
  */
+/** Message ids one user acked. */
+export interface UserAcks {
+  userId: string;
+  ids: readonly string[];
+}
+
 export interface MessageStore {
   readonly kind: 'sqlite' | 'mongodb';
   /**
@@ -106,9 +112,11 @@ export interface MessageStore {
   markUnrouted(ids: string[]): Promise<void>;
   /** Hand-off failed: look at pending or delivered messages again at `at`. */
   retryAt(ids: string[], at: Date): Promise<void>;
-  /** → acked (nextAttemptAt unset), only for messages addressed to `userId` that are not
-   *  acked yet (a failed message can still be acked). Returns how many changed. */
-  markAcked(userId: string, ids: string[], at: Date): Promise<number>;
+  /** → acked (nextAttemptAt unset), only for messages addressed to the user who acked them
+   *  and not acked yet (a failed message can still be acked); deliveredAt is set to `at`
+   *  and attempts to 1 where no delivery was recorded. The acks of many users in one write.
+   *  Returns how many changed. */
+  markAcked(acks: readonly UserAcks[], at: Date): Promise<number>;
   /** pending or delivered → failed, with the reason; nextAttemptAt unset. */
   markFailed(ids: string[], at: Date, reason: string): Promise<void>;
   /**

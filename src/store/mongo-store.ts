@@ -17,6 +17,7 @@ import {
   type Refusal,
   type StoredMessage,
   type UnackedCursor,
+  type UserAcks,
 } from './message-store.js';
 
 interface MessageDoc {
@@ -348,23 +349,33 @@ export class MongoStore implements MessageStore {
     );
   }
 
-  async markAcked(userId: string, ids: string[], at: Date): Promise<number> {
-    if (ids.length === 0) return 0;
+  async markAcked(acks: readonly UserAcks[], at: Date): Promise<number> {
+    const byUser = acks.filter((a) => a.ids.length > 0);
+    if (byUser.length === 0) return 0;
     const retained = new Date(at.getTime() + this.ackedRetentionMs);
-    const res = await this.messages.updateMany(
-      { _id: { $in: ids }, to: userId, status: { $ne: 'acked' } },
-      [
-        {
-          $set: {
-            status: 'acked',
-            ackedAt: at,
-            // The TTL index on purgeAt deletes it once the acked retention ran out.
-            purgeAt: { $min: ['$expiresAt', retained] },
-          },
+    const update = [
+      {
+        $set: {
+          status: 'acked',
+          ackedAt: at,
+          // An acked message was delivered, though its mark may not have been written.
+          deliveredAt: { $ifNull: ['$deliveredAt', at] },
+          attempts: { $max: [{ $ifNull: ['$attempts', 0] }, 1] },
+          // The TTL index on purgeAt deletes it once the acked retention ran out.
+          purgeAt: { $min: ['$expiresAt', retained] },
         },
-        { $unset: 'nextAttemptAt' },
-      ],
-      { maxTimeMS: this.maxTimeMS },
+      },
+      { $unset: 'nextAttemptAt' },
+    ];
+    // Every user's acks in one round trip.
+    const res = await this.messages.bulkWrite(
+      byUser.map(({ userId, ids }) => ({
+        updateMany: {
+          filter: { _id: { $in: [...ids] }, to: userId, status: { $ne: 'acked' as const } },
+          update,
+        },
+      })),
+      { ordered: false, maxTimeMS: this.maxTimeMS },
     );
     return res.modifiedCount;
   }

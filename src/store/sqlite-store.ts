@@ -11,6 +11,7 @@ import {
   type Refusal,
   type StoredMessage,
   type UnackedCursor,
+  type UserAcks,
 } from './message-store.js';
 
 export interface SqliteStoreOptions {
@@ -116,6 +117,7 @@ export const SQL = {
   retryAt: `UPDATE messages SET next_attempt_at = ?
     WHERE id = ? AND status IN ('pending', 'delivered')`,
   markAcked: `UPDATE messages SET status = 'acked', acked_at = @at, next_attempt_at = NULL,
+      delivered_at = coalesce(delivered_at, @at), attempts = max(attempts, 1),
       purge_at = min(expires_at, @at + @retention)
     WHERE id = @id AND to_user = @to AND status <> 'acked'`,
   markFailed: `UPDATE messages SET status = 'failed', failed_at = @at, fail_reason = @reason,
@@ -382,13 +384,15 @@ export class SqliteStore implements MessageStore {
     this.eachId(ids, (id) => this.stmt.retryAt.run(t, id));
   }
 
-  async markAcked(userId: string, ids: string[], at: Date): Promise<number> {
+  async markAcked(acks: readonly UserAcks[], at: Date): Promise<number> {
     const t = at.getTime();
+    const retention = this.ackedRetentionMs;
+    // One transaction (one commit) for every user's acks: a commit per user made commits
+    // most of collect's time under load.
+    const items = acks.flatMap(({ userId, ids }) => ids.map((id) => ({ id, to: userId })));
     return this.eachId(
-      ids,
-      (id) =>
-        this.stmt.markAcked.run({ id, to: userId, at: t, retention: this.ackedRetentionMs })
-          .changes,
+      items,
+      (item) => this.stmt.markAcked.run({ ...item, at: t, retention }).changes,
     );
   }
 
@@ -567,14 +571,14 @@ export class SqliteStore implements MessageStore {
     return s;
   }
 
-  /** Runs `one` for each id in one transaction (one commit); sums what it returns. */
-  private eachId(ids: string[], one: (id: string) => unknown): number {
-    if (ids.length === 0) return 0;
+  /** Runs `one` for each item in one transaction (one commit); sums what it returns. */
+  private eachId<T>(items: readonly T[], one: (item: T) => unknown): number {
+    if (items.length === 0) return 0;
     if (this.closed) throw new Error('SqliteStore is closed');
     let sum = 0;
     this.inTransaction.immediate(() => {
-      for (const id of ids) {
-        const r = one(id);
+      for (const item of items) {
+        const r = one(item);
         if (typeof r === 'number') sum += r;
       }
     });

@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PROJECT_ROOT } from '../../src/launcher/binaries.js';
 import { createDemoServer } from '../../src/demo/demo-server.js';
 import { KEYS, startCluster, type TestCluster } from '../support/cluster.js';
-import { messageStatus, postMessages } from '../support/clients.js';
+import { messageStatus, postMessages, statusBecomes } from '../support/clients.js';
 
 const CHROMIUM = [process.env.CHROMIUM_BIN, '/usr/bin/chromium'].find(
   (p): p is string => !!p && existsSync(p),
@@ -69,7 +69,7 @@ describe.skipIf(!CHROMIUM)('the demo page in a real browser', () => {
     const row = page.locator(`tr[data-id="${id}"]`);
     await row.waitFor({ timeout: 10_000 });
     expect(await row.locator('td.payload').textContent()).toContain('hello, browser — ünïcode ✓');
-    expect(await messageStatus(cluster, id as string)).toBe('delivered');
+    await statusBecomes(cluster, id as string, 'delivered');
 
     await row.locator('button', { hasText: 'ack' }).click();
     await expect.poll(() => messageStatus(cluster, id as string), { timeout: 5000 }).toBe('acked');

@@ -3,7 +3,14 @@ import WebSocket from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { waitFor } from '../../src/launcher/child.js';
 import { KEYS, startCluster, type TestCluster } from '../support/cluster.js';
-import { messageStatus, mintToken, postMessages, TestClient, wsUrlOf } from '../support/clients.js';
+import {
+  messageStatus,
+  mintToken,
+  postMessages,
+  statusBecomes,
+  TestClient,
+  wsUrlOf,
+} from '../support/clients.js';
 
 let cluster: TestCluster;
 const clients: TestClient[] = [];
@@ -74,7 +81,7 @@ describe('the push pipeline, end to end on real processes', () => {
     }
     expect(alice1.messages).toHaveLength(1);
     expect(alice2.messages).toHaveLength(1);
-    expect(await messageStatus(cluster, id as string)).toBe('delivered');
+    await statusBecomes(cluster, id as string, 'delivered');
   });
 
   it('creates one message per recipient, ids in request order, from either body form', async () => {

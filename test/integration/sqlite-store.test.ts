@@ -137,13 +137,9 @@ describe('SqliteStore', () => {
     const kept = Array.from({ length: 300 }, () => message('u'));
     await store.insert([...acked, ...kept]);
     // Acked two hours before the 1 h retention would have run out.
-    expect(
-      await store.markAcked(
-        'u',
-        acked.map((m) => m.id),
-        longAgo,
-      ),
-    ).toBe(5000);
+    expect(await store.markAcked([{ userId: 'u', ids: acked.map((m) => m.id) }], longAgo)).toBe(
+      5000,
+    );
 
     expect(await store.purge(new Date())).toBe(700);
     expect(await store.purgeInBackground()).toBe(4300);
@@ -167,8 +163,7 @@ describe('SqliteStore', () => {
     await store.insert([kept]);
     const before = store.fileStats().pages;
     await store.markAcked(
-      'u',
-      msgs.map((m) => m.id),
+      [{ userId: 'u', ids: msgs.map((m) => m.id) }],
       new Date(Date.now() - 3 * HOUR),
     );
 
@@ -209,7 +204,7 @@ describe('SqliteStore', () => {
     expect(stored.length).toBeGreaterThan(0);
     for (const id of stored.slice(-5)) expect(await store.get(id)).toBeDefined();
     // Other writes go on where they need no new page.
-    expect(await store.markAcked('u', stored.slice(0, 5), new Date())).toBe(5);
+    expect(await store.markAcked([{ userId: 'u', ids: stored.slice(0, 5) }], new Date())).toBe(5);
   });
 
   it('ping writes, and fails once the store is closed', async () => {

@@ -169,14 +169,20 @@ export function messageStoreContract(
       expect((await store.get(a.id))?.deliveredAt).toEqual(t3);
       expect((await store.get(a.id))?.attempts).toBe(2);
 
-      expect(await store.markAcked(to, [b.id], t2)).toBe(1);
+      expect(await store.markAcked([{ userId: to, ids: [b.id] }], t2)).toBe(1);
       await store.markDelivered([b.id], t3, RETRY);
       const ackedB = await store.get(b.id);
       expect(ackedB?.status).toBe('acked');
       expect(ackedB?.ackedAt).toEqual(t2);
-      expect(ackedB?.deliveredAt).toBeUndefined();
-      expect(ackedB?.attempts).toBe(0);
+      // Acked before its delivered mark was written (collect writes marks a moment late
+      // and skips those an ack made moot): an ack says it was delivered, once at least.
+      expect(ackedB?.deliveredAt).toEqual(t2);
+      expect(ackedB?.attempts).toBe(1);
       expect(ackedB?.nextAttemptAt).toBeUndefined();
+      // A message whose mark was written keeps its delivery time and count.
+      await store.markAcked([{ userId: to, ids: [a.id] }], t3);
+      expect((await store.get(a.id))?.deliveredAt).toEqual(t3);
+      expect((await store.get(a.id))?.attempts).toBe(2);
 
       await expect(store.markDelivered([], t3, RETRY)).resolves.toBeUndefined();
       await expect(store.markDelivered([ulid()], t3, RETRY)).resolves.toBeUndefined();
@@ -216,7 +222,7 @@ export function messageStoreContract(
       await store.insert([acked, failed]);
       const t1 = new Date(Date.now() + 1000);
       await store.markDelivered([acked.id, failed.id], t1, RETRY);
-      await store.markAcked(to, [acked.id], t1);
+      await store.markAcked([{ userId: to, ids: [acked.id] }], t1);
       await store.markFailed([failed.id], t1, 'no ack');
       const before = [await store.get(acked.id), await store.get(failed.id)];
 
@@ -235,7 +241,7 @@ export function messageStoreContract(
       const acked = message(to, { nextAttemptAt: due });
       await store.insert([pending, delivered, acked]);
       await store.markDelivered([delivered.id, acked.id], new Date(Date.now() + 1000), RETRY);
-      await store.markAcked(to, [acked.id], new Date());
+      await store.markAcked([{ userId: to, ids: [acked.id] }], new Date());
 
       await store.markUnrouted([pending.id, delivered.id, acked.id, ulid()]);
 
@@ -265,7 +271,7 @@ export function messageStoreContract(
       await store.insert([pending, delivered, acked, failed]);
       const t1 = new Date(Date.now() + 1000);
       await store.markDelivered([delivered.id], t1, RETRY);
-      await store.markAcked(to, [acked.id], t1);
+      await store.markAcked([{ userId: to, ids: [acked.id] }], t1);
       await store.markFailed([failed.id], t1, 'gave up');
       const at = new Date(Date.now() + 7000);
 
@@ -276,8 +282,8 @@ export function messageStoreContract(
       );
       expect(got.map((m) => m?.nextAttemptAt)).toEqual([at, at, undefined, undefined]);
       expect(got.map((m) => m?.status)).toEqual(['pending', 'delivered', 'acked', 'failed']);
-      // Only markDelivered counts a push.
-      expect(got.map((m) => m?.attempts)).toEqual([0, 1, 0, 0]);
+      // markDelivered counts a push; an ack implies one.
+      expect(got.map((m) => m?.attempts)).toEqual([0, 1, 1, 0]);
       await expect(store.retryAt([], at)).resolves.toBeUndefined();
     });
 
@@ -291,7 +297,7 @@ export function messageStoreContract(
       const t1 = new Date(Date.now() + 1000);
       const t2 = new Date(Date.now() + 2000);
 
-      expect(await store.markAcked(alice, [a1.id, b1.id, ulid()], t1)).toBe(1);
+      expect(await store.markAcked([{ userId: alice, ids: [a1.id, b1.id, ulid()] }], t1)).toBe(1);
       expect((await store.get(b1.id))?.status).toBe('pending');
       const acked = await store.get(a1.id);
       expect(acked?.status).toBe('acked');
@@ -300,7 +306,7 @@ export function messageStoreContract(
       await store.markDelivered([a2.id], t1, RETRY);
       expect((await store.get(a2.id))?.nextAttemptAt).toBeDefined();
       // a1 is acked already: only a2 changes, and a1 keeps its first ack time.
-      expect(await store.markAcked(alice, [a1.id, a2.id], t2)).toBe(1);
+      expect(await store.markAcked([{ userId: alice, ids: [a1.id, a2.id] }], t2)).toBe(1);
       expect((await store.get(a1.id))?.ackedAt).toEqual(t1);
       const a2After = await store.get(a2.id);
       expect(a2After?.status).toBe('acked');
@@ -309,7 +315,26 @@ export function messageStoreContract(
       expect(a2After?.attempts).toBe(1);
       expect(a2After?.nextAttemptAt).toBeUndefined();
 
-      expect(await store.markAcked(alice, [], t2)).toBe(0);
+      expect(await store.markAcked([{ userId: alice, ids: [] }], t2)).toBe(0);
+      expect(await store.markAcked([], t2)).toBe(0);
+    });
+
+    it('markAcked takes the acks of many users at once, each user acking only their own', async () => {
+      const [alice, bob, carol] = [newUser(), newUser(), newUser()];
+      const [a1, b1, b2, c1] = [message(alice), message(bob), message(bob), message(carol)];
+      await store.insert([a1, b1, b2, c1]);
+      const at = new Date(Date.now() + 1000);
+      const acked = await store.markAcked(
+        [
+          { userId: alice, ids: [a1.id] },
+          { userId: bob, ids: [b1.id, b2.id, c1.id] },
+          { userId: carol, ids: [] },
+        ],
+        at,
+      );
+      expect(acked).toBe(3);
+      const got = await Promise.all([a1, b1, b2, c1].map((m) => store.get(m.id)));
+      expect(got.map((m) => m?.status)).toEqual(['acked', 'acked', 'acked', 'pending']);
     });
 
     it('markFailed ends pending and delivered messages; a failed one is not unacked but can still be acked', async () => {
@@ -323,7 +348,7 @@ export function messageStoreContract(
       const t2 = new Date(Date.now() + 2000);
       const t3 = new Date(Date.now() + 3000);
       await store.markDelivered([delivered.id], t1, RETRY);
-      await store.markAcked(to, [acked.id], t1);
+      await store.markAcked([{ userId: to, ids: [acked.id] }], t1);
 
       await store.markFailed(
         [pending.id, delivered.id, acked.id, ulid()],
@@ -350,7 +375,7 @@ export function messageStoreContract(
       expect((await store.get(pending.id))?.failReason).toBe('no ack after 5 pushes');
 
       // A late ack still counts.
-      expect(await store.markAcked(to, [delivered.id], t3)).toBe(1);
+      expect(await store.markAcked([{ userId: to, ids: [delivered.id] }], t3)).toBe(1);
       const late = await store.get(delivered.id);
       expect(late?.status).toBe('acked');
       expect(late?.ackedAt).toEqual(t3);
@@ -381,7 +406,7 @@ export function messageStoreContract(
       const other = message(newUser(), { nextAttemptAt: ago(1500) });
       await store.insert([third, first, second, tie, exactlyNow, later, waiting]);
       await store.insert([acked, failed, expired, other]);
-      await store.markAcked(to, [acked.id], now);
+      await store.markAcked([{ userId: to, ids: [acked.id] }], now);
       await store.markFailed([failed.id], now, 'gave up');
       // A delivered message whose ack is overdue is due as well.
       await store.markDelivered([second.id], ago(3000), RETRY);
@@ -449,7 +474,7 @@ export function messageStoreContract(
       await store.insert([...msgs, expired]);
       const at = new Date();
       await store.markDelivered([msgs[0]!.id, msgs[1]!.id, msgs[2]!.id], at, RETRY);
-      await store.markAcked(to, [msgs[2]!.id, msgs[3]!.id], at);
+      await store.markAcked([{ userId: to, ids: [msgs[2]!.id, msgs[3]!.id] }], at);
       await store.markFailed([msgs[4]!.id], at, 'gave up');
       // An expired message counts at most until it is purged.
       await store.purge(new Date());
@@ -478,7 +503,7 @@ export function messageStoreContract(
       await store.insert([newest, oldest, middle]);
       await store.insert([acked, expired, tie, notMine]);
       await store.markDelivered([middle.id], new Date(), RETRY);
-      await store.markAcked(to, [acked.id], new Date());
+      await store.markAcked([{ userId: to, ids: [acked.id] }], new Date());
 
       const all = await store.listUnacked(to, 100);
       expect(all.map((m) => m.id)).toEqual([oldest.id, tie.id, middle.id, newest.id]);
@@ -654,8 +679,8 @@ export function messageStoreContract(
       const pending = message(to);
       await store.insert([expired, ackedLongAgo, ackedJustNow, failed, delivered, pending]);
       // The default retention is 1 h: an ack 2 h ago is past it.
-      await store.markAcked(to, [ackedLongAgo.id], new Date(now - 2 * HOUR));
-      await store.markAcked(to, [ackedJustNow.id], new Date(now));
+      await store.markAcked([{ userId: to, ids: [ackedLongAgo.id] }], new Date(now - 2 * HOUR));
+      await store.markAcked([{ userId: to, ids: [ackedJustNow.id] }], new Date(now));
       await store.markFailed([failed.id], new Date(now), 'gave up');
       await store.markDelivered([delivered.id], new Date(now), RETRY);
 
@@ -693,8 +718,7 @@ export function messageStoreContract(
         RETRY,
       );
       await store.markAcked(
-        to,
-        msgs.filter((_, i) => i % 5 === 0).map((m) => m.id),
+        [{ userId: to, ids: msgs.filter((_, i) => i % 5 === 0).map((m) => m.id) }],
         at,
       );
       const ackedIds = new Set(msgs.filter((_, i) => i % 5 === 0).map((m) => m.id));

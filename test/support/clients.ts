@@ -35,6 +35,22 @@ export async function messageStatus(cluster: TestCluster, id: string): Promise<s
   return ((await res.json()) as { status: string }).status;
 }
 
+/** Waits until the message has `status`: a `delivered` mark is written up to a second late
+ *  (collect waits for the ack that makes it moot, see DeliveredMarks). */
+export async function statusBecomes(
+  cluster: TestCluster,
+  id: string,
+  status: string,
+  timeoutMs = 5000,
+): Promise<void> {
+  await waitFor(
+    `message ${id} to be ${status}`,
+    async () => (await messageStatus(cluster, id)) === status,
+    timeoutMs,
+    50,
+  );
+}
+
 /** A raw WebSocket client that records every frame, for asserting what a user saw. */
 export class TestClient {
   readonly frames: ServerFrame[] = [];

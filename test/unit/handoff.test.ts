@@ -33,7 +33,8 @@ function handoff(answer: Answer, maxBatchBytes = 16 * 1024 * 1024, peerLimit = I
     },
     store,
     log: testLog('handoff'),
-    ackRetry: ACK_RETRY,
+    // better-sqlite3 writes synchronously: the mark is in the store when this returns.
+    onDelivered: (ids, at) => void store.markDelivered(ids, new Date(at), ACK_RETRY),
     unroutedRecheckMs: RECHECK_MS,
     maxBatchBytes,
   });
