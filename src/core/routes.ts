@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import type { ChainableCommander } from 'ioredis';
+import { Cluster, type ChainableCommander, type Redis } from 'ioredis';
 import { groupByShard, type RedisClient } from './redis.js';
 import { nodeUsersKey, routeKey } from './redis-keys.js';
 
@@ -11,6 +11,11 @@ interface RoutePipeline extends ChainableCommander {
   /** 1 when the binding is new (or had lapsed), else 0. */
   bindRoute(routeKey: string, nodeId: string, ttlMs: number): RoutePipeline;
   unbindRoute(routeKey: string, nodeId: string): RoutePipeline;
+}
+
+/** The batch look-up script, for a standalone Redis. */
+interface RedisWithLookup {
+  liveRoutes(numberOfKeys: number, ...keys: string[]): Promise<string[][]>;
 }
 
 /** How many users go in one batch when binding, unbinding or looking up many at once. */
@@ -31,6 +36,7 @@ export class Routes {
   ) {
     redis.defineCommand('bindRoute', { numberOfKeys: 1, lua: script('bindRoute-1') });
     redis.defineCommand('unbindRoute', { numberOfKeys: 1, lua: script('unbindRoute-1') });
+    redis.defineCommand('liveRoutes', { lua: script('liveRoutes-N') });
   }
 
   /** Binds a user to a node; true when the user had no live binding to it before. Every
@@ -91,13 +97,18 @@ export class Routes {
     return rebound;
   }
 
-  /** The live nodes of each user, by Redis's clock: per batch of users, one pipeline per
-   *  shard (TIME, then each user's route key with its expiries), so a batch costs a round
-   *  trip to each shard it touches and no script. */
+  /** The live nodes of each user, by Redis's clock: per batch of users, one script call on a
+   *  standalone Redis, or one pipeline per shard on a Redis Cluster (TIME, then each user's
+   *  route key with its expiries). Either way a batch costs one round trip per shard. */
   async lookup(userIds: readonly string[]): Promise<Map<string, string[]>> {
     const routes = new Map<string, string[]>();
     for (const chunk of chunks(userIds, BATCH)) {
       const keys = chunk.map(routeKey);
+      if (!(this.redis instanceof Cluster)) {
+        const live = await (this.redis as Redis & RedisWithLookup).liveRoutes(keys.length, ...keys);
+        chunk.forEach((userId, i) => routes.set(userId, live[i] ?? []));
+        continue;
+      }
       await this.regroupOnce(() =>
         Promise.all(
           groupByShard(this.redis, keys).map(async (group) => {
