@@ -17,7 +17,12 @@ export function envelopeOf(m: StoredMessage): Envelope {
     id: m.id,
     to: m.to,
     createdAt,
-    frame: messageFrameText({ id: m.id, payload: m.payload, createdAt }),
+    frame: messageFrameText({
+      id: m.id,
+      payload: m.payload,
+      payloadJson: m.payloadJson,
+      createdAt,
+    }),
   };
 }
 

@@ -42,6 +42,8 @@ export type IngestBody = IngestMessage | z.infer<typeof batch>;
 export interface Recipient {
   to: string;
   payload: unknown;
+  /** The payload as compact JSON (serialized once, to check its size). */
+  payloadJson: string;
   idempotencyKey?: string;
 }
 
@@ -73,11 +75,16 @@ export function parseIngestBody(value: unknown, limits: MessageLimits): Recipien
   let requestBytes = 0;
   items.forEach((item, i) => {
     const where = isBatch ? `messages.${i}.payload` : 'payload';
-    const { bytes } = checkPayload(item.payload, limits, where);
+    const { json, bytes } = checkPayload(item.payload, limits, where);
     const recipients = Array.isArray(item.to) ? item.to : [item.to];
     requestBytes += bytes * recipients.length;
     for (const to of recipients)
-      out.push({ to, payload: item.payload, idempotencyKey: item.idempotencyKey });
+      out.push({
+        to,
+        payload: item.payload,
+        payloadJson: json,
+        idempotencyKey: item.idempotencyKey,
+      });
   });
   if (requestBytes > limits.maxRequestPayloadBytes) {
     throw new HttpError(

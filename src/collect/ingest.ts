@@ -33,6 +33,7 @@ export async function ingest(
     id: o.newId(now.getTime()),
     to: m.to,
     payload: m.payload,
+    payloadJson: m.payloadJson,
     idempotencyKey: m.idempotencyKey,
     createdAt: now,
     expiresAt,

@@ -25,8 +25,11 @@ export interface PongFrame {
 export type ServerFrame = MessageFrame | ErrorFrame | PongFrame;
 
 /** The text of a message's frame, as every socket of its user gets it. collect builds it
- *  once per message; dispatch and the push nodes pass it on without reading it. */
-export function messageFrameText(m: Omit<MessageFrame, 'type'>): string {
+ *  once per message; dispatch and the push nodes pass it on without reading it. Given the
+ *  payload's JSON, the frame is put together around it, not serialized again. */
+export function messageFrameText(m: Omit<MessageFrame, 'type'> & { payloadJson?: string }): string {
+  if (m.payloadJson !== undefined)
+    return `{"type":"message","id":${JSON.stringify(m.id)},"payload":${m.payloadJson},"createdAt":${JSON.stringify(m.createdAt)}}`;
   return JSON.stringify({
     type: 'message',
     id: m.id,

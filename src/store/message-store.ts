@@ -5,6 +5,9 @@ export interface StoredMessage {
   id: string;
   to: string;
   payload: unknown;
+  /** The payload as compact JSON, when it is at hand (ingestion serialized it to check its
+   *  size; SQLite keeps it as text): frames are then built without serializing it again. */
+  payloadJson?: string;
   createdAt: Date;
   /**
    * pending: not yet pushed to any socket; delivered: pushed, not acked; acked: done;
@@ -32,7 +35,14 @@ export interface StoredMessage {
 /** A message to store, as pending with no attempts: the store keeps what it is given. */
 export type NewMessage = Pick<
   StoredMessage,
-  'id' | 'to' | 'payload' | 'createdAt' | 'idempotencyKey' | 'expiresAt' | 'nextAttemptAt'
+  | 'id'
+  | 'to'
+  | 'payload'
+  | 'payloadJson'
+  | 'createdAt'
+  | 'idempotencyKey'
+  | 'expiresAt'
+  | 'nextAttemptAt'
 >;
 
 /** A message of an insert call that the store cannot take, for a reason that a retry of the

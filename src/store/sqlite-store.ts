@@ -161,6 +161,7 @@ function toMessage(r: Row): StoredMessage {
     id: r.id,
     to: r.to_user,
     payload: JSON.parse(r.payload),
+    payloadJson: r.payload,
     createdAt: new Date(r.created_at),
     status: r.status,
     attempts: r.attempts,
@@ -537,9 +538,9 @@ export class SqliteStore implements MessageStore {
         this.stmt.releaseKey.run(holder.id);
       }
     }
-    let payload: string | undefined;
+    let payload: string | undefined = m.payloadJson;
     try {
-      payload = JSON.stringify(m.payload) as string | undefined;
+      payload ??= JSON.stringify(m.payload) as string | undefined;
     } catch (err) {
       throw new NotStorable(`the payload cannot be serialized: ${(err as Error).message}`);
     }
@@ -568,6 +569,7 @@ export class SqliteStore implements MessageStore {
     };
     if (m.nextAttemptAt !== undefined) s.nextAttemptAt = new Date(m.nextAttemptAt);
     if (m.idempotencyKey !== undefined) s.idempotencyKey = m.idempotencyKey;
+    if (m.payloadJson !== undefined) s.payloadJson = m.payloadJson;
     return s;
   }
 

@@ -26,8 +26,8 @@ const nested = (depth: number): unknown => JSON.parse('['.repeat(depth) + ']'.re
 describe('ingest body', () => {
   it('makes one message per recipient, in request order, with the idempotency key', () => {
     expect(parse({ to: ['a', 'b'], payload: { x: 1 }, idempotencyKey: 'k' })).toEqual([
-      { to: 'a', payload: { x: 1 }, idempotencyKey: 'k' },
-      { to: 'b', payload: { x: 1 }, idempotencyKey: 'k' },
+      { to: 'a', payload: { x: 1 }, payloadJson: '{"x":1}', idempotencyKey: 'k' },
+      { to: 'b', payload: { x: 1 }, payloadJson: '{"x":1}', idempotencyKey: 'k' },
     ]);
     expect(
       parse({

@@ -28,8 +28,8 @@ describe('ingest', () => {
     const now = new Date();
     const res = await ingest(
       [
-        { to: 'a', payload: 1 },
-        { to: 'b', payload: { x: [1] }, idempotencyKey: 'k' },
+        { to: 'a', payload: 1, payloadJson: '1' },
+        { to: 'b', payload: { x: [1] }, payloadJson: '{"x":[1]}', idempotencyKey: 'k' },
       ],
       now,
       options(),
@@ -44,12 +44,12 @@ describe('ingest', () => {
 
   it('returns the stored id for a repeated idempotency key, and hands off only new messages', async () => {
     const first = await ingest(
-      [{ to: 'a', payload: 1, idempotencyKey: 'order-1' }],
+      [{ to: 'a', payload: 1, payloadJson: '1', idempotencyKey: 'order-1' }],
       new Date(),
       options(),
     );
     const again = await ingest(
-      [{ to: 'a', payload: 2, idempotencyKey: 'order-1' }],
+      [{ to: 'a', payload: 2, payloadJson: '2', idempotencyKey: 'order-1' }],
       new Date(),
       options(),
     );
@@ -59,7 +59,11 @@ describe('ingest', () => {
 
   it('answers 503, counted, when the store cannot write', async () => {
     await store.close();
-    const err = await ingest([{ to: 'a', payload: 1 }], new Date(), options()).catch((e) => e);
+    const err = await ingest(
+      [{ to: 'a', payload: 1, payloadJson: '1' }],
+      new Date(),
+      options(),
+    ).catch((e) => e);
     expect(err).toBeInstanceOf(HttpError);
     expect([(err as HttpError).status, (err as HttpError).code]).toEqual([
       503,
