@@ -25,17 +25,11 @@ import {
   watchHealth,
 } from './lib/harness.js';
 import { BENCH_DIR, Worker } from './lib/ipc.js';
+import { cpuRow, idleFootprint, openFiles } from './lib/probes.js';
 import { markdownReport, type Results, type SystemName, type SystemResult } from './lib/report.js';
 import { profileMarkdown, summarizeDir } from './profile-summary.js';
-import {
-  cpuWindow,
-  machineWindow,
-  rssBytes,
-  round,
-  summarize,
-  type MachineUsage,
-  type ProcUsage,
-} from './stats.js';
+import { capacityTest } from './scenarios/capacity.js';
+import { cpuWindow, machineWindow, round, summarize, type MachineUsage } from './stats.js';
 import type { ClientKind, ClientSpec } from './workers/clients.js';
 import type { LoadResult, LoadTarget } from './workers/loadgen.js';
 
@@ -184,12 +178,6 @@ async function saturation(b: Bench): Promise<SystemResult['saturation']> {
     machine: box,
   };
 }
-
-const cpuRow = (u: ProcUsage): { name: string; cpuPercent: number; rssMiB: number } => ({
-  name: u.name,
-  cpuPercent: round(u.cpuPercent, 1),
-  rssMiB: round(u.rssBytes / 1024 / 1024, 1),
-});
 
 async function ratePoint(b: Bench, perSecond: number, fraction: number) {
   const { pool, load, sys } = b;
@@ -348,47 +336,6 @@ function clusterSystem(cluster: TestCluster, users: string[], tokens: string[]):
   };
 }
 
-async function idleFootprint(procs: { name: string; pid: number }[]) {
-  const w = await cpuWindow(procs);
-  await sleep(P.idleMs);
-  return (await w.end()).map(cpuRow);
-}
-
-async function openFiles(pid: number): Promise<number> {
-  const limits = await readFile(`/proc/${pid}/limits`, 'utf8');
-  return Number(/Max open files\s+(\d+)/.exec(limits)?.[1] ?? NaN);
-}
-
-async function pushConnections(cluster: TestCluster, port: number): Promise<number> {
-  const res = await fetch(`http://${cluster.deps.consul.addr}/v1/catalog/service/push`);
-  const nodes = (await res.json()) as {
-    ServicePort: number;
-    ServiceMeta: { connections?: string };
-  }[];
-  return Number(nodes.find((n) => n.ServicePort === port)?.ServiceMeta.connections ?? NaN);
-}
-
-/** A gauge from the service's /metrics (prom-client), when it has one; NaN otherwise. */
-async function metric(url: string, name: string): Promise<number> {
-  try {
-    const res = await fetch(`${url}/metrics`, { signal: AbortSignal.timeout(3000) });
-    if (!res.ok) return NaN;
-    const m = new RegExp(`^${name}(?:\\{[^}]*\\})? ([-\\d.e+]+)$`, 'm').exec(await res.text());
-    return m ? Number(m[1]) : NaN;
-  } catch {
-    return NaN;
-  }
-}
-
-async function waitPushEmpty(cluster: TestCluster, port: number): Promise<void> {
-  const deadline = Date.now() + 20_000;
-  while (Date.now() < deadline) {
-    if ((await pushConnections(cluster, port)) === 0) return;
-    await sleep(250);
-  }
-  log(`push :${port} still reports connections after 20 s: measuring anyway`);
-}
-
 async function benchCluster(): Promise<{
   result: SystemResult;
   fanout: Results['fanout'];
@@ -402,7 +349,7 @@ async function benchCluster(): Promise<{
       `push-cluster: up (collect :${cluster.collect.port}, push :${cluster.push.map((p) => p.port).join(', :')})`,
     );
     await sleep(2000);
-    const idle = { processes: await idleFootprint(clusterProcs(cluster)) };
+    const idle = { processes: await idleFootprint(clusterProcs(cluster), P.idleMs) };
     log(`push-cluster: idle footprint measured over ${P.idleMs} ms`);
 
     // (a) unicast
@@ -416,7 +363,7 @@ async function benchCluster(): Promise<{
     const fanout = await fanoutTest(cluster, users, tokens);
 
     // (b) connection capacity of one push node
-    const connections = await capacityTest(cluster);
+    const connections = await capacityTest(cluster, P);
     return { result, fanout, connections, idle };
   } finally {
     healthChanges.push(...health.stop());
@@ -492,66 +439,6 @@ async function fanoutTest(
     p50Ms: median.p50Ms,
     reached: median.reached,
     runs,
-  };
-}
-
-async function capacityTest(cluster: TestCluster): Promise<Results['connections']> {
-  const node = cluster.push[0] as TestCluster['push'][number];
-  const pid = node.child.pid as number;
-  const fdLimit = await openFiles(pid);
-  // The node also needs descriptors for Redis, Consul, auth, collect and its listener.
-  const target = Math.min(P.capacityTarget, Number.isFinite(fdLimit) ? fdLimit - 1000 : Infinity);
-  await waitPushEmpty(cluster, node.port);
-  await sleep(2000);
-  const rssBefore = await rssBytes(pid);
-  const heapBefore = await metric(node.url, 'nodejs_heap_size_used_bytes');
-  const workers = Math.max(2, Math.ceil(target / P.perCapacityWorker));
-  const pool = await ClientPool.start('capacity', workers);
-  const specs = Array.from({ length: target }, (_, i) => ({
-    user: `idle-${i}`,
-    url: wsUrlOf(cluster, 0),
-  }));
-  log(
-    `connections: opening ${target} authenticated connections to push :${node.port} from ${workers} workers (target ${P.capacityTarget}, node fd limit ${fdLimit})`,
-  );
-  const conn = await pool.connect('cluster', specs, {
-    concurrency: P.capacityConcurrency,
-    deadlineMs: P.capacityDeadlineMs,
-    sign: true,
-  });
-  log(
-    `connections: ${conn.opened} opened in ${Math.round(conn.ms)} ms = ${Math.round(conn.perSecond)}/s (${conn.failed} failed, ${conn.retried} attempts retried${conn.firstError ? `; first error: ${conn.firstError}` : ''})`,
-  );
-  await sleep(3000);
-  const rssAfter = await rssBytes(pid);
-  const heapAfter = await metric(node.url, 'nodejs_heap_size_used_bytes');
-  const idleWith = await idleFootprint([{ name: `push :${node.port}`, pid }]);
-  const { open } = await pool.counts();
-  const reported = await pushConnections(cluster, node.port);
-  await pool.close();
-  await pool.stop();
-  const perConn = (rssAfter - rssBefore) / Math.max(1, conn.opened);
-  log(
-    `connections: ${open} still open; node RSS ${(rssBefore / 2 ** 20).toFixed(1)} → ${(rssAfter / 2 ** 20).toFixed(1)} MiB = ${(perConn / 1024).toFixed(1)} KiB per connection`,
-  );
-  return {
-    count: conn.opened,
-    target: P.capacityTarget,
-    attempted: target,
-    failed: conn.failed,
-    retried: conn.retried,
-    firstError: conn.firstError,
-    stillOpen: open,
-    nodeReported: reported,
-    connectPerSec: Math.round(conn.perSecond),
-    connectMs: Math.round(conn.ms),
-    rssBytesBefore: rssBefore,
-    rssBytesAfter: rssAfter,
-    rssBytesPerConn: Math.round(perConn),
-    /** V8 heap in use (from the node's /metrics) after − before, per connection */
-    heapBytesPerConn: Math.round((heapAfter - heapBefore) / Math.max(1, conn.opened)),
-    nodeFdLimit: fdLimit,
-    idleCpuPercent: idleWith[0]?.cpuPercent ?? NaN,
   };
 }
 
