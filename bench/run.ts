@@ -37,7 +37,8 @@ const { values: flags } = parseArgs({
   options: {
     quick: { type: 'boolean', default: false },
     profile: { type: 'boolean', default: false },
-    /** development aid: only these systems (comma-separated rawWs,socketio,cluster); prints JSON */
+    /** only these (comma-separated): systems rawWs, socketio, cluster, or the scenarios
+     *  capacity (on a cluster of its own); prints JSON, writes no results file */
     only: { type: 'string' },
   },
 });
@@ -61,9 +62,11 @@ const P = {
   tickMs: 5,
   fanoutUsers: QUICK ? 2000 : 10_000,
   fanoutRuns: QUICK ? 2 : 3,
+  /** idle connections in all, spread over `capacityNodes` push nodes */
   capacityTarget: QUICK ? 5000 : 50_000,
-  /** connections per client worker in the capacity test */
-  perCapacityWorker: 7000,
+  capacityNodes: 3,
+  /** connections per client worker in the capacity test (a process holds < 20,000 files) */
+  perCapacityWorker: 10_000,
   capacityConcurrency: 64,
   capacityDeadlineMs: QUICK ? 60_000 : 240_000,
   idleMs: QUICK ? 3000 : 5000,
@@ -362,7 +365,7 @@ async function benchCluster(): Promise<{
     // (c) fan-out, over both nodes
     const fanout = await fanoutTest(cluster, users, tokens);
 
-    // (b) connection capacity of one push node
+    // (b) connection capacity, over three push nodes (a third one is started)
     const connections = await capacityTest(cluster, P);
     return { result, fanout, connections, idle };
   } finally {
@@ -442,6 +445,21 @@ async function fanoutTest(
   };
 }
 
+/** Runs one scenario on a cluster of its own, with `pushNodes` push nodes from the start. */
+async function onOwnCluster<T>(
+  pushNodes: number,
+  scenario: (cluster: TestCluster) => Promise<T>,
+): Promise<T> {
+  const cluster = await startBenchCluster({}, pushNodes);
+  const health = watchHealth(cluster);
+  try {
+    return await scenario(cluster);
+  } finally {
+    healthChanges.push(...health.stop());
+    await cluster.stop();
+  }
+}
+
 // ---- profile mode ----------------------------------------------------------------------------
 
 async function profile(): Promise<void> {
@@ -495,6 +513,9 @@ async function main(): Promise<void> {
     if (ONLY.includes('rawWs')) partial.rawWs = await benchRawWs();
     if (ONLY.includes('socketio')) partial.socketio = await benchSocketIo();
     if (ONLY.includes('cluster')) partial.cluster = await benchCluster();
+    if (ONLY.includes('capacity'))
+      partial.connections = await onOwnCluster(P.capacityNodes, (c) => capacityTest(c, P));
+    if (ONLY.length > 0) partial.healthChanges = healthChanges;
     process.stdout.write(JSON.stringify(partial, null, 2) + '\n');
     return;
   }

@@ -228,8 +228,11 @@ export function clusterProcs(cluster: TestCluster): { name: string; pid: number 
   ];
 }
 
-export async function startBenchCluster(env: Record<string, string> = {}): Promise<TestCluster> {
-  const cluster = await startCluster({ pushNodes: 2, env });
+export async function startBenchCluster(
+  env: Record<string, string> = {},
+  pushNodes = 2,
+): Promise<TestCluster> {
+  const cluster = await startCluster({ pushNodes, env });
   const killAll = (): void => {
     for (const p of cluster.all()) p.child.kill('SIGKILL');
     cluster.deps.consul.child.kill('SIGKILL');

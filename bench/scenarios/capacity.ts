@@ -1,82 +1,182 @@
-// Connection capacity: idle, authenticated connections of distinct users opened by client
-// worker processes, with the connect rate and the push node's RSS per connection.
+// Connection capacity: idle, authenticated connections of distinct users spread over the
+// push nodes and opened by client worker processes, with the connect rate, where the CPU
+// went while they connected, and each node's RSS per connection.
+//
+// One process here may hold at most 20,000 open files (a hard limit), so the target is split
+// evenly over `capacityNodes` push nodes (each capped at its open-files limit − 1,000) and
+// over client workers of at most `perCapacityWorker` sockets each.
 import { wsUrlOf } from '../../test/support/clients.js';
-import type { TestCluster } from '../../test/support/cluster.js';
-import { ClientPool, log, sleep } from '../lib/harness.js';
-import { idleFootprint, metric, openFiles, pushConnections, waitPushEmpty } from '../lib/probes.js';
+import type { ServiceProc, TestCluster } from '../../test/support/cluster.js';
+import { ClientPool, clusterProcs, log, sleep } from '../lib/harness.js';
+import { cpuRow, idleFootprint, metric, openFiles, waitPushEmpty } from '../lib/probes.js';
 import type { Results } from '../lib/report.js';
-import { rssBytes } from '../stats.js';
+import { cpuWindow, machineWindow, round, rssBytes } from '../stats.js';
 
 export interface CapacityParams {
+  /** connections in all, over every push node */
   capacityTarget: number;
+  /** push nodes the connections are spread over: more are started if the cluster has fewer */
+  capacityNodes: number;
   /** connections per client worker */
   perCapacityWorker: number;
   /** handshakes in flight per client worker */
   capacityConcurrency: number;
   capacityDeadlineMs: number;
-  /** how long the node's idle CPU with every connection open is measured */
+  /** how long the nodes' idle CPU with every connection open is measured */
   idleMs: number;
 }
+
+type NodeResult = NonNullable<Results['connections']['nodes']>[number];
+
+/** The cluster's first `n` push nodes, starting more (registered and passing) if needed. */
+async function pushNodes(cluster: TestCluster, n: number): Promise<ServiceProc[]> {
+  while (cluster.push.length < n) {
+    const node = await cluster.spawn('push');
+    cluster.push.push(node);
+    log(`connections: started push :${node.port} (${cluster.push.length} of ${n})`);
+  }
+  return cluster.push.slice(0, n);
+}
+
+interface NodeReading {
+  rss: number;
+  heap: number;
+}
+
+const readNode = async (node: ServiceProc): Promise<NodeReading> => ({
+  rss: await rssBytes(node.child.pid as number),
+  heap: await metric(node.url, 'nodejs_heap_size_used_bytes'),
+});
 
 export async function capacityTest(
   cluster: TestCluster,
   P: CapacityParams,
 ): Promise<Results['connections']> {
-  const node = cluster.push[0] as TestCluster['push'][number];
-  const pid = node.child.pid as number;
-  const fdLimit = await openFiles(pid);
-  // The node also needs descriptors for Redis, Consul, auth, collect and its listener.
-  const target = Math.min(P.capacityTarget, Number.isFinite(fdLimit) ? fdLimit - 1000 : Infinity);
-  await waitPushEmpty(cluster, node.port);
-  await sleep(2000);
-  const rssBefore = await rssBytes(pid);
-  const heapBefore = await metric(node.url, 'nodejs_heap_size_used_bytes');
-  const workers = Math.max(2, Math.ceil(target / P.perCapacityWorker));
-  const pool = await ClientPool.start('capacity', workers);
-  const specs = Array.from({ length: target }, (_, i) => ({
-    user: `idle-${i}`,
-    url: wsUrlOf(cluster, 0),
-  }));
-  log(
-    `connections: opening ${target} authenticated connections to push :${node.port} from ${workers} workers (target ${P.capacityTarget}, node fd limit ${fdLimit})`,
+  const nodes = await pushNodes(cluster, P.capacityNodes);
+  const fdLimits = await Promise.all(nodes.map((n) => openFiles(n.child.pid as number)));
+  // Each node also needs descriptors for Redis, Consul, auth, collect and its listener.
+  const perNode = fdLimits.map((limit) =>
+    Math.min(
+      Math.ceil(P.capacityTarget / nodes.length),
+      Number.isFinite(limit) ? limit - 1000 : Infinity,
+    ),
   );
+  const attempted = Math.min(
+    P.capacityTarget,
+    perNode.reduce((a, b) => a + b, 0),
+  );
+  for (const node of nodes) await waitPushEmpty(cluster, node.port);
+  await sleep(2000);
+  const before = await Promise.all(nodes.map(readNode));
+
+  // Users dealt round-robin over the nodes (each node at most its share); the pool deals
+  // them round-robin over its workers in turn.
+  const specs: { user: string; url: string }[] = [];
+  const placed = nodes.map(() => 0);
+  for (let i = 0; specs.length < attempted; i++) {
+    const k = i % nodes.length;
+    if ((placed[k] as number) >= (perNode[k] as number)) continue;
+    placed[k] = (placed[k] as number) + 1;
+    specs.push({ user: `idle-${specs.length}`, url: wsUrlOf(cluster, k) });
+  }
+  const workers = Math.max(2, Math.ceil(attempted / P.perCapacityWorker));
+  const pool = await ClientPool.start('capacity', workers);
+  log(
+    `connections: opening ${attempted} authenticated connections to push ${nodes.map((n, k) => `:${n.port} (${placed[k]})`).join(', ')} from ${workers} workers (target ${P.capacityTarget}, node fd limits ${fdLimits.join(', ')})`,
+  );
+  // Where the CPU goes while they connect: every service (the token check crosses auth,
+  // the binding Redis, the replay collect) and the client workers.
+  const cpu = await cpuWindow([
+    ...clusterProcs(cluster),
+    ...pool.workers.map((w, i) => ({ name: `harness: clients ${i + 1}`, pid: w.pid })),
+  ]);
+  const box = await machineWindow();
   const conn = await pool.connect('cluster', specs, {
     concurrency: P.capacityConcurrency,
     deadlineMs: P.capacityDeadlineMs,
     sign: true,
   });
+  const connectCpu = (await cpu.end()).map((u) => ({
+    ...cpuRow(u),
+    // CPU time per connection opened: unlike the rate, it holds on a box shared with others.
+    cpuMsPerConn: round((u.cpuPercent / 100) * (conn.ms / Math.max(1, conn.opened)), 3),
+  }));
+  const { backgroundPct } = await box.end();
   log(
     `connections: ${conn.opened} opened in ${Math.round(conn.ms)} ms = ${Math.round(conn.perSecond)}/s (${conn.failed} failed, ${conn.retried} attempts retried${conn.firstError ? `; first error: ${conn.firstError}` : ''})`,
   );
+  log(
+    `connections: CPU while connecting (% of a core): ${connectCpu.map((r) => `${r.name} ${r.cpuPercent}% = ${r.cpuMsPerConn} ms/conn`).join(', ')}; other processes of the box ${backgroundPct}`,
+  );
   await sleep(3000);
-  const rssAfter = await rssBytes(pid);
-  const heapAfter = await metric(node.url, 'nodejs_heap_size_used_bytes');
-  const idleWith = await idleFootprint([{ name: `push :${node.port}`, pid }], P.idleMs);
+  const after = await Promise.all(nodes.map(readNode));
+  const counts = await Promise.all(nodes.map((n) => metric(n.url, 'push_connections')));
+  const idleWith = await idleFootprint(
+    nodes.map((n) => ({ name: `push :${n.port}`, pid: n.child.pid as number })),
+    P.idleMs,
+  );
   const { open } = await pool.counts();
-  const reported = await pushConnections(cluster, node.port);
   await pool.close();
   await pool.stop();
-  const perConn = (rssAfter - rssBefore) / Math.max(1, conn.opened);
+
+  const perNodeResults: NodeResult[] = nodes.map((node, k) => {
+    const b = before[k] as NodeReading;
+    const a = after[k] as NodeReading;
+    const count = counts[k] as number;
+    const held = Math.max(1, count);
+    const r: NodeResult = {
+      port: node.port,
+      attempted: placed[k] as number,
+      count,
+      fdLimit: fdLimits[k] as number,
+      rssBytesBefore: b.rss,
+      rssBytesAfter: a.rss,
+      rssBytesPerConn: Math.round((a.rss - b.rss) / held),
+      heapBytesPerConn: Math.round((a.heap - b.heap) / held),
+      idleCpuPercent: idleWith[k]?.cpuPercent ?? NaN,
+    };
+    log(
+      `connections: push :${r.port} holds ${r.count}; RSS ${(b.rss / 2 ** 20).toFixed(1)} → ${(a.rss / 2 ** 20).toFixed(1)} MiB = ${r.rssBytesPerConn} B per connection (V8 heap ${r.heapBytesPerConn} B)`,
+    );
+    return r;
+  });
+  const sum = (f: (r: NodeResult) => number): number =>
+    perNodeResults.reduce((s, r) => s + f(r), 0);
+  const held = Math.max(
+    1,
+    sum((r) => r.count),
+  );
+  const rssBytesPerConn = Math.round(sum((r) => r.rssBytesAfter - r.rssBytesBefore) / held);
   log(
-    `connections: ${open} still open; node RSS ${(rssBefore / 2 ** 20).toFixed(1)} → ${(rssAfter / 2 ** 20).toFixed(1)} MiB = ${(perConn / 1024).toFixed(1)} KiB per connection`,
+    `connections: ${open} still open at the end; ${rssBytesPerConn} B RSS per connection overall`,
   );
   return {
     count: conn.opened,
     target: P.capacityTarget,
-    attempted: target,
+    attempted,
+    pushNodes: nodes.length,
+    clientWorkers: workers,
     failed: conn.failed,
     retried: conn.retried,
     firstError: conn.firstError,
     stillOpen: open,
-    nodeReported: reported,
+    nodeReported: sum((r) => r.count),
     connectPerSec: Math.round(conn.perSecond),
     connectMs: Math.round(conn.ms),
-    rssBytesBefore: rssBefore,
-    rssBytesAfter: rssAfter,
-    rssBytesPerConn: Math.round(perConn),
-    /** V8 heap in use (from the node's /metrics) after − before, per connection */
-    heapBytesPerConn: Math.round((heapAfter - heapBefore) / Math.max(1, conn.opened)),
-    nodeFdLimit: fdLimit,
-    idleCpuPercent: idleWith[0]?.cpuPercent ?? NaN,
+    connectCpu,
+    connectBackgroundPct: backgroundPct,
+    rssBytesBefore: sum((r) => r.rssBytesBefore),
+    rssBytesAfter: sum((r) => r.rssBytesAfter),
+    rssBytesPerConn,
+    /** V8 heap in use (from the nodes' /metrics) after − before, per connection */
+    heapBytesPerConn: Math.round(
+      nodes.reduce(
+        (s, _, k) => s + ((after[k] as NodeReading).heap - (before[k] as NodeReading).heap),
+        0,
+      ) / held,
+    ),
+    nodeFdLimit: Math.min(...fdLimits),
+    idleCpuPercent: sum((r) => r.idleCpuPercent),
+    nodes: perNodeResults,
   };
 }
