@@ -29,6 +29,7 @@ import { cpuRow, idleFootprint, openFiles } from './lib/probes.js';
 import { markdownReport, type Results, type SystemName, type SystemResult } from './lib/report.js';
 import { profileMarkdown, summarizeDir } from './profile-summary.js';
 import { capacityTest } from './scenarios/capacity.js';
+import { reconnectStorm } from './scenarios/reconnect-storm.js';
 import { cpuWindow, machineWindow, round, summarize, type MachineUsage } from './stats.js';
 import type { ClientKind, ClientSpec } from './workers/clients.js';
 import type { LoadResult, LoadTarget } from './workers/loadgen.js';
@@ -38,7 +39,7 @@ const { values: flags } = parseArgs({
     quick: { type: 'boolean', default: false },
     profile: { type: 'boolean', default: false },
     /** only these (comma-separated): systems rawWs, socketio, cluster, or the scenarios
-     *  capacity (on a cluster of its own); prints JSON, writes no results file */
+     *  capacity (on a cluster of its own) and storm; prints JSON, writes no results file */
     only: { type: 'string' },
   },
 });
@@ -69,6 +70,13 @@ const P = {
   perCapacityWorker: 10_000,
   capacityConcurrency: 64,
   capacityDeadlineMs: QUICK ? 60_000 : 240_000,
+  /** reconnect storm (--only storm): users on the push node that is SIGKILLed (of three) */
+  stormUsers: QUICK ? 3000 : 15_000,
+  stormWorkers: 3,
+  /** the reconnecting clients' backoff, as the client library's defaults (250 ms, 10 s) */
+  stormBackoffInitialMs: 250,
+  stormBackoffMaxMs: 10_000,
+  stormDeadlineMs: 60_000,
   idleMs: QUICK ? 3000 : 5000,
   drainTimeoutMs: 30_000,
   /** Before each measurement, wait (at most this much in all) while other processes of the
@@ -515,6 +523,8 @@ async function main(): Promise<void> {
     if (ONLY.includes('cluster')) partial.cluster = await benchCluster();
     if (ONLY.includes('capacity'))
       partial.connections = await onOwnCluster(P.capacityNodes, (c) => capacityTest(c, P));
+    // Three push nodes: one is killed, two take its users.
+    if (ONLY.includes('storm')) partial.storm = await onOwnCluster(3, (c) => reconnectStorm(c, P));
     if (ONLY.length > 0) partial.healthChanges = healthChanges;
     process.stdout.write(JSON.stringify(partial, null, 2) + '\n');
     return;

@@ -49,6 +49,22 @@ export async function metric(url: string, name: string): Promise<number> {
   }
 }
 
+/** The sum of a counter's series whose labels contain `labels` (e.g. `route="/v1/verify"`). */
+export async function metricSum(url: string, name: string, labels: string): Promise<number> {
+  try {
+    const res = await fetch(`${url}/metrics`, { signal: AbortSignal.timeout(3000) });
+    if (!res.ok) return NaN;
+    let sum = 0;
+    for (const line of (await res.text()).split('\n')) {
+      if (line.startsWith(`${name}{`) && line.includes(labels))
+        sum += Number(line.slice(line.lastIndexOf(' ') + 1));
+    }
+    return sum;
+  } catch {
+    return NaN;
+  }
+}
+
 export async function waitPushEmpty(cluster: TestCluster, port: number): Promise<void> {
   const deadline = Date.now() + 20_000;
   while (Date.now() < deadline) {
