@@ -70,6 +70,7 @@ const P = {
   perCapacityWorker: 10_000,
   capacityConcurrency: 64,
   capacityDeadlineMs: QUICK ? 60_000 : 240_000,
+  capacitySettleMs: 10_000,
   /** reconnect storm (--only storm): users on the push node that is SIGKILLed (of three) */
   stormUsers: QUICK ? 3000 : 15_000,
   stormWorkers: 3,

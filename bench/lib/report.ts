@@ -97,6 +97,9 @@ export interface Results {
       rssBytesAfter: number;
       rssBytesPerConn: number;
       heapBytesPerConn: number;
+      /** the same two, 3 s after the last open (before the settle) */
+      rssBytesPerConnEarly: number;
+      heapBytesPerConnEarly: number;
       idleCpuPercent: number;
     }[];
   };

@@ -22,6 +22,8 @@ export interface CapacityParams {
   /** handshakes in flight per client worker */
   capacityConcurrency: number;
   capacityDeadlineMs: number;
+  /** wait after the 3 s reading before the nodes' RSS and heap are read again (the figures) */
+  capacitySettleMs: number;
   /** how long the nodes' idle CPU with every connection open is measured */
   idleMs: number;
 }
@@ -108,7 +110,12 @@ export async function capacityTest(
   log(
     `connections: CPU while connecting (% of a core): ${connectCpu.map((r) => `${r.name} ${r.cpuPercent}% = ${r.cpuMsPerConn} ms/conn`).join(', ')}; other processes of the box ${backgroundPct}`,
   );
+  // Read right after the last open, a node's heap still holds the garbage of the connects
+  // (requests to auth and collect), promoted to the old generation when the box is slow;
+  // V8 collects it once allocation calms down. Both readings are kept.
   await sleep(3000);
+  const early = await Promise.all(nodes.map(readNode));
+  await sleep(P.capacitySettleMs);
   const after = await Promise.all(nodes.map(readNode));
   const counts = await Promise.all(nodes.map((n) => metric(n.url, 'push_connections')));
   const idleWith = await idleFootprint(
@@ -121,6 +128,7 @@ export async function capacityTest(
 
   const perNodeResults: NodeResult[] = nodes.map((node, k) => {
     const b = before[k] as NodeReading;
+    const e = early[k] as NodeReading;
     const a = after[k] as NodeReading;
     const count = counts[k] as number;
     const held = Math.max(1, count);
@@ -133,10 +141,13 @@ export async function capacityTest(
       rssBytesAfter: a.rss,
       rssBytesPerConn: Math.round((a.rss - b.rss) / held),
       heapBytesPerConn: Math.round((a.heap - b.heap) / held),
+      /** the same, 3 s after the last open */
+      rssBytesPerConnEarly: Math.round((e.rss - b.rss) / held),
+      heapBytesPerConnEarly: Math.round((e.heap - b.heap) / held),
       idleCpuPercent: idleWith[k]?.cpuPercent ?? NaN,
     };
     log(
-      `connections: push :${r.port} holds ${r.count}; RSS ${(b.rss / 2 ** 20).toFixed(1)} → ${(a.rss / 2 ** 20).toFixed(1)} MiB = ${r.rssBytesPerConn} B per connection (V8 heap ${r.heapBytesPerConn} B)`,
+      `connections: push :${r.port} holds ${r.count}; RSS ${(b.rss / 2 ** 20).toFixed(1)} → ${(a.rss / 2 ** 20).toFixed(1)} MiB = ${r.rssBytesPerConn} B per connection (V8 heap ${r.heapBytesPerConn} B; 3 s after the last open: ${r.rssBytesPerConnEarly} B, heap ${r.heapBytesPerConnEarly} B)`,
     );
     return r;
   });
