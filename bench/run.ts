@@ -14,6 +14,7 @@ import {
   ClientPool,
   clusterProcs,
   exitKills,
+  GC_HOOK_ENV,
   interrupted,
   log,
   mintTokens,
@@ -354,7 +355,7 @@ async function benchCluster(): Promise<{
   connections: Results['connections'];
   idle: Results['idle'];
 }> {
-  const cluster = await startBenchCluster();
+  const cluster = await startBenchCluster(GC_HOOK_ENV);
   const health = watchHealth(cluster);
   try {
     log(
@@ -459,7 +460,7 @@ async function onOwnCluster<T>(
   pushNodes: number,
   scenario: (cluster: TestCluster) => Promise<T>,
 ): Promise<T> {
-  const cluster = await startBenchCluster({}, pushNodes);
+  const cluster = await startBenchCluster(GC_HOOK_ENV, pushNodes);
   const health = watchHealth(cluster);
   try {
     return await scenario(cluster);

@@ -3,7 +3,7 @@
 import { DEV_SECRETS } from '../../src/core/config.js';
 import { KEYS, startCluster, type TestCluster } from '../../test/support/cluster.js';
 import type { ClientKind, ClientSpec, ConnectResult } from '../workers/clients.js';
-import { killAllWorkers, Worker } from './ipc.js';
+import { BENCH_DIR, killAllWorkers, Worker } from './ipc.js';
 
 export const t0 = performance.now();
 export const now = (): number => performance.timeOrigin + performance.now();
@@ -227,6 +227,9 @@ export function clusterProcs(cluster: TestCluster): { name: string; pid: number 
     { name: 'redis-server', pid: cluster.deps.redis.child.pid as number },
   ];
 }
+
+/** Services started with this run a full GC on SIGUSR2 (bench/gc-hook.mjs). */
+export const GC_HOOK_ENV = { NODE_OPTIONS: `--import ${BENCH_DIR}gc-hook.mjs` };
 
 export async function startBenchCluster(
   env: Record<string, string> = {},

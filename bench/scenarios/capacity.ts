@@ -45,10 +45,16 @@ interface NodeReading {
   heap: number;
 }
 
-const readNode = async (node: ServiceProc): Promise<NodeReading> => ({
-  rss: await rssBytes(node.child.pid as number),
-  heap: await metric(node.url, 'nodejs_heap_size_used_bytes'),
-});
+/** The node's RSS and V8 heap in use after a full GC: the cluster must have been started
+ *  with GC_HOOK_ENV (bench/gc-hook.mjs), or SIGUSR2 would end the node. */
+async function readNode(node: ServiceProc): Promise<NodeReading> {
+  node.child.kill('SIGUSR2');
+  await sleep(1000);
+  return {
+    rss: await rssBytes(node.child.pid as number),
+    heap: await metric(node.url, 'nodejs_heap_size_used_bytes'),
+  };
+}
 
 export async function capacityTest(
   cluster: TestCluster,
@@ -110,9 +116,8 @@ export async function capacityTest(
   log(
     `connections: CPU while connecting (% of a core): ${connectCpu.map((r) => `${r.name} ${r.cpuPercent}% = ${r.cpuMsPerConn} ms/conn`).join(', ')}; other processes of the box ${backgroundPct}`,
   );
-  // Read right after the last open, a node's heap still holds the garbage of the connects
-  // (requests to auth and collect), promoted to the old generation when the box is slow;
-  // V8 collects it once allocation calms down. Both readings are kept.
+  // Each reading follows a full GC; the one 3 s after the last open is kept beside the
+  // settled one, as pages V8 freed may reach the OS only later.
   await sleep(3000);
   const early = await Promise.all(nodes.map(readNode));
   await sleep(P.capacitySettleMs);
