@@ -14,6 +14,7 @@ import {
   ClientPool,
   clusterProcs,
   exitKills,
+  GC_HOOK_ENV,
   interrupted,
   log,
   mintTokens,
@@ -25,17 +26,12 @@ import {
   watchHealth,
 } from './lib/harness.js';
 import { BENCH_DIR, Worker } from './lib/ipc.js';
+import { cpuRow, idleFootprint, openFiles } from './lib/probes.js';
 import { markdownReport, type Results, type SystemName, type SystemResult } from './lib/report.js';
 import { profileMarkdown, summarizeDir } from './profile-summary.js';
-import {
-  cpuWindow,
-  machineWindow,
-  rssBytes,
-  round,
-  summarize,
-  type MachineUsage,
-  type ProcUsage,
-} from './stats.js';
+import { capacityTest } from './scenarios/capacity.js';
+import { reconnectStorm } from './scenarios/reconnect-storm.js';
+import { cpuWindow, machineWindow, round, summarize, type MachineUsage } from './stats.js';
 import type { ClientKind, ClientSpec } from './workers/clients.js';
 import type { LoadResult, LoadTarget } from './workers/loadgen.js';
 
@@ -43,7 +39,8 @@ const { values: flags } = parseArgs({
   options: {
     quick: { type: 'boolean', default: false },
     profile: { type: 'boolean', default: false },
-    /** development aid: only these systems (comma-separated rawWs,socketio,cluster); prints JSON */
+    /** only these (comma-separated): systems rawWs, socketio, cluster, or the scenarios
+     *  capacity (on a cluster of its own) and storm; prints JSON, writes no results file */
     only: { type: 'string' },
   },
 });
@@ -67,11 +64,21 @@ const P = {
   tickMs: 5,
   fanoutUsers: QUICK ? 2000 : 10_000,
   fanoutRuns: QUICK ? 2 : 3,
+  /** idle connections in all, spread over `capacityNodes` push nodes */
   capacityTarget: QUICK ? 5000 : 50_000,
-  /** connections per client worker in the capacity test */
-  perCapacityWorker: 7000,
+  capacityNodes: 3,
+  /** connections per client worker in the capacity test (a process holds < 20,000 files) */
+  perCapacityWorker: 10_000,
   capacityConcurrency: 64,
   capacityDeadlineMs: QUICK ? 60_000 : 240_000,
+  capacitySettleMs: 10_000,
+  /** reconnect storm (--only storm): users on the push node that is SIGKILLed (of three) */
+  stormUsers: QUICK ? 3000 : 15_000,
+  stormWorkers: 3,
+  /** the reconnecting clients' backoff, as the client library's defaults (250 ms, 10 s) */
+  stormBackoffInitialMs: 250,
+  stormBackoffMaxMs: 10_000,
+  stormDeadlineMs: 60_000,
   idleMs: QUICK ? 3000 : 5000,
   drainTimeoutMs: 30_000,
   /** Before each measurement, wait (at most this much in all) while other processes of the
@@ -184,12 +191,6 @@ async function saturation(b: Bench): Promise<SystemResult['saturation']> {
     machine: box,
   };
 }
-
-const cpuRow = (u: ProcUsage): { name: string; cpuPercent: number; rssMiB: number } => ({
-  name: u.name,
-  cpuPercent: round(u.cpuPercent, 1),
-  rssMiB: round(u.rssBytes / 1024 / 1024, 1),
-});
 
 async function ratePoint(b: Bench, perSecond: number, fraction: number) {
   const { pool, load, sys } = b;
@@ -348,61 +349,20 @@ function clusterSystem(cluster: TestCluster, users: string[], tokens: string[]):
   };
 }
 
-async function idleFootprint(procs: { name: string; pid: number }[]) {
-  const w = await cpuWindow(procs);
-  await sleep(P.idleMs);
-  return (await w.end()).map(cpuRow);
-}
-
-async function openFiles(pid: number): Promise<number> {
-  const limits = await readFile(`/proc/${pid}/limits`, 'utf8');
-  return Number(/Max open files\s+(\d+)/.exec(limits)?.[1] ?? NaN);
-}
-
-async function pushConnections(cluster: TestCluster, port: number): Promise<number> {
-  const res = await fetch(`http://${cluster.deps.consul.addr}/v1/catalog/service/push`);
-  const nodes = (await res.json()) as {
-    ServicePort: number;
-    ServiceMeta: { connections?: string };
-  }[];
-  return Number(nodes.find((n) => n.ServicePort === port)?.ServiceMeta.connections ?? NaN);
-}
-
-/** A gauge from the service's /metrics (prom-client), when it has one; NaN otherwise. */
-async function metric(url: string, name: string): Promise<number> {
-  try {
-    const res = await fetch(`${url}/metrics`, { signal: AbortSignal.timeout(3000) });
-    if (!res.ok) return NaN;
-    const m = new RegExp(`^${name}(?:\\{[^}]*\\})? ([-\\d.e+]+)$`, 'm').exec(await res.text());
-    return m ? Number(m[1]) : NaN;
-  } catch {
-    return NaN;
-  }
-}
-
-async function waitPushEmpty(cluster: TestCluster, port: number): Promise<void> {
-  const deadline = Date.now() + 20_000;
-  while (Date.now() < deadline) {
-    if ((await pushConnections(cluster, port)) === 0) return;
-    await sleep(250);
-  }
-  log(`push :${port} still reports connections after 20 s: measuring anyway`);
-}
-
 async function benchCluster(): Promise<{
   result: SystemResult;
   fanout: Results['fanout'];
   connections: Results['connections'];
   idle: Results['idle'];
 }> {
-  const cluster = await startBenchCluster();
+  const cluster = await startBenchCluster(GC_HOOK_ENV);
   const health = watchHealth(cluster);
   try {
     log(
       `push-cluster: up (collect :${cluster.collect.port}, push :${cluster.push.map((p) => p.port).join(', :')})`,
     );
     await sleep(2000);
-    const idle = { processes: await idleFootprint(clusterProcs(cluster)) };
+    const idle = { processes: await idleFootprint(clusterProcs(cluster), P.idleMs) };
     log(`push-cluster: idle footprint measured over ${P.idleMs} ms`);
 
     // (a) unicast
@@ -415,8 +375,8 @@ async function benchCluster(): Promise<{
     // (c) fan-out, over both nodes
     const fanout = await fanoutTest(cluster, users, tokens);
 
-    // (b) connection capacity of one push node
-    const connections = await capacityTest(cluster);
+    // (b) connection capacity, over three push nodes (a third one is started)
+    const connections = await capacityTest(cluster, P);
     return { result, fanout, connections, idle };
   } finally {
     healthChanges.push(...health.stop());
@@ -495,64 +455,19 @@ async function fanoutTest(
   };
 }
 
-async function capacityTest(cluster: TestCluster): Promise<Results['connections']> {
-  const node = cluster.push[0] as TestCluster['push'][number];
-  const pid = node.child.pid as number;
-  const fdLimit = await openFiles(pid);
-  // The node also needs descriptors for Redis, Consul, auth, collect and its listener.
-  const target = Math.min(P.capacityTarget, Number.isFinite(fdLimit) ? fdLimit - 1000 : Infinity);
-  await waitPushEmpty(cluster, node.port);
-  await sleep(2000);
-  const rssBefore = await rssBytes(pid);
-  const heapBefore = await metric(node.url, 'nodejs_heap_size_used_bytes');
-  const workers = Math.max(2, Math.ceil(target / P.perCapacityWorker));
-  const pool = await ClientPool.start('capacity', workers);
-  const specs = Array.from({ length: target }, (_, i) => ({
-    user: `idle-${i}`,
-    url: wsUrlOf(cluster, 0),
-  }));
-  log(
-    `connections: opening ${target} authenticated connections to push :${node.port} from ${workers} workers (target ${P.capacityTarget}, node fd limit ${fdLimit})`,
-  );
-  const conn = await pool.connect('cluster', specs, {
-    concurrency: P.capacityConcurrency,
-    deadlineMs: P.capacityDeadlineMs,
-    sign: true,
-  });
-  log(
-    `connections: ${conn.opened} opened in ${Math.round(conn.ms)} ms = ${Math.round(conn.perSecond)}/s (${conn.failed} failed, ${conn.retried} attempts retried${conn.firstError ? `; first error: ${conn.firstError}` : ''})`,
-  );
-  await sleep(3000);
-  const rssAfter = await rssBytes(pid);
-  const heapAfter = await metric(node.url, 'nodejs_heap_size_used_bytes');
-  const idleWith = await idleFootprint([{ name: `push :${node.port}`, pid }]);
-  const { open } = await pool.counts();
-  const reported = await pushConnections(cluster, node.port);
-  await pool.close();
-  await pool.stop();
-  const perConn = (rssAfter - rssBefore) / Math.max(1, conn.opened);
-  log(
-    `connections: ${open} still open; node RSS ${(rssBefore / 2 ** 20).toFixed(1)} → ${(rssAfter / 2 ** 20).toFixed(1)} MiB = ${(perConn / 1024).toFixed(1)} KiB per connection`,
-  );
-  return {
-    count: conn.opened,
-    target: P.capacityTarget,
-    attempted: target,
-    failed: conn.failed,
-    retried: conn.retried,
-    firstError: conn.firstError,
-    stillOpen: open,
-    nodeReported: reported,
-    connectPerSec: Math.round(conn.perSecond),
-    connectMs: Math.round(conn.ms),
-    rssBytesBefore: rssBefore,
-    rssBytesAfter: rssAfter,
-    rssBytesPerConn: Math.round(perConn),
-    /** V8 heap in use (from the node's /metrics) after − before, per connection */
-    heapBytesPerConn: Math.round((heapAfter - heapBefore) / Math.max(1, conn.opened)),
-    nodeFdLimit: fdLimit,
-    idleCpuPercent: idleWith[0]?.cpuPercent ?? NaN,
-  };
+/** Runs one scenario on a cluster of its own, with `pushNodes` push nodes from the start. */
+async function onOwnCluster<T>(
+  pushNodes: number,
+  scenario: (cluster: TestCluster) => Promise<T>,
+): Promise<T> {
+  const cluster = await startBenchCluster(GC_HOOK_ENV, pushNodes);
+  const health = watchHealth(cluster);
+  try {
+    return await scenario(cluster);
+  } finally {
+    healthChanges.push(...health.stop());
+    await cluster.stop();
+  }
 }
 
 // ---- profile mode ----------------------------------------------------------------------------
@@ -608,6 +523,11 @@ async function main(): Promise<void> {
     if (ONLY.includes('rawWs')) partial.rawWs = await benchRawWs();
     if (ONLY.includes('socketio')) partial.socketio = await benchSocketIo();
     if (ONLY.includes('cluster')) partial.cluster = await benchCluster();
+    if (ONLY.includes('capacity'))
+      partial.connections = await onOwnCluster(P.capacityNodes, (c) => capacityTest(c, P));
+    // Three push nodes: one is killed, two take its users.
+    if (ONLY.includes('storm')) partial.storm = await onOwnCluster(3, (c) => reconnectStorm(c, P));
+    if (ONLY.length > 0) partial.healthChanges = healthChanges;
     process.stdout.write(JSON.stringify(partial, null, 2) + '\n');
     return;
   }

@@ -3,7 +3,7 @@
 import { DEV_SECRETS } from '../../src/core/config.js';
 import { KEYS, startCluster, type TestCluster } from '../../test/support/cluster.js';
 import type { ClientKind, ClientSpec, ConnectResult } from '../workers/clients.js';
-import { killAllWorkers, Worker } from './ipc.js';
+import { BENCH_DIR, killAllWorkers, Worker } from './ipc.js';
 
 export const t0 = performance.now();
 export const now = (): number => performance.timeOrigin + performance.now();
@@ -228,8 +228,14 @@ export function clusterProcs(cluster: TestCluster): { name: string; pid: number 
   ];
 }
 
-export async function startBenchCluster(env: Record<string, string> = {}): Promise<TestCluster> {
-  const cluster = await startCluster({ pushNodes: 2, env });
+/** Services started with this run a full GC on SIGUSR2 (bench/gc-hook.mjs). */
+export const GC_HOOK_ENV = { NODE_OPTIONS: `--import ${BENCH_DIR}gc-hook.mjs` };
+
+export async function startBenchCluster(
+  env: Record<string, string> = {},
+  pushNodes = 2,
+): Promise<TestCluster> {
+  const cluster = await startCluster({ pushNodes, env });
   const killAll = (): void => {
     for (const p of cluster.all()) p.child.kill('SIGKILL');
     cluster.deps.consul.child.kill('SIGKILL');

@@ -60,9 +60,13 @@ export interface Results {
   rawWs: { msgsPerSec: number; p50Ms: number; p99Ms: number };
   socketio: { msgsPerSec: number; p50Ms: number; p90Ms: number; p99Ms: number };
   connections: {
+    /** connections opened, over every push node */
     count: number;
     target: number;
     attempted: number;
+    /** absent from results older than the capacity scenario over several nodes (one node) */
+    pushNodes?: number;
+    clientWorkers?: number;
     failed: number;
     retried: number;
     firstError: string | undefined;
@@ -70,12 +74,35 @@ export interface Results {
     nodeReported: number;
     connectPerSec: number;
     connectMs: number;
+    /** CPU (% of one core) of every service and client worker while the connections opened */
+    connectCpu?: (CpuRow & { cpuMsPerConn: number })[];
+    /** CPU (% of one core) used by processes not ours meanwhile */
+    connectBackgroundPct?: number;
+    /** summed over the push nodes */
     rssBytesBefore: number;
     rssBytesAfter: number;
+    /** (RSS after − before), summed over the nodes, ÷ the connections they hold */
     rssBytesPerConn: number;
     heapBytesPerConn: number;
+    /** the lowest of the nodes' open-files limits */
     nodeFdLimit: number;
+    /** summed over the nodes */
     idleCpuPercent: number;
+    nodes?: {
+      port: number;
+      attempted: number;
+      /** connections the node holds, from its push_connections gauge */
+      count: number;
+      fdLimit: number;
+      rssBytesBefore: number;
+      rssBytesAfter: number;
+      rssBytesPerConn: number;
+      heapBytesPerConn: number;
+      /** the same two, 3 s after the last open (before the settle) */
+      rssBytesPerConnEarly: number;
+      heapBytesPerConnEarly: number;
+      idleCpuPercent: number;
+    }[];
   };
   fanout: {
     users: number;
@@ -141,11 +168,15 @@ export function markdownReport(r: Results): string {
     `| Lost / duplicated at saturation | ${n(c.saturation.lost)} / ${n(c.saturation.duplicates)} | ${n(s.saturation.lost)} / ${n(s.saturation.duplicates)} | ${n(w.saturation.lost)} / ${n(w.saturation.duplicates)} | 0 |`,
     `| Fan-out: one message to ${n(r.fanout.users)} users, last socket has it after (ms, median of ${r.fanout.runs.length}) | ${f1(r.fanout.lastDeliveryMs)}${r.fanout.reached < r.fanout.users ? ` (only ${n(r.fanout.reached)} reached)` : ''} | | | |`,
     `| … 202 after / median user got it after (ms) | ${f1(r.fanout.acceptedMs)} / ${f1(r.fanout.p50Ms)} | | | |`,
-    `| Idle authenticated connections held by one push node | ${n(r.connections.count)} of ${n(r.connections.attempted)} tried${r.connections.attempted < r.connections.target ? ` (capped by the node's open-files limit ${n(r.connections.nodeFdLimit)})` : ''} | | | ${n(r.connections.target)} — ${met(r.connections.count >= r.connections.target)} |`,
-    `| … connect rate (connections/s) | ${n(r.connections.connectPerSec)} | | | |`,
-    `| … node RSS per connection | ${n(r.connections.rssBytesPerConn)} B (${f1(kb)} KiB) | | | ≤ 10 KB — ${met(r.connections.rssBytesPerConn <= 10_000)} |`,
-    `| … of which V8 heap per connection (from the node's /metrics) | ${n(r.connections.heapBytesPerConn)} B | | | |`,
-    `| … node CPU holding them idle (% of a core) | ${f1(r.connections.idleCpuPercent)} | | | |`,
+    `| Idle authenticated connections over ${r.connections.pushNodes ?? 1} push node(s) | ${n(r.connections.count)} of ${n(r.connections.attempted)} tried${r.connections.attempted < r.connections.target ? ` (capped by the nodes' open-files limit ${n(r.connections.nodeFdLimit)})` : ''} | | | ${n(r.connections.target)} — ${met(r.connections.count >= r.connections.target)} |`,
+    `| … connect rate (connections/s) | ${n(r.connections.connectPerSec)} | | | ≥ 3,000 — ${met(r.connections.connectPerSec >= 3000)} |`,
+    `| … push node RSS per connection (all nodes) | ${n(r.connections.rssBytesPerConn)} B (${f1(kb)} KiB) | | | ≤ 10 KB — ${met(r.connections.rssBytesPerConn <= 10_000)} |`,
+    ...(r.connections.nodes ?? []).map(
+      (node) =>
+        `| … push :${node.port}: connections held, RSS per connection | ${n(node.count)}, ${n(node.rssBytesPerConn)} B | | | |`,
+    ),
+    `| … of which V8 heap per connection (from the nodes' /metrics) | ${n(r.connections.heapBytesPerConn)} B | | | |`,
+    `| … CPU of the nodes holding them idle (% of a core, summed) | ${f1(r.connections.idleCpuPercent)} | | | |`,
     `| Consul health check flaps while measured | ${r.healthChanges.length} | | | 0 |`,
     '',
   );

@@ -1,9 +1,9 @@
 // Client worker: holds many WebSocket (or Socket.IO) clients, acks every message, counts
 // deliveries and records ingest → socket latency from the send time in each payload.
-import jwt from 'jsonwebtoken';
 import { io, type Socket } from 'socket.io-client';
 import WebSocket from 'ws';
 import { emit, serve } from '../lib/ipc.js';
+import { signToken, type SignOptions } from '../lib/tokens.js';
 
 export type ClientKind = 'raw' | 'cluster' | 'sio';
 
@@ -24,7 +24,7 @@ export interface ConnectArgs {
   /** Gives up opening more after this long (the loop is bounded in count and time). */
   deadlineMs: number;
   /** HS256 signing for cluster clients without a token, as auth would issue it. */
-  sign?: { secret: string; issuer: string; audience: string; ttlSeconds: number };
+  sign?: SignOptions;
   /** Answer each message with an ack (default true). */
   ack?: boolean;
   /** Attempts after a refused or failed one, per client, 200 ms apart (default 2). */
@@ -205,15 +205,7 @@ async function connect(a: ConnectArgs): Promise<ConnectResult> {
     if (kind === 'sio') return openSio(spec, localAddress);
     let url = spec.url;
     if (kind === 'cluster') {
-      const token =
-        spec.token ??
-        jwt.sign({}, a.sign?.secret ?? '', {
-          algorithm: 'HS256',
-          subject: spec.user,
-          issuer: a.sign?.issuer,
-          audience: a.sign?.audience,
-          expiresIn: a.sign?.ttlSeconds ?? 3600,
-        });
+      const token = spec.token ?? signToken(spec.user, a.sign);
       url += `?token=${encodeURIComponent(token)}`;
     } else url += `?user=${encodeURIComponent(spec.user)}`;
     return openRaw(spec, url, localAddress);

@@ -36,7 +36,8 @@ export interface PeersOptions {
    * What to do when no instance is passing: fail at once, or try the last ones that
    * were. Only for calls where a failing peer's answer is still worth having (token
    * checks: an auth instance that flaps under a connect storm still verifies tokens
-   * correctly); never for routing messages.
+   * correctly; a push node's replays, acks and delivered marks with collect); never for
+   * routing messages.
    */
   whenNonePassing?: 'fail' | 'try-last-known';
 }

@@ -65,6 +65,15 @@ export const MAX_WAITING_ACKS = 100_000;
 /** Most token verifications the authenticator caches (least recently used go first). */
 export const MAX_CACHED_TOKENS = 10_000;
 
+/** Most token checks a push node has in flight with auth: as many as its connection pool to
+ *  a peer holds (64 sockets in `Peers`), so that none waits out of sight inside the pool. */
+export const VERIFY_IN_FLIGHT = 64;
+
+/** Most connects waiting for a token check; beyond it a connect is refused with 503 `busy`
+ *  at once. 512 is about half a second of checks on a 2-core box at ease, well under a
+ *  client's 10 s handshake timeout. */
+export const MAX_WAITING_VERIFIES = 512;
+
 // ---- collect -----------------------------------------------------------------------
 
 /** Most messages in one hand-off to dispatch (`handoffHop`). */

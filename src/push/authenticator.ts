@@ -1,7 +1,8 @@
 import { LRUCache } from 'lru-cache';
 import { PeerError, PeerUnavailable, type Peers } from '../core/peers.js';
-import { MAX_CACHED_TOKENS } from '../core/tuning.js';
+import { MAX_CACHED_TOKENS, MAX_WAITING_VERIFIES, VERIFY_IN_FLIGHT } from '../core/tuning.js';
 import { verifyHop } from '../protocol/hops.js';
+import { VerifyGate } from './verify-gate.js';
 
 export type AuthOutcome =
   | { ok: true; userId: string; expiresAt: number }
@@ -19,6 +20,8 @@ export interface AuthenticatorOptions {
   cacheMs: number;
   /** Epoch milliseconds, for entries' expiry; tests pass their own clock. */
   clock?: { now(): number };
+  /** Admission of checks with auth; tests pass a small one. */
+  gate?: VerifyGate;
 }
 
 /**
@@ -30,9 +33,11 @@ export class Authenticator {
   private readonly auth: Pick<Peers, 'call'>;
   private readonly cacheMs: number;
   private readonly clock: { now(): number };
+  private readonly gate: VerifyGate;
 
   constructor(o: AuthenticatorOptions) {
     this.auth = o.auth;
+    this.gate = o.gate ?? new VerifyGate(VERIFY_IN_FLIGHT, MAX_WAITING_VERIFIES);
     this.cacheMs = o.cacheMs;
     this.clock = o.clock ?? Date;
     // Entries age on the wall clock that token expiries are read on. One look-up per
@@ -48,7 +53,12 @@ export class Authenticator {
         : undefined;
   }
 
-  async verify(token: string | undefined): Promise<AuthOutcome> {
+  /** `wanted`: false once the client gave up (its socket closed), so that a check that
+   *  waited for its turn is not sent for nobody. */
+  async verify(
+    token: string | undefined,
+    wanted: () => boolean = () => true,
+  ): Promise<AuthOutcome> {
     if (!token)
       return {
         ok: false,
@@ -60,7 +70,9 @@ export class Authenticator {
     if (hit) return { ok: true, ...hit };
     let verified: Verified;
     try {
-      const claims = await this.auth.call(verifyHop, { token });
+      const turn = await this.gate.run(() => this.auth.call(verifyHop, { token }), wanted);
+      if (!turn.ran) return skipped(turn.why);
+      const claims = turn.value;
       verified = { userId: claims.userId, expiresAt: Date.parse(claims.expiresAt) };
     } catch (err) {
       return refusal(err);
@@ -70,6 +82,19 @@ export class Authenticator {
     if (this.cache && ttl > 0) this.cache.set(token, verified, { ttl });
     return { ok: true, ...verified };
   }
+}
+
+/** A check not sent: the node had too many waiting, or the client had gone meanwhile (no
+ *  one reads that answer). */
+function skipped(why: 'busy' | 'unwanted'): AuthOutcome & { ok: false } {
+  return why === 'busy'
+    ? {
+        ok: false,
+        status: 503,
+        code: 'busy',
+        message: 'too many connections are being verified on this node: retry shortly',
+      }
+    : { ok: false, status: 503, code: 'client_gone', message: 'the client closed its socket' };
 }
 
 /** Why auth's verdict refuses the upgrade: a bad token is 401, an unreachable auth 503. */

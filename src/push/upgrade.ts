@@ -60,7 +60,7 @@ async function upgrade(
       "this node's Consul agent is unreachable: ask /v1/connect for another",
     );
   const token = url.searchParams.get('token') ?? bearer(req.headers.authorization);
-  const outcome = await o.authenticator.verify(token ?? undefined);
+  const outcome = await o.authenticator.verify(token ?? undefined, () => !socket.destroyed);
   if (!outcome.ok) return refuse(o.log, socket, outcome.status, outcome.code, outcome.message);
   if (socket.destroyed) return;
   // The token check takes a round trip: a drain may have begun meanwhile, and a socket

@@ -15,6 +15,7 @@ import { classicFaults } from './faults/classic.js';
 import { consulClusterFaults } from './faults/consul-cluster.js';
 import { hangFault } from './faults/hang.js';
 import { launcherFault } from './faults/launcher.js';
+import { redisClusterFault } from './faults/redis-cluster.js';
 import { redisPauseFault } from './faults/redis-pause.js';
 import { stallFault } from './faults/stall.js';
 
@@ -27,6 +28,7 @@ const faults: Fault[] = [
   hangFault,
   launcherFault,
   ...consulClusterFaults,
+  redisClusterFault,
 ];
 
 function selected(): Fault[] {

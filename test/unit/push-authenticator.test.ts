@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { PeerError, PeerUnavailable } from '../../src/core/peers.js';
 import { Authenticator } from '../../src/push/authenticator.js';
+import { VerifyGate } from '../../src/push/verify-gate.js';
 import { FakePeers } from './push-fakes.js';
 
 /** auth answering every token for `alice`, expiring `expiresInMs` after the clock's now. */
@@ -15,6 +16,17 @@ function setup(o: { cacheMs?: number; expiresInMs?: number; fail?: () => never }
   });
   const authenticator = new Authenticator({ auth, cacheMs: o.cacheMs ?? 30_000, clock });
   return { clock, auth, authenticator };
+}
+
+/** No cache, a gate, and auth answering each check only once `release()` is called. */
+function gated(gate: VerifyGate) {
+  const waiting: (() => void)[] = [];
+  const auth = new FakePeers(async () => {
+    await new Promise<void>((r) => waiting.push(r));
+    return { userId: 'alice', expiresAt: new Date(Date.now() + 60_000).toISOString() };
+  });
+  const authenticator = new Authenticator({ auth, cacheMs: 0, gate });
+  return { auth, authenticator, release: () => waiting.shift()?.() };
 }
 
 describe('Authenticator', () => {
@@ -103,5 +115,30 @@ describe('Authenticator', () => {
     fail = undefined;
     expect(await authenticator.verify('t1')).toMatchObject({ ok: true, userId: 'alice' });
     expect(auth.calls).toHaveLength(3);
+  });
+
+  it('does not ask auth for a client that went away while its check waited for a turn', async () => {
+    const { auth, authenticator, release } = gated(new VerifyGate(1, 10));
+    const first = authenticator.verify('t1');
+    let open = true;
+    const second = authenticator.verify('t2', () => open);
+    open = false;
+    release();
+    expect(await first).toMatchObject({ ok: true });
+    expect(await second).toMatchObject({ ok: false, status: 503, code: 'client_gone' });
+    expect(auth.calls).toHaveLength(1);
+  });
+
+  it('refuses with 503 busy when too many checks already wait, without asking auth', async () => {
+    const { auth, authenticator, release } = gated(new VerifyGate(1, 0));
+    const first = authenticator.verify('t1');
+    expect(await authenticator.verify('t2')).toMatchObject({
+      ok: false,
+      status: 503,
+      code: 'busy',
+    });
+    release();
+    await first;
+    expect(auth.calls).toHaveLength(1);
   });
 });

@@ -1,0 +1,220 @@
+// Client worker for the reconnect storm: raw `ws` clients of distinct users that, when their
+// socket closes, ask dispatch's GET /v1/connect for a push node and connect there, with full
+// jitter backoff between failed attempts — what src/client/push-client.ts does, without its
+// heartbeat and dedupe, so that one process holds thousands. Every message is acked. Once
+// armed, it records when each user is open again and when the tagged message reached them.
+import { Agent, get } from 'node:http';
+import WebSocket from 'ws';
+import { serve } from '../lib/ipc.js';
+import { signToken, type SignOptions } from '../lib/tokens.js';
+
+export interface StormConnectArgs {
+  users: string[];
+  /** ws:// URL of the push node every user first connects to */
+  url: string;
+  /** dispatch's GET /v1/connect */
+  connectUrl: string;
+  sign: SignOptions;
+  /** Loopback source addresses to spread over (past the ephemeral-port limit of one). */
+  localAddresses: string[];
+  concurrency: number;
+  deadlineMs: number;
+  /** Reconnect backoff: full jitter between 0 and min(maxMs, initialMs × 2^failures). */
+  backoff: { initialMs: number; maxMs: number };
+  /** Gives up reconnecting a user after this many failed attempts in a row (bounded). */
+  maxAttempts: number;
+}
+
+export interface StormStatus {
+  users: number;
+  open: number;
+  /** wall clock (ms) each user was open again after `arm`, NaN if not yet */
+  reopenedAt: Float64Array;
+  /** wall clock (ms) the tagged message first reached each user, NaN if not yet */
+  receivedAt: Float64Array;
+  connectCalls: number;
+  /** /v1/connect or handshake attempts that failed */
+  failedAttempts: number;
+  /** users that gave up after maxAttempts */
+  gaveUp: number;
+  /** failed attempts by what failed them (user names left out) */
+  errors: Record<string, number>;
+}
+
+const now = (): number => performance.timeOrigin + performance.now();
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+interface Client {
+  index: number;
+  user: string;
+  token: string;
+  localAddress: string;
+  ws: WebSocket | undefined;
+  failures: number;
+}
+
+let args: StormConnectArgs | undefined;
+let clients: Client[] = [];
+let stopped = false;
+let tag: string | undefined;
+let reopenedAt = new Float64Array(0);
+let receivedAt = new Float64Array(0);
+let connectCalls = 0;
+let failedAttempts = 0;
+let gaveUp = 0;
+let errors: Record<string, number> = {};
+/** Tallies a failed attempt by its cause. */
+function fail(err: unknown): void {
+  const what = (err as Error).message.replace(/storm-\d+/g, '<user>');
+  errors[what] = (errors[what] ?? 0) + 1;
+}
+/** /v1/connect answers come over a few kept-alive sockets, not one socket per user. */
+const agent = new Agent({ keepAlive: true, maxSockets: 16 });
+
+/** Opens the client's socket to `url`; resolves once open, rejects if it fails first. */
+function open(c: Client, url: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(`${url}?token=${encodeURIComponent(c.token)}`, {
+      localAddress: c.localAddress,
+      perMessageDeflate: false,
+      handshakeTimeout: 10_000,
+    });
+    let opened = false;
+    ws.on('message', (data) => {
+      const frame = JSON.parse(data.toString()) as {
+        type: string;
+        id: string;
+        payload?: { f?: string };
+      };
+      if (frame.type !== 'message') return;
+      ws.send(JSON.stringify({ type: 'ack', id: frame.id }));
+      if (tag !== undefined && frame.payload?.f === tag && Number.isNaN(receivedAt[c.index]))
+        receivedAt[c.index] = now();
+    });
+    ws.once('open', () => {
+      opened = true;
+      c.ws = ws;
+      c.failures = 0;
+      if (tag !== undefined && Number.isNaN(reopenedAt[c.index])) reopenedAt[c.index] = now();
+      resolve();
+    });
+    ws.on('error', (err) => {
+      if (!opened) reject(err);
+    });
+    ws.once('unexpected-response', (req, res) => {
+      reject(new Error(`upgrade refused with ${res.statusCode}`));
+      req.destroy();
+    });
+    ws.once('close', () => {
+      if (!opened) return reject(new Error('closed before open'));
+      if (c.ws === ws) c.ws = undefined;
+      if (!stopped) void reconnect(c);
+    });
+  });
+}
+
+/** GET /v1/connect: the ws URL of the push node to go to. */
+function askForNode(c: Client): Promise<string> {
+  const a = args as StormConnectArgs;
+  connectCalls++;
+  return new Promise((resolve, reject) => {
+    const req = get(a.connectUrl, { agent, timeout: 10_000 }, (res) => {
+      let body = '';
+      res.on('data', (chunk: Buffer) => (body += chunk.toString()));
+      res.on('end', () => {
+        if (res.statusCode !== 200) return reject(new Error(`/v1/connect: ${res.statusCode}`));
+        resolve((JSON.parse(body) as { url: string }).url);
+      });
+      res.on('error', reject);
+    });
+    req.on('timeout', () => req.destroy(new Error(`/v1/connect of ${c.user} timed out`)));
+    req.on('error', reject);
+  });
+}
+
+/** Backoff, /v1/connect, open; again after each failure, at most maxAttempts in a row. */
+async function reconnect(c: Client): Promise<void> {
+  const a = args as StormConnectArgs;
+  while (!stopped) {
+    const ceiling = Math.min(a.backoff.maxMs, a.backoff.initialMs * 2 ** c.failures);
+    await sleep(Math.random() * ceiling);
+    if (stopped) return;
+    try {
+      await open(c, await askForNode(c));
+      return;
+    } catch (err) {
+      failedAttempts++;
+      fail(err);
+      c.failures++;
+      if (c.failures >= a.maxAttempts) {
+        gaveUp++;
+        return;
+      }
+    }
+  }
+}
+
+/** First connects: every user to `url`, `concurrency` handshakes at once, 2 retries each. */
+async function connect(a: StormConnectArgs): Promise<{ opened: number; failed: number }> {
+  args = a;
+  stopped = false;
+  clients = a.users.map((user, index) => ({
+    index,
+    user,
+    token: signToken(user, a.sign),
+    localAddress: a.localAddresses[index % a.localAddresses.length] as string,
+    ws: undefined,
+    failures: 0,
+  }));
+  const deadline = Date.now() + a.deadlineMs;
+  const queue = clients.map((c) => ({ c, tries: 0 }));
+  let opened = 0;
+  let failed = 0;
+  await Promise.all(
+    Array.from({ length: Math.max(1, a.concurrency) }, async () => {
+      while (queue.length > 0 && Date.now() < deadline) {
+        const item = queue.shift() as (typeof queue)[number];
+        try {
+          await open(item.c, a.url);
+          opened++;
+        } catch (err) {
+          fail(err);
+          if (++item.tries <= 2) queue.push(item);
+          else failed++;
+        }
+      }
+    }),
+  );
+  return { opened, failed: failed + queue.length };
+}
+
+serve({
+  connect: (a: StormConnectArgs) => connect(a),
+  /** From now on, record reopenings and arrivals of the message whose payload.f is `tag`. */
+  arm: (a: { tag: string }) => {
+    tag = a.tag;
+    reopenedAt = new Float64Array(clients.length).fill(NaN);
+    receivedAt = new Float64Array(clients.length).fill(NaN);
+    connectCalls = 0;
+    failedAttempts = 0;
+    gaveUp = 0;
+    errors = {};
+    return { ok: true };
+  },
+  status: (): StormStatus => ({
+    users: clients.length,
+    open: clients.filter((c) => c.ws?.readyState === WebSocket.OPEN).length,
+    reopenedAt,
+    receivedAt,
+    connectCalls,
+    failedAttempts,
+    gaveUp,
+    errors,
+  }),
+  close: () => {
+    stopped = true;
+    for (const c of clients) c.ws?.terminate();
+    agent.destroy();
+    return { ok: true };
+  },
+});
