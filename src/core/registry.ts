@@ -16,6 +16,9 @@ export interface RegistrationOptions {
   meta: () => Record<string, string>;
   checkIntervalMs: number;
   checkTimeoutMs: number;
+  /** Consecutive failed checks before critical: one slow answer under load is not an
+   *  eviction (whose unbinding and replays would add load to a busy cluster). */
+  checkFailures: number;
   deregisterAfterMs: number;
   /** How often to confirm the agent still knows this instance and to refresh its meta. */
   syncIntervalMs: number;
@@ -124,6 +127,7 @@ export class Registration {
       http: `http://${o.address}:${port}/health`,
       interval: msText(o.checkIntervalMs),
       timeout: msText(o.checkTimeoutMs),
+      failuresbeforecritical: o.checkFailures,
       deregistercriticalserviceafter: seconds(o.deregisterAfterMs),
     });
     await o.consul.agent.service.register({

@@ -200,6 +200,7 @@ export class ServiceHost {
       meta: () => ({ version: VERSION, ...this.o.meta?.() }),
       checkIntervalMs: config.CONSUL_CHECK_INTERVAL,
       checkTimeoutMs: config.CONSUL_CHECK_TIMEOUT,
+      checkFailures: config.CONSUL_CHECK_FAILURES,
       deregisterAfterMs: config.CONSUL_DEREGISTER_AFTER,
       syncIntervalMs: config.CONSUL_SYNC_INTERVAL,
       onError: () => this.metrics.dependencyFailed('consul'),
