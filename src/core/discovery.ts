@@ -82,9 +82,13 @@ export class ServiceView {
    */
   private open(): void {
     const { consul, service } = this.o;
+    const waitSeconds = this.o.waitSeconds ?? 30;
+    // Set here, or the client's short default request timeout would cut every blocking
+    // query: the library only derives one from `wait` when none is set.
+    const timeout = `${Math.ceil(waitSeconds * 1100 + 500)}ms`;
     const watch = consul.watch({
       method: consul.health.service,
-      options: { service, passing: 'true', wait: `${this.o.waitSeconds ?? 30}s` },
+      options: { service, passing: 'true', wait: `${waitSeconds}s`, timeout },
       backoffFactor: 100,
       backoffMax: 5000,
     });
