@@ -13,7 +13,11 @@
 // show whether a growth levels off. A level is the median of the samples in the 30 s
 // before a point in time; "after warm-up" is 60 s after the load started, or for a
 // process a fault restarted, 60 s after it started (under load from its first second).
-// Only RSS is judged; the rest explains it.
+// One exception: a push node's load is its clients, and one that a fault restarted comes
+// back empty, then takes another node's clients when that node is stopped later; if at
+// the end of its first minute it held under 80% of the clients it holds at the end, it
+// is judged from 60 s after it last rose to 80% of them (the table shows its clients and
+// its growth from its first minute as well). Only RSS is judged; the rest explains it.
 //
 // --env KEY=VALUE (repeatable) sets a variable in every service's environment (e.g.
 // NODE_OPTIONS, MALLOC_ARENA_MAX), for experiments; --samples-out FILE writes the raw
@@ -102,8 +106,10 @@ interface Sample {
   newSpace?: number;
   /** CPU seconds used so far (process_cpu_seconds_total). */
   cpu?: number;
+  /** A push node's open WebSockets (push_connections): its share of the load. */
+  connections?: number;
 }
-type Measure = 'heapUsed' | 'heapTotal' | 'external' | 'newSpace' | 'cpu';
+type Measure = 'heapUsed' | 'heapTotal' | 'external' | 'newSpace' | 'cpu' | 'connections';
 interface Proc {
   label: string;
   pid: number;
@@ -134,6 +140,7 @@ function parseMetrics(text: string): Pick<Sample, Measure> {
     external: value('nodejs_external_memory_bytes'),
     newSpace: value('nodejs_heap_space_size_total_bytes', 'space="new"'),
     cpu: value('process_cpu_seconds_total'),
+    connections: value('push_connections'),
   };
 }
 
@@ -258,23 +265,41 @@ async function main(): Promise<void> {
       (a, b) => a.label.localeCompare(b.label) || a.startedAt - b.startedAt,
     );
     for (const p of sorted) {
-      const warmEnd = Math.max(t0 + WARM_UP_MS, p.startedAt + WARM_UP_MS);
+      const firstWarmEnd = Math.max(t0 + WARM_UP_MS, p.startedAt + WARM_UP_MS);
       const lastAt = p.samples[p.samples.length - 1]?.at ?? 0;
       const lived = lastAt >= loadEnd - SAMPLE_MS * 2;
       const endAt = lived ? loadEnd : lastAt;
+      // A push node that had under 80% of its final clients at the end of its first
+      // minute (restarted empty; the clients of another node came to it later) is judged
+      // from 60 s after it last rose to 80% of them: an idle node's level is no baseline
+      // for a loaded one. Its growth from its first minute is printed too.
+      let warmEnd = firstWarmEnd;
+      const endConns = lived ? level(p, loadEnd, 'connections') : undefined;
+      const warmConns = level(p, firstWarmEnd, 'connections');
+      if (endConns !== undefined && warmConns !== undefined && warmConns < 0.8 * endConns) {
+        const below = p.samples.filter(
+          (x) => x.at <= loadEnd && x.connections !== undefined && x.connections < 0.8 * endConns,
+        );
+        warmEnd = Math.max(warmEnd, (below[below.length - 1]?.at ?? 0) + WARM_UP_MS);
+      }
       const base = level(p, warmEnd, 'kb');
       const end = lived ? level(p, loadEnd, 'kb') : undefined;
       const judged = base !== undefined && end !== undefined && lived && warmEnd < loadEnd - 60_000;
       const growth = base && end ? end / base - 1 : undefined;
+      const firstBase = level(p, firstWarmEnd, 'kb');
+      const pct = (g: number | undefined): string =>
+        g === undefined ? '—' : `${(g * 100).toFixed(1)}%`;
+      const clients = (at: number): string => level(p, at, 'connections')?.toFixed(0) ?? '—';
       let verdict = 'ok';
       if (!lived) verdict = 'replaced by a fault (not judged)';
-      else if (!judged) verdict = 'started late (not judged)';
+      else if (!judged)
+        verdict = `${warmEnd === firstWarmEnd ? 'started' : 'took its clients'} late (not judged)`;
       else if ((growth ?? 0) > RSS_LIMIT) {
         verdict = 'GREW';
         rssGrowth++;
       }
       rssRows.push(
-        `| ${p.label} | ${p.pid} | ${mb(base)} | ${mb(end)} | ${growth === undefined ? '—' : `${(growth * 100).toFixed(1)}%`} | ${p.samples.length} | ${verdict} |`,
+        `| ${p.label} | ${p.pid} | ${((warmEnd - t0) / 60_000).toFixed(1)} | ${mb(base)} | ${mb(end)} | ${pct(growth)} | ${p.label.startsWith('push') ? `${clients(firstWarmEnd)} / ${clients(warmEnd)} / ${clients(endAt)}` : ''} | ${warmEnd === firstWarmEnd ? '' : `${mb(firstBase)}: ${pct(firstBase && end ? end / firstBase - 1 : undefined)}`} | ${p.samples.length} | ${verdict} |`,
       );
       if (p.samples.some((x) => x.heapUsed !== undefined)) {
         const pair = (k: 'kb' | Measure): string =>
@@ -337,9 +362,9 @@ async function main(): Promise<void> {
     console.log(`| not acked in the store | ${notAcked} |`);
     console.log(`| failed | ${byStatus.failed ?? 0} |`);
     console.log(
-      '\n| process | pid | RSS after warm-up (MB) | RSS at the end (MB) | growth | samples | verdict |',
+      '\n| process | pid | warm-up ends (min) | RSS after warm-up (MB) | RSS at the end (MB) | growth | clients: first minute / warm-up / end | RSS after its first minute: growth from it | samples | verdict |',
     );
-    console.log('|---|---|---|---|---|---|---|');
+    console.log('|---|---|---|---|---|---|---|---|---|---|');
     for (const r of rssRows) console.log(r);
     console.log(
       '\nmemory of the services, after warm-up → at the end of load (or when last seen), MB; ' +
