@@ -39,9 +39,11 @@ RUN npm prune --omit=dev --no-audit --no-fund \
 
 # ---- runtime: node_modules (with the built addon) and dist/, as a non-root user ------
 FROM ${NODE_IMAGE} AS runtime
+# --max-semi-space-size=4: V8's young generation capped at 8 MB, so that RSS follows live
+# memory rather than the load (src/launcher/node-options.ts; README, "Operating").
 ENV NODE_ENV=production \
     HOST=0.0.0.0 \
-    NODE_OPTIONS=--enable-source-maps \
+    NODE_OPTIONS="--enable-source-maps --max-semi-space-size=4" \
     SQLITE_PATH=/data/messages.sqlite
 WORKDIR /app
 COPY package.json package-lock.json ./

@@ -5,6 +5,7 @@ import { DEFAULT_PORTS, DEV_SECRETS, type ServiceName } from '../core/config.js'
 import { createDemoServer } from '../demo/demo-server.js';
 import { PROJECT_ROOT } from './binaries.js';
 import { Child, TIED_TO_LAUNCHER, waitFor } from './child.js';
+import { serviceNodeOptions } from './node-options.js';
 import { startConsulAgent } from './consul-agent.js';
 import { startRedisServer } from './redis-server.js';
 import { Supervised } from './supervisor.js';
@@ -139,6 +140,8 @@ export async function runLocalCluster(env: NodeJS.ProcessEnv = process.env): Pro
       REDIS_URL: redisUrl,
       LOG_LEVEL: env.LOG_LEVEL ?? 'warn',
       NODE_ENV: env.NODE_ENV ?? 'development',
+      // V8's young generation capped (node-options.ts), unless NODE_OPTIONS sets it.
+      NODE_OPTIONS: serviceNodeOptions(env.NODE_OPTIONS),
     };
     const plan: { service: ServiceName; name: string; want: number }[] = [
       { service: 'auth', name: 'auth', want: DEFAULT_PORTS.auth },

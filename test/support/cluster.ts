@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PROJECT_ROOT } from '../../src/launcher/binaries.js';
 import { Child, freePort, waitFor } from '../../src/launcher/child.js';
+import { serviceNodeOptions } from '../../src/launcher/node-options.js';
 import { DEV_SECRETS, type ServiceName } from '../../src/core/config.js';
 import { startDeps, type Deps } from './deps.js';
 
@@ -57,6 +58,8 @@ export async function startCluster(
     REDIS_URL: deps.redis.url,
     CONSUL_SYNC_INTERVAL: '1s',
     SQLITE_PATH: join(dataDir, 'messages.sqlite'),
+    // As npm start and the image run them (src/launcher/node-options.ts).
+    NODE_OPTIONS: serviceNodeOptions(undefined),
     ...(process.env.MONGODB_URL
       ? { MONGODB_URL: process.env.MONGODB_URL, MONGODB_DB: `push_cluster_e2e_${process.pid}` }
       : {}),

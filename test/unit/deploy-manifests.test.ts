@@ -4,6 +4,7 @@ import { delimiter, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { parse, parseAllDocuments } from 'yaml';
+import { SEMI_SPACE_MB } from '../../src/launcher/node-options.js';
 
 /**
  * Structure of the deploy files: docker-compose.yml, the Dockerfile and every YAML
@@ -287,6 +288,12 @@ describe('Dockerfile', () => {
     // would leave better-sqlite3 without its compiled addon.
     expect(runtime).not.toMatch(/apt-get|build-essential|g\+\+|python3/);
     expect(runtime).not.toMatch(/npm (ci|install)/);
+  });
+
+  it("caps V8's young generation as npm start does (src/launcher/node-options.ts)", () => {
+    expect(all('ENV').join(' ')).toMatch(
+      new RegExp(`NODE_OPTIONS="[^"]*--max-semi-space-size=${SEMI_SPACE_MB}[ "]`),
+    );
   });
 
   it('keeps the SQLite file on a volume writable by the runtime user', () => {
