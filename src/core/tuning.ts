@@ -25,6 +25,8 @@ export const REDIS_COMMAND_TIMEOUT_MS = 1000;
 /** A push node whose Consul agent has not answered for this long is out of routing for
  *  good: it closes its sockets with 1012 so that their clients move to a node in routing. */
 export const AGENT_LOST_MS = 5000;
+/** How long a push node stays out of the passing set before dispatch unbinds its users. */
+export const EVICTION_UNBIND_GRACE_MS = 5000;
 /** A Consul call (other than a blocking watch) that gets no answer fails after this long. */
 export const CONSUL_REQUEST_TIMEOUT_MS = 2000;
 

@@ -13,6 +13,7 @@ import { Routes } from '../core/routes.js';
 import { ServiceHost } from '../core/service-host.js';
 import { ConnectBalancer } from './connect-balancer.js';
 import { forwardMessages, type ForwardDeps } from './forward-messages.js';
+import { EVICTION_UNBIND_GRACE_MS } from '../core/tuning.js';
 
 /**
  * dispatch: finds each message's user in routes (Redis), the user's nodes in the
@@ -27,6 +28,7 @@ export function createDispatchService(
   const routes = new Routes(redis, config.ROUTE_TTL_SECONDS * 1000);
   const balancer = new ConnectBalancer();
   let passingNodes = new Set<string>();
+  const unbindTimers = new Map<string, NodeJS.Timeout>();
   const pushView = new ServiceView({
     consul,
     log,
@@ -37,9 +39,21 @@ export function createDispatchService(
       const now = new Set(nodes.map((n) => n.id));
       const gone = [...passingNodes].filter((id) => !now.has(id));
       passingNodes = now;
-      if (gone.length > 0) {
-        host.metrics.evictions.inc(gone.length);
-        void unbindEvicted(gone);
+      for (const id of now) {
+        clearTimeout(unbindTimers.get(id));
+        unbindTimers.delete(id);
+      }
+      // Out of routing at once; its users are unbound only if it stays out: a node that
+      // was too busy to answer a check or two keeps its bindings, instead of having to
+      // re-bind and replay to every user (more load on a node that was already busy).
+      for (const id of gone) {
+        host.metrics.evictions.inc();
+        if (unbindTimers.has(id)) continue;
+        const timer = setTimeout(() => {
+          unbindTimers.delete(id);
+          if (!passingNodes.has(id)) void unbindEvicted([id]);
+        }, EVICTION_UNBIND_GRACE_MS);
+        unbindTimers.set(id, timer);
       }
     },
   });
@@ -139,6 +153,7 @@ export function createDispatchService(
     await unbindLock?.stop();
   });
   host.onClose(async () => {
+    for (const timer of unbindTimers.values()) clearTimeout(timer);
     pushView.stop();
     pushNodes.close();
     redis.disconnect();
