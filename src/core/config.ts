@@ -52,7 +52,7 @@ const envSchema = z.object({
   CONSUL_CHECK_INTERVAL: duration.default(1000),
   CONSUL_CHECK_TIMEOUT: duration.default(1000),
   /** Consecutive failed checks before an instance turns critical (FailuresBeforeCritical). */
-  CONSUL_CHECK_FAILURES: z.coerce.number().int().min(1).max(10).default(2),
+  CONSUL_CHECK_FAILURES: z.coerce.number().int().min(1).max(10).default(1),
   CONSUL_DEREGISTER_AFTER: duration.default(60_000),
   CONSUL_SYNC_INTERVAL: duration.default(5000),
 

@@ -16,8 +16,8 @@ export interface RegistrationOptions {
   meta: () => Record<string, string>;
   checkIntervalMs: number;
   checkTimeoutMs: number;
-  /** Consecutive failed checks before critical: one slow answer under load is not an
-   *  eviction (whose unbinding and replays would add load to a busy cluster). */
+  /** Consecutive failed checks before critical (CONSUL_CHECK_FAILURES): more rides out
+   *  slow answers from a busy instance, but keeps a hung one in routing longer. */
   checkFailures: number;
   deregisterAfterMs: number;
   /** How often to confirm the agent still knows this instance and to refresh its meta. */
