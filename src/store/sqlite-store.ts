@@ -99,6 +99,22 @@ END;
 CREATE TABLE IF NOT EXISTS health (k TEXT NOT NULL PRIMARY KEY, at INTEGER NOT NULL);
 `;
 
+/**
+ * Files written by the first builds of this store carry user_version 1 but an older shape:
+ * the idempotency key column was `key` (with its index `messages_key`), and a trigger
+ * counted every insert, which the code now counts itself. Opening such a file with the
+ * current statements failed ("no such column: idempotency_key"); this brings it to the
+ * current shape first. A no-op on any other file.
+ */
+function upgradeEarlyShape(db: Database.Database): void {
+  const columns = db.prepare("SELECT name FROM pragma_table_info('messages')").pluck().all();
+  if (columns.includes('key')) {
+    db.exec('DROP INDEX IF EXISTS messages_key');
+    db.exec('ALTER TABLE messages RENAME COLUMN key TO idempotency_key');
+  }
+  db.exec('DROP TRIGGER IF EXISTS messages_counted_insert');
+}
+
 /** The statements, by name: also what the test checks each query plan of. */
 export const SQL = {
   insert: `INSERT INTO messages (id, to_user, payload, created_at, status, attempts,
@@ -278,7 +294,10 @@ export class SqliteStore implements MessageStore {
         const pageSize = this.db.pragma('page_size', { simple: true }) as number;
         this.db.pragma(`max_page_count = ${Math.max(1, Math.floor(opts.maxFileBytes / pageSize))}`);
       }
-      this.db.exec(SCHEMA);
+      this.db.transaction(() => {
+        upgradeEarlyShape(this.db);
+        this.db.exec(SCHEMA);
+      })();
       this.db.pragma(`user_version = ${SCHEMA_VERSION}`);
     } catch (err) {
       this.db.close();

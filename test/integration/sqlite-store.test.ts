@@ -103,6 +103,37 @@ describe('SqliteStore', () => {
     }
   });
 
+  it('opens a file of the first builds (key column, insert trigger) and keeps its messages and keys', async () => {
+    const early = new Database(path);
+    early.exec(`
+      CREATE TABLE messages (
+        id TEXT NOT NULL PRIMARY KEY, to_user TEXT NOT NULL, payload TEXT NOT NULL,
+        created_at INTEGER NOT NULL, status TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at INTEGER, delivered_at INTEGER, acked_at INTEGER, failed_at INTEGER,
+        fail_reason TEXT, key TEXT, expires_at INTEGER NOT NULL, purge_at INTEGER NOT NULL);
+      CREATE UNIQUE INDEX messages_key ON messages (key, to_user) WHERE key IS NOT NULL;
+      CREATE TABLE status_counts (status TEXT NOT NULL PRIMARY KEY, n INTEGER NOT NULL) WITHOUT ROWID;
+      INSERT INTO status_counts VALUES ('pending', 0), ('delivered', 0), ('acked', 0), ('failed', 0);
+      CREATE TRIGGER messages_counted_insert AFTER INSERT ON messages BEGIN
+        UPDATE status_counts SET n = n + 1 WHERE status = NEW.status; END;
+      PRAGMA user_version = 1;`);
+    const now = Date.now();
+    early
+      .prepare(
+        `INSERT INTO messages (id, to_user, payload, created_at, status, key, expires_at, purge_at)
+         VALUES ('01EARLY', 'u', '{"n":1}', ?, 'pending', 'k', ?, ?)`,
+      )
+      .run(now, now + 3_600_000, now + 3_600_000);
+    early.close();
+
+    const store = openStore();
+    expect(await store.get('01EARLY')).toMatchObject({ payload: { n: 1 }, idempotencyKey: 'k' });
+    expect((await store.insert([message('u', { idempotencyKey: 'k' })])).ids).toEqual(['01EARLY']);
+    await store.insert([message('u')]);
+    // Counted once by the code, not a second time by the old trigger.
+    expect(await store.countByStatus()).toEqual({ pending: 2, delivered: 0, acked: 0, failed: 0 });
+  });
+
   it('the file is in WAL mode and keeps messages, states and counts across a reopen', async () => {
     const store = openStore();
     const a = message('u', { idempotencyKey: 'k' });
