@@ -3,14 +3,16 @@ import type { Config } from '../core/config.js';
 import type { ConsulClient } from '../core/consul.js';
 import { HttpError, readJson, requireBearer } from '../core/http.js';
 import type { Logger } from '../core/logger.js';
-import { verifyHop } from '../protocol/hops.js';
+import { tokenKeyHop, verifyHop } from '../protocol/hops.js';
 import type { TokenResponse } from '../protocol/public-api.js';
 import { userIdSchema } from '../protocol/user-id.js';
 import { ServiceHost } from '../core/service-host.js';
 import { validate } from '../core/validation.js';
-import { InvalidToken, Tokens } from './tokens.js';
+import { InvalidToken } from './token-verifier.js';
+import { Tokens } from './tokens.js';
 
-/** auth: mints tokens for backends (admin key) and verifies them for push nodes. */
+/** auth: mints tokens for backends (admin key), verifies them for push nodes, and publishes
+ *  the public key that lets push nodes verify them themselves (RS256, ES256). */
 export function createAuthService(config: Config, log: Logger, consul: ConsulClient): ServiceHost {
   const host = new ServiceHost({ config, log, consul, probes: {} });
   const tokens = new Tokens(config);
@@ -35,5 +37,6 @@ export function createAuthService(config: Config, log: Logger, consul: ConsulCli
       throw err;
     }
   });
+  host.handle(tokenKeyHop, () => tokens.published());
   return host;
 }

@@ -1,31 +1,57 @@
+import { createPrivateKey, createPublicKey, createSecretKey, type KeyObject } from 'node:crypto';
 import jwt from 'jsonwebtoken';
 import type { Config } from '../core/config.js';
+import type { TokenKey } from '../protocol/hops.js';
 import { userIdSchema } from '../protocol/user-id.js';
+import { InvalidToken, TokenVerifier, type TokenClaims } from './token-verifier.js';
 
-export interface TokenClaims {
-  userId: string;
-  expiresAt: Date;
+/** The keys auth signs with and verifies with. */
+interface KeyPair {
+  signKey: KeyObject;
+  verifyKey: KeyObject;
 }
 
-export class InvalidToken extends Error {}
+/**
+ * The configured keys as key objects, made once: given a string, jsonwebtoken makes one on
+ * every call, which cost 340 µs of a 350 µs HS256 check (80 of 250 µs for ES256).
+ */
+function keysOf(config: Config): KeyPair {
+  if (config.JWT_ALGORITHM === 'HS256') {
+    const secret = createSecretKey(Buffer.from(config.secrets.JWT_SECRET, 'utf8'));
+    return { signKey: secret, verifyKey: secret };
+  }
+  try {
+    return {
+      signKey: createPrivateKey(config.JWT_PRIVATE_KEY ?? ''),
+      verifyKey: createPublicKey(config.JWT_PUBLIC_KEY ?? ''),
+    };
+  } catch (err) {
+    throw new Error(
+      `JWT_PRIVATE_KEY or JWT_PUBLIC_KEY is not a PEM key: ${(err as Error).message}`,
+    );
+  }
+}
 
 /**
  * Issues and verifies the JWTs clients connect with. The algorithm is pinned (a token
  * signed any other way is refused), `exp` is required, `iss` and `aud` are checked.
  */
 export class Tokens {
-  private readonly algorithm: jwt.Algorithm;
-  private readonly signKey: jwt.Secret;
-  private readonly verifyKey: jwt.Secret;
+  private readonly algorithm: Config['JWT_ALGORITHM'];
+  private readonly signKey: KeyObject;
+  private readonly verifyKey: KeyObject;
+
+  private readonly verifier: TokenVerifier;
 
   constructor(private readonly config: Config) {
     this.algorithm = config.JWT_ALGORITHM;
-    if (this.algorithm === 'HS256') {
-      this.signKey = this.verifyKey = config.secrets.JWT_SECRET;
-    } else {
-      this.signKey = config.JWT_PRIVATE_KEY ?? '';
-      this.verifyKey = config.JWT_PUBLIC_KEY ?? '';
-    }
+    ({ signKey: this.signKey, verifyKey: this.verifyKey } = keysOf(config));
+    this.verifier = new TokenVerifier({
+      algorithm: this.algorithm,
+      key: this.verifyKey,
+      issuer: config.JWT_ISSUER,
+      audience: config.JWT_AUDIENCE,
+    });
   }
 
   issue(
@@ -46,24 +72,19 @@ export class Tokens {
   }
 
   verify(token: string): TokenClaims {
-    let payload: jwt.JwtPayload | string;
-    try {
-      payload = jwt.verify(token, this.verifyKey, {
-        algorithms: [this.algorithm],
-        issuer: this.config.JWT_ISSUER,
-        audience: this.config.JWT_AUDIENCE,
-      });
-    } catch (err) {
-      throw new InvalidToken((err as Error).message);
-    }
-    if (typeof payload === 'string' || typeof payload.sub !== 'string') {
-      throw new InvalidToken('token has no subject');
-    }
-    // A subject that ingestion could never address is no user of ours, however it was signed.
-    if (!userIdSchema.safeParse(payload.sub).success) {
-      throw new InvalidToken('token subject is not a valid user id');
-    }
-    if (typeof payload.exp !== 'number') throw new InvalidToken('token has no expiry');
-    return { userId: payload.sub, expiresAt: new Date(payload.exp * 1000) };
+    return this.verifier.verify(token);
+  }
+
+  /** What a push node needs to check tokens itself: the public key, PEM (none for HS256,
+   *  whose secret signs too and never leaves auth). */
+  published(): TokenKey {
+    return {
+      algorithm: this.algorithm,
+      issuer: this.config.JWT_ISSUER,
+      audience: this.config.JWT_AUDIENCE,
+      ...(this.algorithm === 'HS256'
+        ? {}
+        : { publicKey: this.verifyKey.export({ type: 'spki', format: 'pem' }).toString() }),
+    };
   }
 }

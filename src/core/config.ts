@@ -114,6 +114,9 @@ const envSchema = z.object({
   WS_MAX_FRAMES_PER_SECOND: z.coerce.number().int().positive().default(2000),
   WS_MAX_INVALID_FRAMES: z.coerce.number().int().positive().default(20),
   TOKEN_CACHE_SECONDS: z.coerce.number().int().min(0).default(30),
+  /** node: push nodes check tokens with the public key auth publishes (RS256, ES256), and
+   *  ask auth only when they hold none (HS256); auth: they ask auth for every token. */
+  TOKEN_VERIFY: z.enum(['node', 'auth']).default('node'),
   PEER_TIMEOUT: duration.default(5000),
   ACK_TIMEOUT: duration.default(10_000),
   ACK_RETRY_MAX: duration.default(60_000),

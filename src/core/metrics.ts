@@ -28,6 +28,7 @@ export class Metrics {
   readonly evictions: Counter;
   private readonly dependencyErrors: Counter<'dependency'>;
   readonly httpRequests: Counter<'route' | 'status'>;
+  readonly tokenChecks: Counter<'by'>;
   /** Refreshes gauges that are read from elsewhere (the store's counts) just before a scrape. */
   private readonly beforeScrape: (() => Promise<void>)[] = [];
 
@@ -76,6 +77,12 @@ export class Metrics {
       help: 'HTTP requests answered, by route and status',
       labelNames: ['route', 'status'],
       registers,
+    });
+    this.tokenChecks = new Counter({
+      name: 'push_token_checks_total',
+      help: "Client tokens checked on connect (cache hits aside), by who judged them: node (with auth's published key) or auth",
+      labelNames: ['by'],
+      registers: on('push'),
     });
   }
 

@@ -76,6 +76,12 @@ export const VERIFY_IN_FLIGHT = 64;
  *  client's 10 s handshake timeout. */
 export const MAX_WAITING_VERIFIES = 512;
 
+/** How often a push node fetches auth's token key again (auth may rotate it): tokens
+ *  signed with a key auth has replaced are accepted this long at most after the change. */
+export const TOKEN_KEY_REFRESH_MS = 60_000;
+/** How soon a push node tries again to fetch a token key it could not get. */
+export const TOKEN_KEY_RETRY_MS = 5000;
+
 // ---- collect -----------------------------------------------------------------------
 
 /** Most messages in one hand-off to dispatch (`handoffHop`). */

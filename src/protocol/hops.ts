@@ -101,6 +101,20 @@ export const verifyHop = hop(
   z.object({ userId: z.string(), expiresAt: z.string() }),
 );
 
+/** What a push node needs to check client tokens itself, as auth publishes it. */
+export const tokenKeySchema = z.object({
+  algorithm: z.enum(['HS256', 'RS256', 'ES256']),
+  issuer: z.string(),
+  audience: z.string(),
+  /** The public key (PEM, SPKI) for RS256 and ES256; absent for HS256, whose secret never
+   *  leaves auth: push nodes then ask auth (`verifyHop`) for every token. */
+  publicKey: z.string().optional(),
+});
+export type TokenKey = z.infer<typeof tokenKeySchema>;
+
+/** push node → auth: the key tokens are checked with (public: it is a public key). */
+export const tokenKeyHop = hop('/v1/token-key', 'public', z.object({}), tokenKeySchema);
+
 /**
  * A request body already serialized as JSON, for a caller that builds it from parts it
  * serialized once (to bound a batch by its bytes without serializing it twice).

@@ -7,7 +7,7 @@ import { Peers } from '../core/peers.js';
 import { createRedis, redisProbe } from '../core/redis.js';
 import { Routes } from '../core/routes.js';
 import { ServiceHost } from '../core/service-host.js';
-import { AGENT_LOST_MS } from '../core/tuning.js';
+import { AGENT_LOST_MS, TOKEN_KEY_REFRESH_MS, TOKEN_KEY_RETRY_MS } from '../core/tuning.js';
 import { CloseCode } from '../protocol/frames.js';
 import { forwardHop } from '../protocol/hops.js';
 import { AckBatcher } from './ack-batcher.js';
@@ -19,6 +19,7 @@ import { drain } from './drain.js';
 import { Hub } from './hub.js';
 import { KeepAlive } from './keep-alive.js';
 import { Replay } from './replay.js';
+import { TokenKey } from './token-key.js';
 import { upgradeHandler } from './upgrade.js';
 
 /**
@@ -45,7 +46,7 @@ export function createPushService(config: Config, log: Logger, consul: ConsulCli
     config.WS_PUBLIC_URL ?? `ws://${config.advertiseAddress}:${host.port}/ws`;
   const { metrics } = host;
 
-  // ---- peers: auth checks tokens, collect takes acks and serves replays ----------
+  // ---- peers: auth checks tokens or publishes its key; collect takes acks, serves replays --
   const consulError = (): void => void metrics.dependencyFailed('consul');
   const authView = new ServiceView({ consul, log, service: 'auth', onError: consulError });
   const collectView = new ServiceView({ consul, log, service: 'collect', onError: consulError });
@@ -62,7 +63,21 @@ export function createPushService(config: Config, log: Logger, consul: ConsulCli
   });
 
   // ---- the parts ------------------------------------------------------------------
-  const authenticator = new Authenticator({ auth, cacheMs: config.TOKEN_CACHE_SECONDS * 1000 });
+  const tokenKey =
+    config.TOKEN_VERIFY === 'node'
+      ? new TokenKey({
+          auth,
+          log,
+          refreshMs: TOKEN_KEY_REFRESH_MS,
+          retryMs: TOKEN_KEY_RETRY_MS,
+        })
+      : undefined;
+  const authenticator = new Authenticator({
+    auth,
+    cacheMs: config.TOKEN_CACHE_SECONDS * 1000,
+    ...(tokenKey ? { local: tokenKey } : {}),
+    onChecked: (by) => metrics.tokenChecks.inc({ by }),
+  });
   const acks = new AckBatcher({
     collect,
     log,
@@ -181,6 +196,7 @@ export function createPushService(config: Config, log: Logger, consul: ConsulCli
   host.onStart(async () => {
     await redis.connect();
     await Promise.all([authView.start(), collectView.start()]);
+    tokenKey?.start();
   });
   host.onStarted(() => {
     bindings.start();
@@ -194,6 +210,7 @@ export function createPushService(config: Config, log: Logger, consul: ConsulCli
     await drain({ hub, acks, bindings });
   });
   host.onClose(async () => {
+    tokenKey?.stop();
     authView.stop();
     collectView.stop();
     auth.close();

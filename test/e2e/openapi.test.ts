@@ -91,6 +91,14 @@ const json = (body: unknown, key?: string): RequestInit => ({
 });
 
 describe('docs/openapi.yaml matches the running services', () => {
+  it('auth: /v1/token-key', async () => {
+    const answer = await check('auth', 'post', '/v1/token-key', '/v1/token-key', json({}));
+    expect(answer.status).toBe(200);
+    expect(
+      (await check('auth', 'post', '/v1/token-key', '/v1/token-key', json('{nope'))).status,
+    ).toBe(400);
+  });
+
   it('auth: /v1/tokens and /v1/verify', async () => {
     expect(
       (

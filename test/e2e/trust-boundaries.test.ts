@@ -261,6 +261,7 @@ describe('public routes', () => {
       [() => cluster.collect, 'POST', '/v1/messages'],
       [() => cluster.auth, 'POST', '/v1/tokens'],
       [() => cluster.auth, 'POST', '/v1/verify'],
+      [() => cluster.auth, 'POST', '/v1/token-key'],
       [() => cluster.dispatch, 'GET', '/v1/connect'],
       [() => cluster.collect, 'GET', '/metrics'],
       [() => cluster.collect, 'GET', '/health'],
