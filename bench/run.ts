@@ -23,6 +23,7 @@ import {
   sleep,
   startBenchCluster,
   t0,
+  useTokenAlgorithm,
   watchHealth,
 } from './lib/harness.js';
 import { BENCH_DIR, Worker } from './lib/ipc.js';
@@ -42,11 +43,17 @@ const { values: flags } = parseArgs({
     /** only these (comma-separated): systems rawWs, socketio, cluster, or the scenarios
      *  capacity (on a cluster of its own) and storm; prints JSON, writes no results file */
     only: { type: 'string' },
+    /** ES256 (push nodes check tokens with auth's published key) or HS256 (auth checks each) */
+    jwt: { type: 'string', default: 'ES256' },
   },
 });
+if (flags.jwt !== 'ES256' && flags.jwt !== 'HS256') throw new Error('--jwt is ES256 or HS256');
+useTokenAlgorithm(flags.jwt);
 const ONLY = flags.only?.split(',');
 const QUICK = flags.quick;
 const P = {
+  /** how clients' tokens are signed and checked (see bench/lib/harness.ts) */
+  jwt: flags.jwt,
   /** unicast clients, per system, over two nodes */
   clients: QUICK ? 500 : 2000,
   clientWorkers: 2,

@@ -1,9 +1,11 @@
 // Shared plumbing of the benchmark: logging, cleanup of every process it starts, the client
 // pool (client worker processes) and helpers around a push-cluster test cluster.
+import { generateKeyPairSync } from 'node:crypto';
 import { DEV_SECRETS } from '../../src/core/config.js';
 import { KEYS, startCluster, type TestCluster } from '../../test/support/cluster.js';
 import type { ClientKind, ClientSpec, ConnectResult } from '../workers/clients.js';
 import { BENCH_DIR, killAllWorkers, Worker } from './ipc.js';
+import type { SignOptions } from './tokens.js';
 
 export const t0 = performance.now();
 export const now = (): number => performance.timeOrigin + performance.now();
@@ -11,6 +13,42 @@ export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeou
 export function log(msg: string): void {
   const s = ((performance.now() - t0) / 1000).toFixed(1).padStart(6);
   process.stderr.write(`[bench ${s}s] ${msg}\n`);
+}
+
+// ---- client tokens: how the bench's clusters sign and check them ----------------------
+
+export type TokenAlgorithm = 'ES256' | 'HS256';
+
+/**
+ * ES256 (the default): auth signs with a key pair made for this run and push nodes check
+ * tokens with its published public key (TOKEN_VERIFY=node). HS256 (`--jwt HS256`): the
+ * development secret, and push nodes ask auth for every token.
+ */
+let tokenAlgorithm: TokenAlgorithm = 'ES256';
+const es256 = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+const ES256_PRIVATE = es256.privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
+const ES256_PUBLIC = es256.publicKey.export({ type: 'spki', format: 'pem' }).toString();
+
+export function useTokenAlgorithm(algorithm: TokenAlgorithm): void {
+  tokenAlgorithm = algorithm;
+}
+
+/** What the bench's clients sign their tokens with, exactly as auth would. */
+export function signOptions(): SignOptions {
+  return {
+    secret: DEV_SECRETS.JWT_SECRET,
+    ...(tokenAlgorithm === 'ES256' ? { privateKey: ES256_PRIVATE } : {}),
+    issuer: 'push-cluster',
+    audience: 'push-cluster',
+    ttlSeconds: 3600,
+  };
+}
+
+/** The cluster settings that go with signOptions(). */
+function tokenEnv(): Record<string, string> {
+  return tokenAlgorithm === 'ES256'
+    ? { JWT_ALGORITHM: 'ES256', JWT_PRIVATE_KEY: ES256_PRIVATE, JWT_PUBLIC_KEY: ES256_PUBLIC }
+    : { JWT_ALGORITHM: 'HS256' };
 }
 
 // ---- cleanup: every process we start is stopped, on success, error or Ctrl-C -------------
@@ -118,14 +156,7 @@ export class ClientPool {
             localAddresses: [0, 1, 2, 3].map((k) => `127.0.0.${10 + 4 * wi + k}`),
             concurrency: o.concurrency ?? 32,
             deadlineMs: o.deadlineMs ?? 60_000,
-            sign: o.sign
-              ? {
-                  secret: DEV_SECRETS.JWT_SECRET,
-                  issuer: 'push-cluster',
-                  audience: 'push-cluster',
-                  ttlSeconds: 3600,
-                }
-              : undefined,
+            sign: o.sign ? signOptions() : undefined,
           },
           (o.deadlineMs ?? 60_000) + 60_000,
         ),
@@ -235,7 +266,7 @@ export async function startBenchCluster(
   env: Record<string, string> = {},
   pushNodes = 2,
 ): Promise<TestCluster> {
-  const cluster = await startCluster({ pushNodes, env });
+  const cluster = await startCluster({ pushNodes, env: { ...tokenEnv(), ...env } });
   const killAll = (): void => {
     for (const p of cluster.all()) p.child.kill('SIGKILL');
     cluster.deps.consul.child.kill('SIGKILL');

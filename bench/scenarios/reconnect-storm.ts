@@ -5,9 +5,8 @@
 // until every user has the message sent after the kill (it reaches them by the replay of
 // their new node, or live once they are bound again), with the CPU of every process over
 // the storm, to show what dominated it.
-import { DEV_SECRETS } from '../../src/core/config.js';
 import { KEYS, type ServiceProc, type TestCluster } from '../../test/support/cluster.js';
-import { clusterProcs, log, now, onCleanup, sleep } from '../lib/harness.js';
+import { clusterProcs, log, now, onCleanup, signOptions, sleep } from '../lib/harness.js';
 import { Worker } from '../lib/ipc.js';
 import { cpuRow, metric, metricSum, pushConnections } from '../lib/probes.js';
 import type { CpuRow } from '../lib/report.js';
@@ -123,12 +122,7 @@ export async function reconnectStorm(cluster: TestCluster, P: StormParams): Prom
             users: users.filter((_, i) => i % workers.length === wi),
             url: `ws://127.0.0.1:${victim.port}/ws`,
             connectUrl: `${cluster.dispatch.url}/v1/connect`,
-            sign: {
-              secret: DEV_SECRETS.JWT_SECRET,
-              issuer: 'push-cluster',
-              audience: 'push-cluster',
-              ttlSeconds: 3600,
-            },
+            sign: signOptions(),
             // Source addresses of their own, past those of the other client pools.
             localAddresses: [0, 1, 2, 3].map((k) => `127.0.0.${100 + 4 * wi + k}`),
             concurrency: 64,
