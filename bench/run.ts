@@ -40,6 +40,8 @@ const { values: flags } = parseArgs({
   options: {
     quick: { type: 'boolean', default: false },
     profile: { type: 'boolean', default: false },
+    /** profile the services while clients connect (bench/results/profile-connect.md) */
+    'profile-connect': { type: 'boolean', default: false },
     /** only these (comma-separated): systems rawWs, socketio, cluster, or the scenarios
      *  capacity (on a cluster of its own) and storm; prints JSON, writes no results file */
     only: { type: 'string' },
@@ -516,6 +518,44 @@ async function profile(): Promise<void> {
   }
 }
 
+/** Where a connect's CPU goes: 10,000 clients connect to two push nodes under the profiler. */
+async function profileConnect(): Promise<void> {
+  const dir = `/tmp/push-cluster-prof-${process.pid}`;
+  const clients = 10_000;
+  const cluster = await startBenchCluster({
+    NODE_OPTIONS: `--import ${BENCH_DIR}profile-hook.mjs`,
+    BENCH_PROF_DIR: dir,
+  });
+  try {
+    const specs: ClientSpec[] = Array.from({ length: clients }, (_, i) => ({
+      user: `conn-${i}`,
+      url: wsUrlOf(cluster, i % cluster.push.length),
+    }));
+    const pool = await ClientPool.start('profile', P.clientWorkers);
+    const services = [cluster.auth, cluster.collect, ...cluster.push];
+    for (const s of services) s.child.kill('SIGUSR2'); // start profiling
+    const conn = await pool.connect('cluster', specs, { concurrency: 64, sign: true });
+    for (const s of services) s.child.kill('SIGUSR2'); // stop and write
+    log(`profile-connect: ${conn.opened} connected at ${conn.perSecond}/s under the profiler`);
+    await sleep(1000);
+    await pool.close();
+    await pool.stop();
+    const summaries = await summarizeDir(dir, 12);
+    const md =
+      `# CPU profile of push-cluster while clients connect\n\n` +
+      `${conn.opened} clients (tokens ${P.jwt}) connected to ${cluster.push.length} push nodes at ${conn.perSecond}/s while profiled (sampling every 0.5 ms). Self time per function; "% of busy" excludes idle time.\n\n` +
+      profileMarkdown(summaries);
+    await mkdir(`${BENCH_DIR}results`, { recursive: true });
+    await writeFile(
+      `${BENCH_DIR}results/profile-connect.md`,
+      await pretty(md, 'profile-connect.md'),
+    );
+    process.stdout.write(md);
+  } finally {
+    await cluster.stop();
+  }
+}
+
 // ---- report ----------------------------------------------------------------------------------
 
 async function pretty(text: string, file: string): Promise<string> {
@@ -525,6 +565,7 @@ async function pretty(text: string, file: string): Promise<string> {
 
 async function main(): Promise<void> {
   if (flags.profile) return profile();
+  if (flags['profile-connect']) return profileConnect();
   if (ONLY) {
     const partial: Record<string, unknown> = {};
     if (ONLY.includes('rawWs')) partial.rawWs = await benchRawWs();
