@@ -80,7 +80,13 @@ export const MAX_WAITING_VERIFIES = 512;
  *  signed with a key auth has replaced are accepted this long at most after the change. */
 export const TOKEN_KEY_REFRESH_MS = 60_000;
 /** How soon a push node tries again to fetch a token key it could not get. */
-export const TOKEN_KEY_RETRY_MS = 5000;
+export const TOKEN_KEY_RETRY_MS = 1000;
+
+// ---- dispatch ----------------------------------------------------------------------
+
+/** How long /v1/connect still hands out the last passing push nodes once none passes (a
+ *  storm can fail every node's check at once); past it, 503 no_push_node. */
+export const CONNECT_LAST_KNOWN_MS = 30_000;
 
 // ---- collect -----------------------------------------------------------------------
 
