@@ -13,7 +13,7 @@ import { Routes } from '../core/routes.js';
 import { ServiceHost } from '../core/service-host.js';
 import { ConnectBalancer } from './connect-balancer.js';
 import { forwardMessages, type ForwardDeps } from './forward-messages.js';
-import { EVICTION_UNBIND_GRACE_MS } from '../core/tuning.js';
+import { CONNECT_LAST_KNOWN_MS, EVICTION_UNBIND_GRACE_MS } from '../core/tuning.js';
 
 /**
  * dispatch: finds each message's user in routes (Redis), the user's nodes in the
@@ -26,7 +26,7 @@ export function createDispatchService(
 ): ServiceHost {
   const redis = createRedis(config.REDIS_URL, log, () => host.metrics.dependencyFailed('redis'));
   const routes = new Routes(redis, config.ROUTE_TTL_SECONDS * 1000);
-  const balancer = new ConnectBalancer();
+  const balancer = new ConnectBalancer({ lastKnownMs: CONNECT_LAST_KNOWN_MS });
   let passingNodes = new Set<string>();
   const unbindTimers = new Map<string, NodeJS.Timeout>();
   const pushView = new ServiceView({
