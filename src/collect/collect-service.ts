@@ -5,7 +5,7 @@ import { ServiceView } from '../core/discovery.js';
 import { HttpError, readJson, requireBearer } from '../core/http.js';
 import type { Logger } from '../core/logger.js';
 import { Peers } from '../core/peers.js';
-import { acksHop, deliveredHop, unackedHop } from '../protocol/hops.js';
+import { acksHop, deliveredHop, unackedFirstPagesHop, unackedHop } from '../protocol/hops.js';
 import type { IngestResponse, MessageView } from '../protocol/public-api.js';
 import { ServiceHost } from '../core/service-host.js';
 import type { MessageStore, StoredMessage } from '../store/message-store.js';
@@ -16,6 +16,7 @@ import {
   INTERNAL_BODY_FACTOR,
 } from '../core/tuning.js';
 import { DeliveredMarks } from './delivered-marks.js';
+import { firstPages } from './first-pages.js';
 import { envelopeOf, Handoff } from './handoff.js';
 import { RedeliverySweeper } from './redelivery-sweeper.js';
 import { ingest, type IngestOptions } from './ingest.js';
@@ -120,6 +121,11 @@ export function createCollectService(
     const messages = await store.listUnacked(userId, limit, cursor);
     return { messages: messages.map(envelopeOf) };
   });
+
+  const firstPagesBudget = config.MAX_BODY_BYTES * INTERNAL_BODY_FACTOR * HANDOFF_BODY_SHARE;
+  host.handle(unackedFirstPagesHop, ({ userIds, limit }) =>
+    firstPages(store, userIds, limit, firstPagesBudget),
+  );
 
   host.handle(deliveredHop, ({ ids }) => {
     deliveredMarks.add(ids, Date.now());

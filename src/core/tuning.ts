@@ -90,6 +90,10 @@ export const CONNECT_LAST_KNOWN_MS = 30_000;
 
 // ---- collect -----------------------------------------------------------------------
 
+/** Users whose first replay pages collect reads at once (`unackedFirstPagesHop`): a
+ *  MongoDB store answers them concurrently; SQLite one after the other anyway. */
+export const FIRST_PAGES_CONCURRENCY = 16;
+
 /** Most messages in one hand-off to dispatch (`handoffHop`). */
 export const HANDOFF_MAX_BATCH = 1000;
 

@@ -82,6 +82,22 @@ export const unackedHop = hop(
   envelopes,
 );
 
+/** The most users one `unackedFirstPagesHop` request names. */
+export const MAX_USERS_PER_FIRST_PAGES = 256;
+
+/** push node → collect: the first replay page of each of these users, who just connected:
+ *  one request for a burst of connects instead of one per socket. `pages[i]` is userIds[i]'s
+ *  page, or null when the answer had no room left for it (ask `unackedHop` for that user). */
+export const unackedFirstPagesHop = hop(
+  '/internal/unacked-first-pages',
+  'internal',
+  z.object({
+    userIds: z.array(userIdSchema).min(1).max(MAX_USERS_PER_FIRST_PAGES),
+    limit: z.number().int().min(1).max(10_000),
+  }),
+  z.object({ pages: z.array(z.array(envelopeSchema).nullable()) }),
+);
+
 /** push node → collect: these messages were pushed to a socket (by a replay). */
 export const deliveredHop = hop('/internal/delivered', 'internal', z.object({ ids }), z.object({}));
 

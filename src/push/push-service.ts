@@ -7,7 +7,12 @@ import { Peers } from '../core/peers.js';
 import { createRedis, redisProbe } from '../core/redis.js';
 import { Routes } from '../core/routes.js';
 import { ServiceHost } from '../core/service-host.js';
-import { AGENT_LOST_MS, TOKEN_KEY_REFRESH_MS, TOKEN_KEY_RETRY_MS } from '../core/tuning.js';
+import {
+  AGENT_LOST_MS,
+  REPLAY_PAGE,
+  TOKEN_KEY_REFRESH_MS,
+  TOKEN_KEY_RETRY_MS,
+} from '../core/tuning.js';
 import { CloseCode } from '../protocol/frames.js';
 import { forwardHop } from '../protocol/hops.js';
 import { AckBatcher } from './ack-batcher.js';
@@ -18,6 +23,7 @@ import { Delivery } from './delivery.js';
 import { drain } from './drain.js';
 import { Hub } from './hub.js';
 import { KeepAlive } from './keep-alive.js';
+import { FirstPages } from './first-pages.js';
 import { Replay } from './replay.js';
 import { TokenKey } from './token-key.js';
 import { upgradeHandler } from './upgrade.js';
@@ -85,6 +91,7 @@ export function createPushService(config: Config, log: Logger, consul: ConsulCli
   });
   const replay = new Replay({
     collect,
+    firstPages: new FirstPages({ collect, limit: REPLAY_PAGE }),
     log,
     lowWaterBytes: config.WS_MAX_BUFFERED_BYTES / 4,
   });

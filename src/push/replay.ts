@@ -8,10 +8,13 @@ import {
 } from '../core/tuning.js';
 import { deliveredHop, unackedHop, type Envelope } from '../protocol/hops.js';
 import type { Connection } from './connection.js';
+import type { FirstPages } from './first-pages.js';
 
 export interface ReplayOptions {
   /** collect's instances (only `call` is used). */
   collect: Pick<Peers, 'call'>;
+  /** Asks each first page together with those of other connects. */
+  firstPages: Pick<FirstPages, 'ask'>;
   log: Logger;
   /** The next page waits until the socket's send buffer is below this (flow control). */
   lowWaterBytes: number;
@@ -64,12 +67,7 @@ export class Replay {
     while (conn.isOpen) {
       let page: Envelope[];
       try {
-        const res = await this.o.collect.call(unackedHop, {
-          userId: conn.userId,
-          limit: REPLAY_PAGE,
-          ...(after === undefined ? {} : { after }),
-        });
-        page = res.messages;
+        page = await this.page(conn.userId, after);
       } catch (err) {
         failures++;
         const retryInMs = Math.min(REPLAY_RETRY_MAX_MS, 1000 * 2 ** (failures - 1));
@@ -96,6 +94,23 @@ export class Replay {
     setTimeout(() => {
       if (conn.replayed === sent) conn.replayed = undefined;
     }, REPLAY_DEDUPE_MS).unref();
+  }
+
+  /** The page after `after`, or the first page (asked with other connects' first pages). */
+  private async page(
+    userId: string,
+    after: { id: string; createdAt: string } | undefined,
+  ): Promise<Envelope[]> {
+    if (after === undefined) {
+      const first = await this.o.firstPages.ask(userId);
+      if (first !== null) return first;
+    }
+    const res = await this.o.collect.call(unackedHop, {
+      userId,
+      limit: REPLAY_PAGE,
+      ...(after === undefined ? {} : { after }),
+    });
+    return res.messages;
   }
 
   private async pushPage(

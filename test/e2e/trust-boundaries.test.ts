@@ -47,6 +47,11 @@ function internalRoutes(): { proc: () => ServiceProc; path: string; body: string
       path: '/internal/unacked',
       body: JSON.stringify({ userId: 'victor', limit: 10 }),
     },
+    {
+      proc: () => cluster.collect,
+      path: '/internal/unacked-first-pages',
+      body: JSON.stringify({ userIds: ['victor'], limit: 10 }),
+    },
     { proc: () => cluster.dispatch, path: '/internal/handoff', body: forged },
     { proc: () => cluster.push[0] as ServiceProc, path: '/internal/forward', body: forged },
   ];

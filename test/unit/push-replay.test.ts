@@ -31,7 +31,14 @@ function setup(unacked: (body: UnackedRequest) => Envelope[] | Promise<Envelope[
     alice,
     hub,
     delivery,
-    replay: new Replay({ collect, log, lowWaterBytes: 1000 }),
+    // Each first page asked alone, as when a batch had no room for it: the paging is what
+    // these tests check (test/unit/push-first-pages.test.ts checks the batching).
+    replay: new Replay({
+      collect,
+      firstPages: { ask: async () => null },
+      log,
+      lowWaterBytes: 1000,
+    }),
   };
 }
 
@@ -63,6 +70,7 @@ describe('Replay (on connect)', () => {
     // Live messages forwarded while collect is asked: m2 is also in the replay.
     delivery.forward([envelope('m3', 'alice'), envelope('m2', 'alice')]);
     expect(alice.socket.sent).toEqual([]);
+    await vi.waitFor(() => expect(collect.callsTo(unackedHop.path)).toHaveLength(1));
     answer([envelope('m1', 'alice'), envelope('m2', 'alice')]);
     await running;
     expect(alice.socket.messageIds).toEqual(['m1', 'm2', 'm3']);

@@ -1,0 +1,62 @@
+import { describe, expect, it } from 'vitest';
+import { PeerUnavailable } from '../../src/core/peers.js';
+import { MAX_USERS_PER_FIRST_PAGES, unackedFirstPagesHop } from '../../src/protocol/hops.js';
+import { FirstPages } from '../../src/push/first-pages.js';
+import { envelope, FakePeers } from './push-fakes.js';
+
+interface FirstPagesRequest {
+  userIds: string[];
+  limit: number;
+}
+
+describe('FirstPages (the first replay page of each connect)', () => {
+  it('asks collect once for the connects of one event-loop turn, each getting its own page', async () => {
+    const collect = new FakePeers((_path, body) => ({
+      pages: (body as FirstPagesRequest).userIds.map((u) =>
+        u === 'bob' ? [] : [envelope(`m-${u}`, u)],
+      ),
+    }));
+    const pages = new FirstPages({ collect, limit: 500 });
+    const [alice, bob, carol] = await Promise.all(
+      ['alice', 'bob', 'carol'].map((u) => pages.ask(u)),
+    );
+    expect(alice?.map((m) => m.id)).toEqual(['m-alice']);
+    expect(bob).toEqual([]);
+    expect(carol?.map((m) => m.id)).toEqual(['m-carol']);
+    expect(collect.callsTo(unackedFirstPagesHop.path)).toEqual([
+      { userIds: ['alice', 'bob', 'carol'], limit: 500 },
+    ]);
+  });
+
+  it(`splits a burst into requests of at most ${MAX_USERS_PER_FIRST_PAGES} users`, async () => {
+    const collect = new FakePeers((_path, body) => ({
+      pages: (body as FirstPagesRequest).userIds.map(() => []),
+    }));
+    const pages = new FirstPages({ collect, limit: 500 });
+    const users = Array.from({ length: MAX_USERS_PER_FIRST_PAGES + 1 }, (_, i) => `u${i}`);
+    await Promise.all(users.map((u) => pages.ask(u)));
+    const sizes = (collect.callsTo(unackedFirstPagesHop.path) as FirstPagesRequest[]).map(
+      (b) => b.userIds.length,
+    );
+    expect(sizes).toEqual([MAX_USERS_PER_FIRST_PAGES, 1]);
+  });
+
+  it('answers null for a user collect had no room for, so the replay asks for it alone', async () => {
+    const collect = new FakePeers(() => ({ pages: [[], null] }));
+    const pages = new FirstPages({ collect, limit: 500 });
+    expect(await Promise.all([pages.ask('a'), pages.ask('b')])).toEqual([[], null]);
+  });
+
+  it('fails every ask of a request collect could not answer, and the next turn asks again', async () => {
+    let up = false;
+    const collect = new FakePeers((_path, body) => {
+      if (!up) throw new PeerUnavailable('no collect instance is passing');
+      return { pages: (body as FirstPagesRequest).userIds.map(() => []) };
+    });
+    const pages = new FirstPages({ collect, limit: 500 });
+    const failed = await Promise.allSettled([pages.ask('a'), pages.ask('b')]);
+    expect(failed.map((r) => r.status)).toEqual(['rejected', 'rejected']);
+    up = true;
+    expect(await pages.ask('a')).toEqual([]);
+  });
+});
