@@ -13,10 +13,6 @@ function setup(users: string[] = []) {
   };
   const bindings = new Bindings({
     routes: {
-      add: async (node, user) => {
-        await write(`add ${node} ${user}`);
-        return true;
-      },
       remove: (node, user) => write(`remove ${node} ${user}`),
       addAll: async (node, all) => {
         const users = [...all];
@@ -37,7 +33,22 @@ describe('Bindings (this node in the routes)', () => {
     const { state, bindings } = setup();
     await bindings.bind('alice');
     await bindings.unbind('alice');
-    expect(state.writes).toEqual(['add node-1 alice', 'remove node-1 alice']);
+    expect(state.writes).toEqual(['addAll node-1 alice', 'remove node-1 alice']);
+  });
+
+  it('binds the users who connect in one event-loop turn with one write', async () => {
+    const { state, bindings } = setup();
+    await Promise.all(['alice', 'bob', 'carol'].map((u) => bindings.bind(u)));
+    await bindings.bind('dave');
+    expect(state.writes).toEqual(['addAll node-1 alice,bob,carol', 'addAll node-1 dave']);
+  });
+
+  it('does not bind a user whose socket closed before the bind was written', async () => {
+    const { state, bindings } = setup();
+    const bound = Promise.all([bindings.bind('alice'), bindings.bind('bob')]);
+    await bindings.unbind('alice');
+    await bound;
+    expect(state.writes).toEqual(['remove node-1 alice', 'addAll node-1 bob']);
   });
 
   it('logs rather than throws when Redis is down: the renewal redoes the binding', async () => {
