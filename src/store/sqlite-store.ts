@@ -38,6 +38,8 @@ const MAX_BACKOFF_EXPONENT = 40;
 const FREE_PAGE_SHARE = 0.25;
 /** At most this many pages are given back per purge run, so that it stays short. */
 const VACUUM_PAGES = 2048;
+/** Ids per statement of a batch update: bounds the JSON text bound to one statement. */
+const CHUNK = 1000;
 
 /**
  * Times are epoch milliseconds; the payload is its JSON text, so any JSON value is stored as
@@ -124,21 +126,29 @@ export const SQL = {
   holderOfKey: `SELECT id, expires_at FROM messages WHERE idempotency_key = ? AND to_user = ?`,
   releaseKey: `UPDATE messages SET idempotency_key = NULL WHERE id = ?`,
   get: `SELECT * FROM messages WHERE id = ? AND expires_at > ?`,
+  // The updates by id take a batch in one statement: its ids as a JSON array (json_each), so
+  // that a call costs one statement per chunk, not one per message.
   markDelivered: `UPDATE messages SET status = 'delivered', delivered_at = @at,
       attempts = attempts + 1,
       next_attempt_at = @at + min(@maxMs, @baseMs * (1 << min(attempts, ${MAX_BACKOFF_EXPONENT})))
-    WHERE id = @id AND status IN ('pending', 'delivered')`,
+    FROM (SELECT value AS id FROM json_each(@ids)) AS batch
+    WHERE messages.id = batch.id AND status IN ('pending', 'delivered')`,
   markUnrouted: `UPDATE messages SET next_attempt_at = NULL
-    WHERE id = ? AND status IN ('pending', 'delivered')`,
+    FROM (SELECT value AS id FROM json_each(?)) AS batch
+    WHERE messages.id = batch.id AND status IN ('pending', 'delivered')`,
   retryAt: `UPDATE messages SET next_attempt_at = ?
-    WHERE id = ? AND status IN ('pending', 'delivered')`,
+    FROM (SELECT value AS id FROM json_each(?)) AS batch
+    WHERE messages.id = batch.id AND status IN ('pending', 'delivered')`,
+  /** @acks: a JSON array of [id, to] pairs. */
   markAcked: `UPDATE messages SET status = 'acked', acked_at = @at, next_attempt_at = NULL,
       delivered_at = coalesce(delivered_at, @at), attempts = max(attempts, 1),
       purge_at = min(expires_at, @at + @retention)
-    WHERE id = @id AND to_user = @to AND status <> 'acked'`,
+    FROM (SELECT value ->> 0 AS id, value ->> 1 AS to_user FROM json_each(@acks)) AS batch
+    WHERE messages.id = batch.id AND messages.to_user = batch.to_user AND status <> 'acked'`,
   markFailed: `UPDATE messages SET status = 'failed', failed_at = @at, fail_reason = @reason,
       next_attempt_at = NULL
-    WHERE id = @id AND status IN ('pending', 'delivered')`,
+    FROM (SELECT value AS id FROM json_each(@ids)) AS batch
+    WHERE messages.id = batch.id AND status IN ('pending', 'delivered')`,
   due: `SELECT * FROM messages
     WHERE next_attempt_at IS NOT NULL AND next_attempt_at <= @now
       AND status IN ('pending', 'delivered') AND expires_at > @wall
@@ -390,18 +400,18 @@ export class SqliteStore implements MessageStore {
 
   async markDelivered(ids: string[], at: Date, retry: AckRetry): Promise<void> {
     const t = at.getTime();
-    this.eachId(ids, (id) =>
-      this.stmt.markDelivered.run({ id, at: t, baseMs: retry.baseMs, maxMs: retry.maxMs }),
+    this.eachChunk(ids, (chunk) =>
+      this.stmt.markDelivered.run({ ids: chunk, at: t, baseMs: retry.baseMs, maxMs: retry.maxMs }),
     );
   }
 
   async markUnrouted(ids: string[]): Promise<void> {
-    this.eachId(ids, (id) => this.stmt.markUnrouted.run(id));
+    this.eachChunk(ids, (chunk) => this.stmt.markUnrouted.run(chunk));
   }
 
   async retryAt(ids: string[], at: Date): Promise<void> {
     const t = at.getTime();
-    this.eachId(ids, (id) => this.stmt.retryAt.run(t, id));
+    this.eachChunk(ids, (chunk) => this.stmt.retryAt.run(t, chunk));
   }
 
   async markAcked(acks: readonly UserAcks[], at: Date): Promise<number> {
@@ -409,16 +419,16 @@ export class SqliteStore implements MessageStore {
     const retention = this.ackedRetentionMs;
     // One transaction (one commit) for every user's acks: a commit per user made commits
     // most of collect's time under load.
-    const items = acks.flatMap(({ userId, ids }) => ids.map((id) => ({ id, to: userId })));
-    return this.eachId(
+    const items = acks.flatMap(({ userId, ids }) => ids.map((id) => [id, userId]));
+    return this.eachChunk(
       items,
-      (item) => this.stmt.markAcked.run({ ...item, at: t, retention }).changes,
+      (chunk) => this.stmt.markAcked.run({ acks: chunk, at: t, retention }).changes,
     );
   }
 
   async markFailed(ids: string[], at: Date, reason: string): Promise<void> {
     const t = at.getTime();
-    this.eachId(ids, (id) => this.stmt.markFailed.run({ id, at: t, reason }));
+    this.eachChunk(ids, (chunk) => this.stmt.markFailed.run({ ids: chunk, at: t, reason }));
   }
 
   async claimDue(now: Date, limit: number, leaseMs: number): Promise<StoredMessage[]> {
@@ -592,14 +602,18 @@ export class SqliteStore implements MessageStore {
     return s;
   }
 
-  /** Runs `one` for each item in one transaction (one commit); sums what it returns. */
-  private eachId<T>(items: readonly T[], one: (item: T) => unknown): number {
+  /**
+   * Runs `each` on the items as JSON arrays of at most CHUNK items, all in one transaction
+   * (one commit); sums what it returns. A duplicate item counts once, as it changes its row
+   * once.
+   */
+  private eachChunk<T>(items: readonly T[], each: (json: string) => unknown): number {
     if (items.length === 0) return 0;
     if (this.closed) throw new Error('SqliteStore is closed');
     let sum = 0;
     this.inTransaction.immediate(() => {
-      for (const item of items) {
-        const r = one(item);
+      for (let i = 0; i < items.length; i += CHUNK) {
+        const r = each(JSON.stringify(items.length <= CHUNK ? items : items.slice(i, i + CHUNK)));
         if (typeof r === 'number') sum += r;
       }
     });
