@@ -30,7 +30,7 @@ export interface SqliteStoreOptions {
   log?: { warn(obj: object, msg: string): void };
 }
 
-const SCHEMA_VERSION = 1;
+const SCHEMA_VERSION = 2;
 const STATUSES: readonly MessageStatus[] = ['pending', 'delivered', 'acked', 'failed'];
 /** Caps the exponent of the ack retry backoff: 2^40 × base is past any sensible max. */
 const MAX_BACKOFF_EXPONENT = 40;
@@ -48,8 +48,12 @@ const CHUNK = 1000;
  * Every query and the index it reads (checked by test/integration/sqlite-store.test.ts):
  *   id (primary key)      get; every update by id (markDelivered, markUnrouted, retryAt,
  *                         markAcked, markFailed, claimDue's lease)
- *   messages_unacked      listUnacked: (to_user, created_at, id) of pending and delivered
- *                         messages only, so acked ones leave the index
+ *   messages_open         listUnacked: (to_user, created_at, id) of pending and delivered
+ *                         messages only, so acked and failed ones leave the index. Its
+ *                         condition reads acked_at and failed_at, not status: only an ack or a
+ *                         failure sets them, so markDelivered (pending -> delivered) leaves the
+ *                         index alone; with status in the condition, every delivered mark
+ *                         rewrote the user's index entry, on a page of its own
  *   messages_due          claimDue: (next_attempt_at, id) of messages something waits for
  *   messages_idempotency  insert's idempotency lookup: unique (idempotency_key, to_user)
  *   messages_purge        purge: purge_at (expiry, or ack + the acked retention)
@@ -73,8 +77,8 @@ CREATE TABLE IF NOT EXISTS messages (
   expires_at      INTEGER NOT NULL,
   purge_at        INTEGER NOT NULL
 );
-CREATE INDEX IF NOT EXISTS messages_unacked ON messages (to_user, created_at, id)
-  WHERE status IN ('pending', 'delivered');
+CREATE INDEX IF NOT EXISTS messages_open ON messages (to_user, created_at, id)
+  WHERE acked_at IS NULL AND failed_at IS NULL;
 CREATE INDEX IF NOT EXISTS messages_due ON messages (next_attempt_at, id)
   WHERE next_attempt_at IS NOT NULL;
 CREATE UNIQUE INDEX IF NOT EXISTS messages_idempotency ON messages (idempotency_key, to_user)
@@ -102,19 +106,24 @@ CREATE TABLE IF NOT EXISTS health (k TEXT NOT NULL PRIMARY KEY, at INTEGER NOT N
 `;
 
 /**
- * Files written by the first builds of this store carry user_version 1 but an older shape:
- * the idempotency key column was `key` (with its index `messages_key`), and a trigger
- * counted every insert, which the code now counts itself. Opening such a file with the
- * current statements failed ("no such column: idempotency_key"); this brings it to the
- * current shape first. A no-op on any other file.
+ * Brings a file of an older build to the current shape, in place, keeping its messages and
+ * counts. A no-op on a current file; safe to run by two processes opening one file.
+ *
+ * - Files written by the first builds of this store carry user_version 1 but an older shape:
+ *   the idempotency key column was `key` (with its index `messages_key`), and a trigger
+ *   counted every insert, which the code now counts itself. Opening such a file with the
+ *   current statements failed ("no such column: idempotency_key").
+ * - Version 1 indexed open messages as messages_unacked, on a condition on status;
+ *   version 2 indexes them as messages_open (created by SCHEMA, from the rows).
  */
-function upgradeEarlyShape(db: Database.Database): void {
+function upgradeOlderShapes(db: Database.Database): void {
   const columns = db.prepare("SELECT name FROM pragma_table_info('messages')").pluck().all();
   if (columns.includes('key')) {
     db.exec('DROP INDEX IF EXISTS messages_key');
     db.exec('ALTER TABLE messages RENAME COLUMN key TO idempotency_key');
   }
   db.exec('DROP TRIGGER IF EXISTS messages_counted_insert');
+  db.exec('DROP INDEX IF EXISTS messages_unacked');
 }
 
 /** The statements, by name: also what the test checks each query plan of. */
@@ -154,8 +163,11 @@ export const SQL = {
       AND status IN ('pending', 'delivered') AND expires_at > @wall
     ORDER BY next_attempt_at, id LIMIT @limit`,
   lease: `UPDATE messages SET next_attempt_at = ? WHERE id = ?`,
+  // acked_at and failed_at are null on every pending or delivered message: that condition
+  // selects messages_open; the status condition keeps the answer exact regardless.
   unacked: `SELECT * FROM messages
-    WHERE to_user = @to AND status IN ('pending', 'delivered') AND expires_at > @wall
+    WHERE to_user = @to AND acked_at IS NULL AND failed_at IS NULL
+      AND status IN ('pending', 'delivered') AND expires_at > @wall
       AND (created_at, id) > (@afterCreatedAt, @afterId)
     ORDER BY created_at, id LIMIT @limit`,
   counts: `SELECT status, n FROM status_counts`,
@@ -305,7 +317,7 @@ export class SqliteStore implements MessageStore {
         this.db.pragma(`max_page_count = ${Math.max(1, Math.floor(opts.maxFileBytes / pageSize))}`);
       }
       this.db.transaction(() => {
-        upgradeEarlyShape(this.db);
+        upgradeOlderShapes(this.db);
         this.db.exec(SCHEMA);
       })();
       this.db.pragma(`user_version = ${SCHEMA_VERSION}`);
