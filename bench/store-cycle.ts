@@ -16,6 +16,8 @@
 //
 // Prints one JSON line: msgs/s over the whole cycle, CPU µs per message (process.cpuUsage,
 // user + system, of this process: the store's work and the bench's own small share), the
+// main thread's busy time per message (event-loop utilization × time: CPU of the main thread
+// and the time it blocks on the disk, e.g. an fsync; what limits collect's throughput), the
 // time spent in each synchronous store call per message, and the counts at the end (acked 0,
 // the unacked share left as pending or delivered) as a check.
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -116,6 +118,7 @@ async function deliverer(): Promise<void> {
 
 // The store's timer purges too; its time is counted in the CPU total, not in spent.purge.
 const cpu0 = process.cpuUsage();
+const elu0 = performance.eventLoopUtilization();
 const started = performance.now();
 const delivering = deliverer();
 await Promise.all(Array.from({ length: concurrency }, inserter));
@@ -132,6 +135,7 @@ for (;;) {
 spent.purge += performance.now() - t0;
 const seconds = (performance.now() - started) / 1000;
 const cpu = process.cpuUsage(cpu0);
+const elu = performance.eventLoopUtilization(elu0);
 const counts = await store.countByStatus();
 await store.close();
 if (dir) await rm(dir, { recursive: true, force: true });
@@ -147,6 +151,7 @@ console.log(
     cpuUsPerMessage: Number(((cpu.user + cpu.system) / total).toFixed(2)),
     userUsPerMessage: Number((cpu.user / total).toFixed(2)),
     systemUsPerMessage: Number((cpu.system / total).toFixed(2)),
+    mainThreadBusyUsPerMessage: perMessage(elu.active),
     usPerMessageIn: {
       markDelivered: perMessage(spent.markDelivered),
       markAcked: perMessage(spent.markAcked),
