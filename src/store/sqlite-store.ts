@@ -310,6 +310,11 @@ export class SqliteStore implements MessageStore {
       if (!memory) this.db.pragma('journal_mode = WAL');
       this.db.pragma('synchronous = NORMAL');
       this.db.pragma('cache_size = -65536');
+      // A statement that changes many rows in a transaction keeps a statement journal (the
+      // pages it changed, to undo it alone); past 64 KiB it spilled to a temporary file, one
+      // file opened, written and deleted per batch update. In memory it costs the pages of one
+      // statement at most (a chunk of CHUNK ids).
+      this.db.pragma('temp_store = MEMORY');
       // After a checkpoint the WAL file is cut back to this size, not left at its peak.
       this.db.pragma('journal_size_limit = 67108864');
       if (opts.maxFileBytes !== undefined) {
