@@ -97,7 +97,28 @@ describe('SqliteStore', () => {
         expect(text, name).not.toMatch(/SCAN messages(?! USING)/);
         expect(text, name).not.toContain('TEMP B-TREE');
         expect(text, name).toMatch(/USING (INDEX|COVERING INDEX|PRIMARY KEY|INTEGER PRIMARY KEY)/);
+        // A batch update reads its JSON array and finds each message by id.
+        if (sql.includes('json_each')) {
+          expect(text, name).toMatch(
+            /^SCAN json_each .*SEARCH messages USING INDEX sqlite_autoindex/,
+          );
+        }
       }
+    } finally {
+      db.close();
+    }
+  });
+
+  it('listUnacked reads the index of open messages', () => {
+    openStore();
+    const db = new Database(path, { readonly: true });
+    try {
+      const plan = db
+        .prepare(`EXPLAIN QUERY PLAN ${SQL.unacked}`)
+        .all({ to: 'u', wall: 0, afterCreatedAt: 0, afterId: '', limit: 1 }) as {
+        detail: string;
+      }[];
+      expect(plan.map((p) => p.detail).join(' | ')).toMatch(/USING INDEX messages_open/);
     } finally {
       db.close();
     }
