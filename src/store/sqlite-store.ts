@@ -30,7 +30,7 @@ export interface SqliteStoreOptions {
   log?: { warn(obj: object, msg: string): void };
 }
 
-const SCHEMA_VERSION = 1;
+const SCHEMA_VERSION = 2;
 const STATUSES: readonly MessageStatus[] = ['pending', 'delivered', 'acked', 'failed'];
 /** Caps the exponent of the ack retry backoff: 2^40 × base is past any sensible max. */
 const MAX_BACKOFF_EXPONENT = 40;
@@ -38,6 +38,8 @@ const MAX_BACKOFF_EXPONENT = 40;
 const FREE_PAGE_SHARE = 0.25;
 /** At most this many pages are given back per purge run, so that it stays short. */
 const VACUUM_PAGES = 2048;
+/** Ids per statement of a batch update: bounds the JSON text bound to one statement. */
+const CHUNK = 1000;
 
 /**
  * Times are epoch milliseconds; the payload is its JSON text, so any JSON value is stored as
@@ -46,8 +48,12 @@ const VACUUM_PAGES = 2048;
  * Every query and the index it reads (checked by test/integration/sqlite-store.test.ts):
  *   id (primary key)      get; every update by id (markDelivered, markUnrouted, retryAt,
  *                         markAcked, markFailed, claimDue's lease)
- *   messages_unacked      listUnacked: (to_user, created_at, id) of pending and delivered
- *                         messages only, so acked ones leave the index
+ *   messages_open         listUnacked: (to_user, created_at, id) of pending and delivered
+ *                         messages only, so acked and failed ones leave the index. Its
+ *                         condition reads acked_at and failed_at, not status: only an ack or a
+ *                         failure sets them, so markDelivered (pending -> delivered) leaves the
+ *                         index alone; with status in the condition, every delivered mark
+ *                         rewrote the user's index entry, on a page of its own
  *   messages_due          claimDue: (next_attempt_at, id) of messages something waits for
  *   messages_idempotency  insert's idempotency lookup: unique (idempotency_key, to_user)
  *   messages_purge        purge: purge_at (expiry, or ack + the acked retention)
@@ -71,8 +77,8 @@ CREATE TABLE IF NOT EXISTS messages (
   expires_at      INTEGER NOT NULL,
   purge_at        INTEGER NOT NULL
 );
-CREATE INDEX IF NOT EXISTS messages_unacked ON messages (to_user, created_at, id)
-  WHERE status IN ('pending', 'delivered');
+CREATE INDEX IF NOT EXISTS messages_open ON messages (to_user, created_at, id)
+  WHERE acked_at IS NULL AND failed_at IS NULL;
 CREATE INDEX IF NOT EXISTS messages_due ON messages (next_attempt_at, id)
   WHERE next_attempt_at IS NOT NULL;
 CREATE UNIQUE INDEX IF NOT EXISTS messages_idempotency ON messages (idempotency_key, to_user)
@@ -100,19 +106,24 @@ CREATE TABLE IF NOT EXISTS health (k TEXT NOT NULL PRIMARY KEY, at INTEGER NOT N
 `;
 
 /**
- * Files written by the first builds of this store carry user_version 1 but an older shape:
- * the idempotency key column was `key` (with its index `messages_key`), and a trigger
- * counted every insert, which the code now counts itself. Opening such a file with the
- * current statements failed ("no such column: idempotency_key"); this brings it to the
- * current shape first. A no-op on any other file.
+ * Brings a file of an older build to the current shape, in place, keeping its messages and
+ * counts. A no-op on a current file; safe to run by two processes opening one file.
+ *
+ * - Files written by the first builds of this store carry user_version 1 but an older shape:
+ *   the idempotency key column was `key` (with its index `messages_key`), and a trigger
+ *   counted every insert, which the code now counts itself. Opening such a file with the
+ *   current statements failed ("no such column: idempotency_key").
+ * - Version 1 indexed open messages as messages_unacked, on a condition on status;
+ *   version 2 indexes them as messages_open (created by SCHEMA, from the rows).
  */
-function upgradeEarlyShape(db: Database.Database): void {
+function upgradeOlderShapes(db: Database.Database): void {
   const columns = db.prepare("SELECT name FROM pragma_table_info('messages')").pluck().all();
   if (columns.includes('key')) {
     db.exec('DROP INDEX IF EXISTS messages_key');
     db.exec('ALTER TABLE messages RENAME COLUMN key TO idempotency_key');
   }
   db.exec('DROP TRIGGER IF EXISTS messages_counted_insert');
+  db.exec('DROP INDEX IF EXISTS messages_unacked');
 }
 
 /** The statements, by name: also what the test checks each query plan of. */
@@ -124,28 +135,39 @@ export const SQL = {
   holderOfKey: `SELECT id, expires_at FROM messages WHERE idempotency_key = ? AND to_user = ?`,
   releaseKey: `UPDATE messages SET idempotency_key = NULL WHERE id = ?`,
   get: `SELECT * FROM messages WHERE id = ? AND expires_at > ?`,
+  // The updates by id take a batch in one statement: its ids as a JSON array (json_each), so
+  // that a call costs one statement per chunk, not one per message.
   markDelivered: `UPDATE messages SET status = 'delivered', delivered_at = @at,
       attempts = attempts + 1,
       next_attempt_at = @at + min(@maxMs, @baseMs * (1 << min(attempts, ${MAX_BACKOFF_EXPONENT})))
-    WHERE id = @id AND status IN ('pending', 'delivered')`,
+    FROM (SELECT value AS id FROM json_each(@ids)) AS batch
+    WHERE messages.id = batch.id AND status IN ('pending', 'delivered')`,
   markUnrouted: `UPDATE messages SET next_attempt_at = NULL
-    WHERE id = ? AND status IN ('pending', 'delivered')`,
+    FROM (SELECT value AS id FROM json_each(?)) AS batch
+    WHERE messages.id = batch.id AND status IN ('pending', 'delivered')`,
   retryAt: `UPDATE messages SET next_attempt_at = ?
-    WHERE id = ? AND status IN ('pending', 'delivered')`,
+    FROM (SELECT value AS id FROM json_each(?)) AS batch
+    WHERE messages.id = batch.id AND status IN ('pending', 'delivered')`,
+  /** @acks: a JSON array of [id, to] pairs. */
   markAcked: `UPDATE messages SET status = 'acked', acked_at = @at, next_attempt_at = NULL,
       delivered_at = coalesce(delivered_at, @at), attempts = max(attempts, 1),
       purge_at = min(expires_at, @at + @retention)
-    WHERE id = @id AND to_user = @to AND status <> 'acked'`,
+    FROM (SELECT value ->> 0 AS id, value ->> 1 AS to_user FROM json_each(@acks)) AS batch
+    WHERE messages.id = batch.id AND messages.to_user = batch.to_user AND status <> 'acked'`,
   markFailed: `UPDATE messages SET status = 'failed', failed_at = @at, fail_reason = @reason,
       next_attempt_at = NULL
-    WHERE id = @id AND status IN ('pending', 'delivered')`,
+    FROM (SELECT value AS id FROM json_each(@ids)) AS batch
+    WHERE messages.id = batch.id AND status IN ('pending', 'delivered')`,
   due: `SELECT * FROM messages
     WHERE next_attempt_at IS NOT NULL AND next_attempt_at <= @now
       AND status IN ('pending', 'delivered') AND expires_at > @wall
     ORDER BY next_attempt_at, id LIMIT @limit`,
   lease: `UPDATE messages SET next_attempt_at = ? WHERE id = ?`,
+  // acked_at and failed_at are null on every pending or delivered message: that condition
+  // selects messages_open; the status condition keeps the answer exact regardless.
   unacked: `SELECT * FROM messages
-    WHERE to_user = @to AND status IN ('pending', 'delivered') AND expires_at > @wall
+    WHERE to_user = @to AND acked_at IS NULL AND failed_at IS NULL
+      AND status IN ('pending', 'delivered') AND expires_at > @wall
       AND (created_at, id) > (@afterCreatedAt, @afterId)
     ORDER BY created_at, id LIMIT @limit`,
   counts: `SELECT status, n FROM status_counts`,
@@ -288,6 +310,11 @@ export class SqliteStore implements MessageStore {
       if (!memory) this.db.pragma('journal_mode = WAL');
       this.db.pragma('synchronous = NORMAL');
       this.db.pragma('cache_size = -65536');
+      // A statement that changes many rows in a transaction keeps a statement journal (the
+      // pages it changed, to undo it alone); past 64 KiB it spilled to a temporary file, one
+      // file opened, written and deleted per batch update. In memory it costs the pages of one
+      // statement at most (a chunk of CHUNK ids).
+      this.db.pragma('temp_store = MEMORY');
       // After a checkpoint the WAL file is cut back to this size, not left at its peak.
       this.db.pragma('journal_size_limit = 67108864');
       if (opts.maxFileBytes !== undefined) {
@@ -295,7 +322,7 @@ export class SqliteStore implements MessageStore {
         this.db.pragma(`max_page_count = ${Math.max(1, Math.floor(opts.maxFileBytes / pageSize))}`);
       }
       this.db.transaction(() => {
-        upgradeEarlyShape(this.db);
+        upgradeOlderShapes(this.db);
         this.db.exec(SCHEMA);
       })();
       this.db.pragma(`user_version = ${SCHEMA_VERSION}`);
@@ -390,18 +417,18 @@ export class SqliteStore implements MessageStore {
 
   async markDelivered(ids: string[], at: Date, retry: AckRetry): Promise<void> {
     const t = at.getTime();
-    this.eachId(ids, (id) =>
-      this.stmt.markDelivered.run({ id, at: t, baseMs: retry.baseMs, maxMs: retry.maxMs }),
+    this.eachChunk(ids, (chunk) =>
+      this.stmt.markDelivered.run({ ids: chunk, at: t, baseMs: retry.baseMs, maxMs: retry.maxMs }),
     );
   }
 
   async markUnrouted(ids: string[]): Promise<void> {
-    this.eachId(ids, (id) => this.stmt.markUnrouted.run(id));
+    this.eachChunk(ids, (chunk) => this.stmt.markUnrouted.run(chunk));
   }
 
   async retryAt(ids: string[], at: Date): Promise<void> {
     const t = at.getTime();
-    this.eachId(ids, (id) => this.stmt.retryAt.run(t, id));
+    this.eachChunk(ids, (chunk) => this.stmt.retryAt.run(t, chunk));
   }
 
   async markAcked(acks: readonly UserAcks[], at: Date): Promise<number> {
@@ -409,16 +436,16 @@ export class SqliteStore implements MessageStore {
     const retention = this.ackedRetentionMs;
     // One transaction (one commit) for every user's acks: a commit per user made commits
     // most of collect's time under load.
-    const items = acks.flatMap(({ userId, ids }) => ids.map((id) => ({ id, to: userId })));
-    return this.eachId(
+    const items = acks.flatMap(({ userId, ids }) => ids.map((id) => [id, userId]));
+    return this.eachChunk(
       items,
-      (item) => this.stmt.markAcked.run({ ...item, at: t, retention }).changes,
+      (chunk) => this.stmt.markAcked.run({ acks: chunk, at: t, retention }).changes,
     );
   }
 
   async markFailed(ids: string[], at: Date, reason: string): Promise<void> {
     const t = at.getTime();
-    this.eachId(ids, (id) => this.stmt.markFailed.run({ id, at: t, reason }));
+    this.eachChunk(ids, (chunk) => this.stmt.markFailed.run({ ids: chunk, at: t, reason }));
   }
 
   async claimDue(now: Date, limit: number, leaseMs: number): Promise<StoredMessage[]> {
@@ -592,14 +619,18 @@ export class SqliteStore implements MessageStore {
     return s;
   }
 
-  /** Runs `one` for each item in one transaction (one commit); sums what it returns. */
-  private eachId<T>(items: readonly T[], one: (item: T) => unknown): number {
+  /**
+   * Runs `each` on the items as JSON arrays of at most CHUNK items, all in one transaction
+   * (one commit); sums what it returns. A duplicate item counts once, as it changes its row
+   * once.
+   */
+  private eachChunk<T>(items: readonly T[], each: (json: string) => unknown): number {
     if (items.length === 0) return 0;
     if (this.closed) throw new Error('SqliteStore is closed');
     let sum = 0;
     this.inTransaction.immediate(() => {
-      for (const item of items) {
-        const r = one(item);
+      for (let i = 0; i < items.length; i += CHUNK) {
+        const r = each(JSON.stringify(items.length <= CHUNK ? items : items.slice(i, i + CHUNK)));
         if (typeof r === 'number') sum += r;
       }
     });

@@ -97,7 +97,28 @@ describe('SqliteStore', () => {
         expect(text, name).not.toMatch(/SCAN messages(?! USING)/);
         expect(text, name).not.toContain('TEMP B-TREE');
         expect(text, name).toMatch(/USING (INDEX|COVERING INDEX|PRIMARY KEY|INTEGER PRIMARY KEY)/);
+        // A batch update reads its JSON array and finds each message by id.
+        if (sql.includes('json_each')) {
+          expect(text, name).toMatch(
+            /^SCAN json_each .*SEARCH messages USING INDEX sqlite_autoindex/,
+          );
+        }
       }
+    } finally {
+      db.close();
+    }
+  });
+
+  it('listUnacked reads the index of open messages', () => {
+    openStore();
+    const db = new Database(path, { readonly: true });
+    try {
+      const plan = db
+        .prepare(`EXPLAIN QUERY PLAN ${SQL.unacked}`)
+        .all({ to: 'u', wall: 0, afterCreatedAt: 0, afterId: '', limit: 1 }) as {
+        detail: string;
+      }[];
+      expect(plan.map((p) => p.detail).join(' | ')).toMatch(/USING INDEX messages_open/);
     } finally {
       db.close();
     }
@@ -132,6 +153,95 @@ describe('SqliteStore', () => {
     await store.insert([message('u')]);
     // Counted once by the code, not a second time by the old trigger.
     expect(await store.countByStatus()).toEqual({ pending: 2, delivered: 0, acked: 0, failed: 0 });
+  });
+
+  it('opens a file of schema version 1 (open messages indexed on status) and keeps its messages and counts', async () => {
+    // Version 1's schema, as its build wrote it.
+    const v1 = new Database(path);
+    v1.pragma('journal_mode = WAL');
+    v1.exec(`
+      CREATE TABLE messages (
+        id TEXT NOT NULL PRIMARY KEY, to_user TEXT NOT NULL, payload TEXT NOT NULL,
+        created_at INTEGER NOT NULL, status TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at INTEGER, delivered_at INTEGER, acked_at INTEGER, failed_at INTEGER,
+        fail_reason TEXT, idempotency_key TEXT, expires_at INTEGER NOT NULL,
+        purge_at INTEGER NOT NULL);
+      CREATE INDEX messages_unacked ON messages (to_user, created_at, id)
+        WHERE status IN ('pending', 'delivered');
+      CREATE INDEX messages_due ON messages (next_attempt_at, id) WHERE next_attempt_at IS NOT NULL;
+      CREATE UNIQUE INDEX messages_idempotency ON messages (idempotency_key, to_user)
+        WHERE idempotency_key IS NOT NULL;
+      CREATE INDEX messages_purge ON messages (purge_at);
+      CREATE TABLE status_counts (status TEXT NOT NULL PRIMARY KEY, n INTEGER NOT NULL) WITHOUT ROWID;
+      INSERT INTO status_counts VALUES ('pending', 0), ('delivered', 0), ('acked', 0), ('failed', 0);
+      CREATE TRIGGER messages_counted_delete AFTER DELETE ON messages BEGIN
+        UPDATE status_counts SET n = n - 1 WHERE status = OLD.status; END;
+      CREATE TRIGGER messages_counted_update AFTER UPDATE OF status ON messages
+        WHEN OLD.status <> NEW.status BEGIN
+        UPDATE status_counts SET n = n - 1 WHERE status = OLD.status;
+        UPDATE status_counts SET n = n + 1 WHERE status = NEW.status; END;
+      CREATE TABLE health (k TEXT NOT NULL PRIMARY KEY, at INTEGER NOT NULL);
+      PRAGMA user_version = 1;`);
+    const now = Date.now();
+    const row = v1.prepare(
+      `INSERT INTO messages (id, to_user, payload, created_at, status, attempts, next_attempt_at,
+         delivered_at, acked_at, failed_at, fail_reason, idempotency_key, expires_at, purge_at)
+       VALUES (?, 'u', '{"n":1}', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+    );
+    const exp = now + HOUR;
+    row.run('01PENDING', now - 4, 'pending', 0, now + 5000, null, null, null, null, 'k', exp, exp);
+    row.run(
+      '01DELIVERED',
+      now - 3,
+      'delivered',
+      1,
+      now + 9000,
+      now,
+      null,
+      null,
+      null,
+      null,
+      exp,
+      exp,
+    );
+    row.run('01ACKED', now - 2, 'acked', 1, null, now, now, null, null, null, exp, now + 1000);
+    row.run('01FAILED', now - 1, 'failed', 3, null, now, null, now, 'gone', null, exp, exp);
+    v1.exec(`UPDATE status_counts SET n = 1`);
+    v1.close();
+
+    const store = openStore();
+    const counts = { pending: 1, delivered: 1, acked: 1, failed: 1 };
+    expect(await store.countByStatus()).toEqual(counts);
+    expect(await store.get('01FAILED')).toMatchObject({ status: 'failed', failReason: 'gone' });
+    expect((await store.listUnacked('u', 10)).map((m) => m.id)).toEqual([
+      '01PENDING',
+      '01DELIVERED',
+    ]);
+    expect((await store.insert([message('u', { idempotencyKey: 'k' })])).ids).toEqual([
+      '01PENDING',
+    ]);
+    await store.markDelivered(['01PENDING'], new Date(), { baseMs: 1000, maxMs: 5000 });
+    expect(await store.countByStatus()).toEqual({ ...counts, pending: 0, delivered: 2 });
+    expect(
+      await store.markAcked([{ userId: 'u', ids: ['01DELIVERED', '01FAILED'] }], new Date()),
+    ).toBe(2);
+    expect(await store.countByStatus()).toEqual({ pending: 0, delivered: 1, acked: 3, failed: 0 });
+    expect((await store.listUnacked('u', 10)).map((m) => m.id)).toEqual(['01PENDING']);
+    expect(await store.purge(new Date(now + 2 * HOUR))).toBe(4);
+    expect(await store.countByStatus()).toEqual({ pending: 0, delivered: 0, acked: 0, failed: 0 });
+
+    const db = new Database(path, { readonly: true });
+    try {
+      expect(db.pragma('user_version', { simple: true })).toBe(2);
+      const indexes = db
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL")
+        .pluck()
+        .all();
+      expect(indexes).toContain('messages_open');
+      expect(indexes).not.toContain('messages_unacked');
+    } finally {
+      db.close();
+    }
   });
 
   it('the file is in WAL mode and keeps messages, states and counts across a reopen', async () => {
