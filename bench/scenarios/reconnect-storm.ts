@@ -10,7 +10,7 @@ import { clusterProcs, log, now, onCleanup, signOptions, sleep } from '../lib/ha
 import { Worker } from '../lib/ipc.js';
 import { cpuRow, metric, metricSum, pushConnections } from '../lib/probes.js';
 import type { CpuRow } from '../lib/report.js';
-import { cpuWindow, machineWindow, summarize } from '../stats.js';
+import { cpuWindow, machineWindow, round, summarize } from '../stats.js';
 import type { StormConnectArgs, StormStatus } from '../workers/reconnecting-clients.js';
 
 export interface StormParams {
@@ -41,9 +41,15 @@ export interface StormResult {
   postedMs: number;
   /** the kill → the killed node no longer passing in Consul */
   evictedMs: number;
-  /** token checks auth answered and replays collect served, from the kill to the end */
+  /** token checks auth answered and replay requests collect served (single pages, and first
+   *  pages of many users), from the kill to the end */
   authVerifies: number;
   collectReplays: number;
+  /** p50 and p99 of the successful /v1/connect call and handshake of each user (ms) */
+  askP50Ms: number;
+  askP99Ms: number;
+  handshakeP50Ms: number;
+  handshakeP99Ms: number;
   connectCalls: number;
   failedAttempts: number;
   gaveUp: number;
@@ -151,7 +157,8 @@ export async function reconnectStorm(cluster: TestCluster, P: StormParams): Prom
       replays: await metricSum(
         cluster.collect.url,
         'push_http_requests_total',
-        'route="/internal/unacked"',
+        // Both replay routes: a page for one user, and first pages for many.
+        'route="/internal/unacked',
       ),
     });
     const servedBefore = await served();
@@ -229,6 +236,7 @@ export async function reconnectStorm(cluster: TestCluster, P: StormParams): Prom
       evictedMs: Math.round(await evicted),
       authVerifies: servedAfter.verifies - servedBefore.verifies,
       collectReplays: servedAfter.replays - servedBefore.replays,
+      ...timings(statuses),
       connectCalls: sum((s) => s.connectCalls),
       failedAttempts: sum((s) => s.failedAttempts),
       gaveUp: sum((s) => s.gaveUp),
@@ -246,7 +254,7 @@ export async function reconnectStorm(cluster: TestCluster, P: StormParams): Prom
       `storm: every user reconnected after ${result.allReconnectedMs} ms (p50 ${result.reconnectedP50Ms}, p99 ${result.reconnectedP99Ms}; ${result.reconnected}/${users.length}), ` +
         `every user had the message after ${result.allReceivedMs} ms (p50 ${result.receivedP50Ms}, p99 ${result.receivedP99Ms}; ${result.received}/${users.length}); ` +
         `posts answered 202 after ${result.postedMs} ms, node evicted from Consul after ${result.evictedMs} ms; ` +
-        `auth answered ${result.authVerifies} token checks, collect ${result.collectReplays} replay pages; ${result.connectCalls} /v1/connect calls, ${result.failedAttempts} failed attempts, ${result.gaveUp} gave up; failures by cause: ${JSON.stringify(result.errors)}`,
+        `auth answered ${result.authVerifies} token checks, collect ${result.collectReplays} replay requests; ${result.connectCalls} /v1/connect calls (p50 ${result.askP50Ms} ms, p99 ${result.askP99Ms} ms; handshakes p50 ${result.handshakeP50Ms} ms, p99 ${result.handshakeP99Ms} ms), ${result.failedAttempts} failed attempts, ${result.gaveUp} gave up; failures by cause: ${JSON.stringify(result.errors)}`,
     );
     log(
       `storm: CPU from the kill to the last delivery (% of a core): ${usage.map((r) => `${r.name} ${r.cpuPercent}`).join(', ')}; other processes of the box ${backgroundPct}`,
@@ -257,4 +265,24 @@ export async function reconnectStorm(cluster: TestCluster, P: StormParams): Prom
     unregister();
     await Promise.all(workers.map((w) => w.stop()));
   }
+}
+
+/** Percentiles of the successful /v1/connect calls and handshakes over every worker. */
+function timings(
+  statuses: StormStatus[],
+): Pick<StormResult, 'askP50Ms' | 'askP99Ms' | 'handshakeP50Ms' | 'handshakeP99Ms'> {
+  const of = (pick: (s: StormStatus) => Float64Array) => {
+    const all = statuses.flatMap((s) => [...pick(s)].filter((x) => !Number.isNaN(x)));
+    all.sort((a, b) => a - b);
+    const at = (q: number) => round(all[Math.floor(q * (all.length - 1))] ?? NaN);
+    return { p50: at(0.5), p99: at(0.99) };
+  };
+  const ask = of((s) => s.askMs);
+  const handshake = of((s) => s.handshakeMs);
+  return {
+    askP50Ms: ask.p50,
+    askP99Ms: ask.p99,
+    handshakeP50Ms: handshake.p50,
+    handshakeP99Ms: handshake.p99,
+  };
 }
