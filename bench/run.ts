@@ -42,6 +42,8 @@ const { values: flags } = parseArgs({
     profile: { type: 'boolean', default: false },
     /** profile the services while clients connect (bench/results/profile-connect.md) */
     'profile-connect': { type: 'boolean', default: false },
+    /** profile the services through a reconnect storm (bench/results/profile-storm.md) */
+    'profile-storm': { type: 'boolean', default: false },
     /** only these (comma-separated): systems rawWs, socketio, cluster, or the scenarios
      *  capacity (on a cluster of its own) and storm; prints JSON, writes no results file */
     only: { type: 'string' },
@@ -556,6 +558,33 @@ async function profileConnect(): Promise<void> {
   }
 }
 
+/** Where a reconnect storm's CPU goes: the storm scenario with every surviving service under
+ *  the profiler from the kill until every user had the message. */
+async function profileStorm(): Promise<void> {
+  const dir = `/tmp/push-cluster-prof-${process.pid}`;
+  const cluster = await startBenchCluster(
+    { NODE_OPTIONS: `--import ${BENCH_DIR}profile-hook.mjs`, BENCH_PROF_DIR: dir },
+    3,
+  );
+  try {
+    const signal = (procs: { child: { kill(s: NodeJS.Signals): void } }[]): void => {
+      for (const p of procs) p.child.kill('SIGUSR2');
+    };
+    const storm = await reconnectStorm(cluster, P, { atKill: signal, atEnd: signal });
+    await sleep(1000);
+    const summaries = await summarizeDir(dir, 12);
+    const md =
+      `# CPU profile of push-cluster through a reconnect storm\n\n` +
+      `${storm.users} users of a SIGKILLed push node (tokens ${P.jwt}) reconnected to ${storm.pushNodes - 1} others in ${round(storm.allReconnectedMs)} ms and all had the message after ${round(storm.allReceivedMs)} ms, profiled from the kill (sampling every 0.5 ms). Self time per function; "% of busy" excludes idle time.\n\n` +
+      profileMarkdown(summaries);
+    await mkdir(`${BENCH_DIR}results`, { recursive: true });
+    await writeFile(`${BENCH_DIR}results/profile-storm.md`, await pretty(md, 'profile-storm.md'));
+    process.stdout.write(md);
+  } finally {
+    await cluster.stop();
+  }
+}
+
 // ---- report ----------------------------------------------------------------------------------
 
 async function pretty(text: string, file: string): Promise<string> {
@@ -566,6 +595,7 @@ async function pretty(text: string, file: string): Promise<string> {
 async function main(): Promise<void> {
   if (flags.profile) return profile();
   if (flags['profile-connect']) return profileConnect();
+  if (flags['profile-storm']) return profileStorm();
   if (ONLY) {
     const partial: Record<string, unknown> = {};
     if (ONLY.includes('rawWs')) partial.rawWs = await benchRawWs();

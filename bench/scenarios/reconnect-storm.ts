@@ -106,7 +106,17 @@ function after(from: number, parts: Float64Array[]): number[] {
   return out;
 }
 
-export async function reconnectStorm(cluster: TestCluster, P: StormParams): Promise<StormResult> {
+/** Called at the kill and once every user had the message (bench `--profile-storm`). */
+export interface StormWatch {
+  atKill(survivors: ServiceProc[]): void;
+  atEnd(survivors: ServiceProc[]): void;
+}
+
+export async function reconnectStorm(
+  cluster: TestCluster,
+  P: StormParams,
+  watch?: StormWatch,
+): Promise<StormResult> {
   if (cluster.push.length < 2) throw new Error('the storm needs at least two push nodes');
   const victim = cluster.push[0] as ServiceProc;
   const survivors = cluster.push.slice(1);
@@ -168,6 +178,8 @@ export async function reconnectStorm(cluster: TestCluster, P: StormParams): Prom
       ...workers.map((w, i) => ({ name: `harness: storm clients ${i + 1}`, pid: w.pid })),
     ]);
     const box = await machineWindow();
+    const living = cluster.all().filter((p) => p !== victim);
+    watch?.atKill(living);
     const killedAt = now();
     victim.child.kill('SIGKILL');
     const posted = postToAll(cluster, users).then(() => now() - killedAt);
@@ -205,6 +217,7 @@ export async function reconnectStorm(cluster: TestCluster, P: StormParams): Prom
         break;
       await sleep(100);
     }
+    watch?.atEnd(living);
     const usage = (await cpu.end()).map(cpuRow);
     const servedAfter = await served();
     const { backgroundPct } = await box.end();
