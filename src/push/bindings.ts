@@ -21,28 +21,35 @@ export interface BindingsOptions {
 export class Bindings {
   private timer: NodeJS.Timeout | undefined;
   private rebound: (userIds: string[]) => void = () => undefined;
-  /** Users to bind with the next write, and the promise of that write. */
+  /** Users to bind with the next write, the promise of that write, and the write out. */
   private toBind = new Set<string>();
   private nextBind: Promise<void> | undefined;
+  private writing: Promise<void> | undefined;
 
   constructor(private readonly o: BindingsOptions) {}
 
   /**
-   * Binds a user on their first socket here. The users who connect in one event-loop turn
-   * are bound by one write: under a connect burst, a write to Redis per socket cost the node
-   * more than the WebSocket handshake (bench `--profile-connect`).
+   * Binds a user on their first socket here. Users are bound many per write: those who
+   * connect in one event-loop turn, or, while a write is out, all who connect meanwhile.
+   * Under a connect burst, a write to Redis per socket cost the node more than the
+   * WebSocket handshake (bench `--profile-connect`).
    */
   bind(userId: string): Promise<void> {
     this.toBind.add(userId);
-    this.nextBind ??= new Promise<void>((resolve) =>
-      setImmediate(() => {
-        const users = [...this.toBind];
-        this.toBind = new Set();
-        this.nextBind = undefined;
-        resolve(this.bindNow(users));
-      }),
-    );
+    this.nextBind ??= this.turnAndWriteDone().then(() => {
+      const users = [...this.toBind];
+      this.toBind = new Set();
+      this.nextBind = undefined;
+      this.writing = this.bindNow(users).finally(() => (this.writing = undefined));
+      return this.writing;
+    });
     return this.nextBind;
+  }
+
+  /** Resolves after this event-loop turn, once no bind write is out. */
+  private async turnAndWriteDone(): Promise<void> {
+    await new Promise((resolve) => setImmediate(resolve));
+    while (this.writing) await this.writing;
   }
 
   private async bindNow(users: string[]): Promise<void> {

@@ -6,10 +6,18 @@ afterEach(() => vi.useRealTimers());
 
 /** Bindings of node-1 over routes that record each write, failing while `down`. */
 function setup(users: string[] = []) {
-  const state = { down: false, writes: [] as string[], lapsed: [] as string[] };
+  const state = {
+    down: false,
+    writes: [] as string[],
+    lapsed: [] as string[],
+    /** While set, each write waits until released through it. */
+    held: undefined as (() => void)[] | undefined,
+  };
   const write = async (what: string) => {
     if (state.down) throw new Error('redis is down');
     state.writes.push(what);
+    const held = state.held;
+    if (held) await new Promise<void>((r) => held.push(r));
   };
   const bindings = new Bindings({
     routes: {
@@ -41,6 +49,24 @@ describe('Bindings (this node in the routes)', () => {
     await Promise.all(['alice', 'bob', 'carol'].map((u) => bindings.bind(u)));
     await bindings.bind('dave');
     expect(state.writes).toEqual(['addAll node-1 alice,bob,carol', 'addAll node-1 dave']);
+  });
+
+  it('binds the users who connect while a write is out with the next write', async () => {
+    const { state, bindings } = setup();
+    state.held = [];
+    const first = bindings.bind('alice');
+    await new Promise((r) => setImmediate(r));
+    // alice's write is out: bob and carol, in turns of their own, wait for it.
+    const bob = bindings.bind('bob');
+    await new Promise((r) => setImmediate(r));
+    const carol = bindings.bind('carol');
+    await new Promise((r) => setImmediate(r));
+    expect(state.writes).toEqual(['addAll node-1 alice']);
+    state.held.shift()?.();
+    await vi.waitFor(() => expect(state.held).toHaveLength(1));
+    state.held.shift()?.();
+    await Promise.all([first, bob, carol]);
+    expect(state.writes).toEqual(['addAll node-1 alice', 'addAll node-1 bob,carol']);
   });
 
   it('does not bind a user whose socket closed before the bind was written', async () => {

@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { PeerUnavailable } from '../../src/core/peers.js';
 import { MAX_USERS_PER_FIRST_PAGES, unackedFirstPagesHop } from '../../src/protocol/hops.js';
 import { FirstPages } from '../../src/push/first-pages.js';
@@ -58,5 +58,31 @@ describe('FirstPages (the first replay page of each connect)', () => {
     expect(failed.map((r) => r.status)).toEqual(['rejected', 'rejected']);
     up = true;
     expect(await pages.ask('a')).toEqual([]);
+  });
+});
+
+describe('FirstPages under a burst', () => {
+  it('gathers the connects that come while two requests are out into the next one', async () => {
+    const answers: (() => void)[] = [];
+    const collect = new FakePeers(async (_path, body) => {
+      await new Promise<void>((r) => answers.push(r));
+      return { pages: (body as FirstPagesRequest).userIds.map(() => []) };
+    });
+    const pages = new FirstPages({ collect, limit: 500 });
+    const nextTurn = () => new Promise((r) => setImmediate(r));
+    const asked: Promise<unknown>[] = [];
+    // Each connect in a turn of its own: a and b go out alone, c, d and e wait.
+    for (const u of ['a', 'b', 'c', 'd', 'e']) {
+      asked.push(pages.ask(u));
+      await nextTurn();
+    }
+    expect(collect.calls).toHaveLength(2);
+    answers.shift()?.();
+    await vi.waitFor(() => expect(collect.calls).toHaveLength(3));
+    const sent = collect.callsTo(unackedFirstPagesHop.path) as FirstPagesRequest[];
+    expect(sent.map((b) => b.userIds)).toEqual([['a'], ['b'], ['c', 'd', 'e']]);
+    await vi.waitFor(() => expect(answers).toHaveLength(2));
+    for (const answer of answers.splice(0)) answer();
+    expect(await Promise.all(asked)).toEqual([[], [], [], [], []]);
   });
 });
