@@ -290,6 +290,9 @@ export async function startBenchCluster(
 export function watchHealth(cluster: TestCluster): { stop(): string[] } {
   const seen: string[] = [];
   const last = new Map<string, string>();
+  /** Instances seen passing once: a new instance's checks start critical until they first
+   *  pass, which is its start, not a flap. */
+  const started = new Set<string>();
   let stopped = false;
   void (async () => {
     while (!stopped) {
@@ -305,12 +308,13 @@ export function watchHealth(cluster: TestCluster): { stop(): string[] } {
         for (const c of checks) {
           if (!c.ServiceID) continue;
           const prev = last.get(c.ServiceID);
-          if (prev !== undefined && prev !== c.Status) {
+          if (prev !== undefined && prev !== c.Status && started.has(c.ServiceID)) {
             const line = `${((performance.now() - t0) / 1000).toFixed(1)}s ${c.ServiceID}: ${prev} → ${c.Status}${c.Status === 'passing' ? '' : ` (${c.Output.trim().slice(0, 200)})`}`;
             seen.push(line);
             log(`health: ${line}`);
           }
           last.set(c.ServiceID, c.Status);
+          if (c.Status === 'passing') started.add(c.ServiceID);
         }
       } catch {
         // Consul busy: next round
