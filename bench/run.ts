@@ -538,14 +538,14 @@ async function profileConnect(): Promise<void> {
     for (const s of services) s.child.kill('SIGUSR2'); // start profiling
     const conn = await pool.connect('cluster', specs, { concurrency: 64, sign: true });
     for (const s of services) s.child.kill('SIGUSR2'); // stop and write
-    log(`profile-connect: ${conn.opened} connected at ${conn.perSecond}/s under the profiler`);
+    log(`profile-connect: ${conn.opened} connected at ${Math.round(conn.perSecond)}/s under the profiler`);
     await sleep(1000);
     await pool.close();
     await pool.stop();
     const summaries = await summarizeDir(dir, 12);
     const md =
       `# CPU profile of push-cluster while clients connect\n\n` +
-      `${conn.opened} clients (tokens ${P.jwt}) connected to ${cluster.push.length} push nodes at ${conn.perSecond}/s while profiled (sampling every 0.5 ms). Self time per function; "% of busy" excludes idle time.\n\n` +
+      `${conn.opened} clients (tokens ${P.jwt}) connected to ${cluster.push.length} push nodes at ${Math.round(conn.perSecond)}/s while profiled (sampling every 0.5 ms). Self time per function; "% of busy" excludes idle time.\n\n` +
       profileMarkdown(summaries);
     await mkdir(`${BENCH_DIR}results`, { recursive: true });
     await writeFile(
