@@ -538,7 +538,9 @@ async function profileConnect(): Promise<void> {
     for (const s of services) s.child.kill('SIGUSR2'); // start profiling
     const conn = await pool.connect('cluster', specs, { concurrency: 64, sign: true });
     for (const s of services) s.child.kill('SIGUSR2'); // stop and write
-    log(`profile-connect: ${conn.opened} connected at ${Math.round(conn.perSecond)}/s under the profiler`);
+    log(
+      `profile-connect: ${conn.opened} connected at ${Math.round(conn.perSecond)}/s under the profiler`,
+    );
     await sleep(1000);
     await pool.close();
     await pool.stop();
