@@ -86,7 +86,8 @@ export const MAX_WAITING_VERIFIES = 512;
 /** How often a push node fetches auth's token key again (auth may rotate it): tokens
  *  signed with a key auth has replaced are accepted this long at most after the change. */
 export const TOKEN_KEY_REFRESH_MS = 60_000;
-/** How soon a push node tries again to fetch a token key it could not get. */
+/** How soon a push node tries again to fetch a token key it could not get; the wait
+ *  doubles with each failure in a row, up to TOKEN_KEY_REFRESH_MS. */
 export const TOKEN_KEY_RETRY_MS = 1000;
 
 // ---- dispatch ----------------------------------------------------------------------

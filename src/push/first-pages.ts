@@ -1,4 +1,4 @@
-import type { Peers } from '../core/peers.js';
+import { PeerError, type Peers } from '../core/peers.js';
 import {
   MAX_USERS_PER_FIRST_PAGES,
   unackedFirstPagesHop,
@@ -62,7 +62,12 @@ export class FirstPages {
       });
       batch.forEach((w, i) => w.resolve(pages[i] ?? null));
     } catch (err) {
-      for (const w of batch) w.reject(err);
+      // A collect of an older build has no first-pages hop: each is asked for alone.
+      const unknownHop = err instanceof PeerError && err.status === 404;
+      for (const w of batch) {
+        if (unknownHop) w.resolve(null);
+        else w.reject(err);
+      }
     } finally {
       this.inFlight--;
       this.flush();

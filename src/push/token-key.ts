@@ -1,7 +1,7 @@
 import { createPublicKey } from 'node:crypto';
 import { InvalidToken, TokenVerifier, type TokenClaims } from '../auth/token-verifier.js';
 import type { Logger } from '../core/logger.js';
-import type { Peers } from '../core/peers.js';
+import { PeerError, type Peers } from '../core/peers.js';
 import { tokenKeyHop, type TokenKey as PublishedKey } from '../protocol/hops.js';
 
 export interface TokenKeyOptions {
@@ -10,7 +10,8 @@ export interface TokenKeyOptions {
   log: Logger;
   /** How often the key is fetched again once held (auth may have rotated it). */
   refreshMs: number;
-  /** How soon a fetch that failed, or found no public key, is tried again. */
+  /** How soon a fetch that failed is tried again; the wait doubles with each failure in a
+   *  row, up to refreshMs. */
   retryMs: number;
 }
 
@@ -43,6 +44,7 @@ export class TokenKey {
   private fetching: Promise<void> | undefined;
   private stopped = false;
   private staleAt = 0;
+  private failures = 0;
 
   constructor(private readonly o: TokenKeyOptions) {}
 
@@ -91,19 +93,26 @@ export class TokenKey {
   }
 
   private async fetch(): Promise<void> {
-    let next = this.o.retryMs;
+    let next = this.o.refreshMs;
     try {
       const published = await this.o.auth.call(tokenKeyHop, {});
       this.verifier = verifierOf(published);
-      next = this.o.refreshMs;
+      this.failures = 0;
     } catch (err) {
-      // The key held stays in use: a key auth once published stays valid until auth rotates
-      // it, and then tokens it cannot judge go to auth.
-      this.o.log.warn(
-        { err: (err as Error).message, retryInMs: next },
-        'could not fetch the token key from auth: tokens go to auth meanwhile',
-      );
-      if (this.verifier) next = this.o.refreshMs;
+      if (err instanceof PeerError && err.status === 404) {
+        // An auth of an older build publishes no key: tokens go to auth, as with HS256.
+        this.verifier = undefined;
+        this.failures = 0;
+      } else {
+        this.failures++;
+        next = Math.min(this.o.refreshMs, this.o.retryMs * 2 ** (this.failures - 1));
+        // The key held stays in use: a key auth once published stays valid until auth
+        // rotates it, and then tokens it cannot judge go to auth.
+        this.o.log.warn(
+          { err: (err as Error).message, failures: this.failures, retryInMs: next },
+          'could not fetch the token key from auth: tokens the node cannot judge go to auth',
+        );
+      }
     }
     if (this.stopped) return;
     if (this.timer) clearTimeout(this.timer);

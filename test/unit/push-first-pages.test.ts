@@ -1,5 +1,5 @@
 import { describe, expect, it, vi } from 'vitest';
-import { PeerUnavailable } from '../../src/core/peers.js';
+import { PeerError, PeerUnavailable } from '../../src/core/peers.js';
 import { MAX_USERS_PER_FIRST_PAGES, unackedFirstPagesHop } from '../../src/protocol/hops.js';
 import { FirstPages } from '../../src/push/first-pages.js';
 import { envelope, FakePeers } from './push-fakes.js';
@@ -58,6 +58,16 @@ describe('FirstPages (the first replay page of each connect)', () => {
     expect(failed.map((r) => r.status)).toEqual(['rejected', 'rejected']);
     up = true;
     expect(await pages.ask('a')).toEqual([]);
+  });
+});
+
+describe('FirstPages against a collect of an older build', () => {
+  it('answers null for each user when collect knows no first-pages hop (404), so each is asked alone', async () => {
+    const collect = new FakePeers(() => {
+      throw new PeerError(404, 'not_found');
+    });
+    const pages = new FirstPages({ collect, limit: 500 });
+    expect(await Promise.all([pages.ask('a'), pages.ask('b')])).toEqual([null, null]);
   });
 });
 

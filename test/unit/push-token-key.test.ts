@@ -1,12 +1,14 @@
 import { generateKeyPairSync, type KeyObject } from 'node:crypto';
 import jwt from 'jsonwebtoken';
-import { describe, expect, it } from 'vitest';
-import { PeerUnavailable } from '../../src/core/peers.js';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { PeerError, PeerUnavailable } from '../../src/core/peers.js';
 import { tokenKeyHop, verifyHop, type TokenKey as Published } from '../../src/protocol/hops.js';
 import { Authenticator } from '../../src/push/authenticator.js';
 import { TokenKey } from '../../src/push/token-key.js';
 import { testLog } from '../support/silent-log.js';
 import { FakePeers } from './push-fakes.js';
+
+afterEach(() => vi.useRealTimers());
 
 const ISSUER = 'push-cluster';
 const AUDIENCE = 'push-cluster';
@@ -186,6 +188,48 @@ describe('TokenKey: push nodes check tokens with the key auth publishes', () => 
     reachable = true;
     await until('the key', () => tokenKey.held);
     expect(tokenKey.verify(sign(k.privateKey, 'bob'))).toMatchObject({ kind: 'valid' });
+    tokenKey.stop();
+  });
+
+  it('waits twice as long after each failed fetch, up to the refresh interval', async () => {
+    vi.useFakeTimers();
+    const auth = new FakePeers(() => {
+      throw new PeerUnavailable('no auth instance is passing');
+    });
+    const tokenKey = new TokenKey({ auth, log: testLog('token-key'), refreshMs: 400, retryMs: 50 });
+    tokenKey.start();
+    // Fetches at 0, 50, 150 (+100), 350 (+200), 750 (+400), 1150 (+400).
+    const fetchesBy = async (ms: number) => {
+      await vi.advanceTimersByTimeAsync(ms);
+      return auth.calls.length;
+    };
+    expect(await fetchesBy(1)).toBe(1);
+    expect(await fetchesBy(50)).toBe(2);
+    expect(await fetchesBy(100)).toBe(3);
+    expect(await fetchesBy(200)).toBe(4);
+    expect(await fetchesBy(400)).toBe(5);
+    expect(await fetchesBy(400)).toBe(6);
+    tokenKey.stop();
+  });
+
+  it('takes an auth that knows no token-key hop (404) for one that publishes no key', async () => {
+    const auth = new FakePeers((path) => {
+      if (path === tokenKeyHop.path) throw new PeerError(404, 'not_found');
+      return { userId: 'alice', expiresAt: new Date(Date.now() + 60_000).toISOString() };
+    });
+    const tokenKey = new TokenKey({
+      auth,
+      log: testLog('token-key'),
+      refreshMs: 60_000,
+      retryMs: 10,
+    });
+    const authenticator = new Authenticator({ auth, cacheMs: 0, local: tokenKey });
+    tokenKey.start();
+    await until('the first fetch', () => auth.callsTo(tokenKeyHop.path).length === 1);
+    expect(await authenticator.verify('t')).toMatchObject({ ok: true, userId: 'alice' });
+    await new Promise((r) => setTimeout(r, 50));
+    // Not asked again every retry interval: the next fetch is a refresh away.
+    expect(auth.callsTo(tokenKeyHop.path)).toHaveLength(1);
     tokenKey.stop();
   });
 
