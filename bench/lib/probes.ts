@@ -65,6 +65,22 @@ export async function metricSum(url: string, name: string, labels: string): Prom
   }
 }
 
+/** HTTP requests a service answered, by route (push_http_requests_total summed over status). */
+export async function requestsByRoute(url: string): Promise<Record<string, number>> {
+  const byRoute: Record<string, number> = {};
+  try {
+    const res = await fetch(`${url}/metrics`, { signal: AbortSignal.timeout(3000) });
+    for (const line of (await res.text()).split('\n')) {
+      if (!line.startsWith('push_http_requests_total{')) continue;
+      const route = /route="([^"]*)"/.exec(line)?.[1] ?? '?';
+      byRoute[route] = (byRoute[route] ?? 0) + Number(line.slice(line.lastIndexOf(' ') + 1));
+    }
+  } catch {
+    // unreachable: nothing counted
+  }
+  return byRoute;
+}
+
 export async function waitPushEmpty(cluster: TestCluster, port: number): Promise<void> {
   const deadline = Date.now() + 20_000;
   while (Date.now() < deadline) {

@@ -8,7 +8,7 @@
 import { KEYS, type ServiceProc, type TestCluster } from '../../test/support/cluster.js';
 import { clusterProcs, log, now, onCleanup, signOptions, sleep } from '../lib/harness.js';
 import { Worker } from '../lib/ipc.js';
-import { cpuRow, metric, metricSum, pushConnections } from '../lib/probes.js';
+import { cpuRow, metric, metricSum, pushConnections, requestsByRoute } from '../lib/probes.js';
 import type { CpuRow } from '../lib/report.js';
 import { cpuWindow, machineWindow, round, summarize } from '../stats.js';
 import type { StormConnectArgs, StormStatus } from '../workers/reconnecting-clients.js';
@@ -45,6 +45,9 @@ export interface StormResult {
    *  pages of many users), from the kill to the end */
   authVerifies: number;
   collectReplays: number;
+  /** requests collect and dispatch answered from the kill to the end, by route */
+  collectServed: Record<string, number>;
+  dispatchServed: Record<string, number>;
   /** p50 and p99 of the successful /v1/connect call and handshake of each user (ms) */
   askP50Ms: number;
   askP99Ms: number;
@@ -172,6 +175,8 @@ export async function reconnectStorm(
       ),
     });
     const servedBefore = await served();
+    const collectBefore = await requestsByRoute(cluster.collect.url);
+    const dispatchBefore = await requestsByRoute(cluster.dispatch.url);
     const procs = clusterProcs(cluster).filter((p) => p.pid !== victim.child.pid);
     const cpu = await cpuWindow([
       ...procs,
@@ -220,6 +225,8 @@ export async function reconnectStorm(
     watch?.atEnd(living);
     const usage = (await cpu.end()).map(cpuRow);
     const servedAfter = await served();
+    const collectServed = difference(await requestsByRoute(cluster.collect.url), collectBefore);
+    const dispatchServed = difference(await requestsByRoute(cluster.dispatch.url), dispatchBefore);
     const { backgroundPct } = await box.end();
     const reopen = summarize(
       after(
@@ -249,6 +256,8 @@ export async function reconnectStorm(
       evictedMs: Math.round(await evicted),
       authVerifies: servedAfter.verifies - servedBefore.verifies,
       collectReplays: servedAfter.replays - servedBefore.replays,
+      collectServed,
+      dispatchServed,
       ...timings(statuses),
       connectCalls: sum((s) => s.connectCalls),
       failedAttempts: sum((s) => s.failedAttempts),
@@ -268,6 +277,9 @@ export async function reconnectStorm(
         `every user had the message after ${result.allReceivedMs} ms (p50 ${result.receivedP50Ms}, p99 ${result.receivedP99Ms}; ${result.received}/${users.length}); ` +
         `posts answered 202 after ${result.postedMs} ms, node evicted from Consul after ${result.evictedMs} ms; ` +
         `auth answered ${result.authVerifies} token checks, collect ${result.collectReplays} replay requests; ${result.connectCalls} /v1/connect calls (p50 ${result.askP50Ms} ms, p99 ${result.askP99Ms} ms; handshakes p50 ${result.handshakeP50Ms} ms, p99 ${result.handshakeP99Ms} ms), ${result.failedAttempts} failed attempts, ${result.gaveUp} gave up; failures by cause: ${JSON.stringify(result.errors)}`,
+    );
+    log(
+      `storm: requests served, collect ${JSON.stringify(collectServed)}; dispatch ${JSON.stringify(dispatchServed)}`,
     );
     log(
       `storm: CPU from the kill to the last delivery (% of a core): ${usage.map((r) => `${r.name} ${r.cpuPercent}`).join(', ')}; other processes of the box ${backgroundPct}`,
@@ -298,4 +310,15 @@ function timings(
     handshakeP50Ms: handshake.p50,
     handshakeP99Ms: handshake.p99,
   };
+}
+
+/** after − before, per key, leaving out keys that did not move. */
+function difference(
+  after: Record<string, number>,
+  before: Record<string, number>,
+): Record<string, number> {
+  const moved: Record<string, number> = {};
+  for (const [k, v] of Object.entries(after))
+    if (v !== (before[k] ?? 0)) moved[k] = v - (before[k] ?? 0);
+  return moved;
 }

@@ -23,6 +23,7 @@ import { Delivery } from './delivery.js';
 import { drain } from './drain.js';
 import { Hub } from './hub.js';
 import { KeepAlive } from './keep-alive.js';
+import { DeliveredBatcher } from './delivered-batcher.js';
 import { FirstPages } from './first-pages.js';
 import { Replay } from './replay.js';
 import { TokenKey } from './token-key.js';
@@ -92,6 +93,7 @@ export function createPushService(config: Config, log: Logger, consul: ConsulCli
   const replay = new Replay({
     collect,
     firstPages: new FirstPages({ collect, limit: REPLAY_PAGE }),
+    delivered: new DeliveredBatcher({ collect, log }),
     log,
     lowWaterBytes: config.WS_MAX_BUFFERED_BYTES / 4,
   });

@@ -6,8 +6,9 @@ import {
   REPLAY_POLL_MS,
   REPLAY_RETRY_MAX_MS,
 } from '../core/tuning.js';
-import { deliveredHop, unackedHop, type Envelope } from '../protocol/hops.js';
+import { unackedHop, type Envelope } from '../protocol/hops.js';
 import type { Connection } from './connection.js';
+import type { DeliveredBatcher } from './delivered-batcher.js';
 import type { FirstPages } from './first-pages.js';
 
 export interface ReplayOptions {
@@ -15,6 +16,8 @@ export interface ReplayOptions {
   collect: Pick<Peers, 'call'>;
   /** Asks each first page together with those of other connects. */
   firstPages: Pick<FirstPages, 'ask'>;
+  /** Passes the ids pushed to collect (`deliveredHop`), with those of other replays. */
+  delivered: Pick<DeliveredBatcher, 'add'>;
   log: Logger;
   /** The next page waits until the socket's send buffer is below this (flow control). */
   lowWaterBytes: number;
@@ -131,14 +134,7 @@ export class Replay {
         pushed.push(m.id);
       }
     }
-    if (pushed.length === 0) return;
-    this.o.collect.call(deliveredHop, { ids: pushed }).catch((err: unknown) => {
-      // They stay due: the redelivery sweeper pushes them again, which is safe.
-      this.o.log.warn(
-        { err: (err as Error).message },
-        'could not mark replayed messages delivered',
-      );
-    });
+    if (pushed.length > 0) this.o.delivered.add(pushed);
   }
 
   /** Waits until the socket has sent most of what it holds, or closed. */
