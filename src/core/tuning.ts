@@ -37,6 +37,13 @@ export const EVICTION_UNBIND_GRACE_MS = 5000;
 /** A Consul call (other than a blocking watch) that gets no answer fails after this long. */
 export const CONSUL_REQUEST_TIMEOUT_MS = 2000;
 
+/** How long a push node gathers the connects' Redis binds and first replay pages before it
+ *  sends them, one write for all (while one is out, the next waits for it anyway): a
+ *  connect waits this much longer for its bind and its replay. In the bench's capacity runs
+ *  (50,000 connects) it took the push nodes from 0.22 to 0.17–0.20 ms of CPU per connect,
+ *  collect from 0.14 to 0.10–0.11 and Redis from 0.061 to 0.039–0.049. */
+export const CONNECT_BATCH_MS = 3;
+
 /** Unacked messages per page of a replay (`unackedHop`): a replay pages until none is left. */
 export const REPLAY_PAGE = 500;
 

@@ -1,4 +1,5 @@
 import type { Logger } from '../core/logger.js';
+import { CONNECT_BATCH_MS } from '../core/tuning.js';
 import type { Routes } from '../core/routes.js';
 
 export interface BindingsOptions {
@@ -30,7 +31,7 @@ export class Bindings {
 
   /**
    * Binds a user on their first socket here. Users are bound many per write: those who
-   * connect in one event-loop turn, or, while a write is out, all who connect meanwhile.
+   * connect within CONNECT_BATCH_MS, or, while a write is out, all who connect meanwhile.
    * Under a connect burst, a write to Redis per socket cost the node more than the
    * WebSocket handshake (bench `--profile-connect`).
    */
@@ -46,9 +47,9 @@ export class Bindings {
     return this.nextBind;
   }
 
-  /** Resolves after this event-loop turn, once no bind write is out. */
+  /** Resolves after CONNECT_BATCH_MS, once no bind write is out. */
   private async turnAndWriteDone(): Promise<void> {
-    await new Promise((resolve) => setImmediate(resolve));
+    await new Promise((resolve) => setTimeout(resolve, CONNECT_BATCH_MS));
     while (this.writing) await this.writing;
   }
 

@@ -1,4 +1,5 @@
 import { PeerError, type Peers } from '../core/peers.js';
+import { CONNECT_BATCH_MS } from '../core/tuning.js';
 import {
   MAX_USERS_PER_FIRST_PAGES,
   unackedFirstPagesHop,
@@ -26,7 +27,7 @@ const IN_FLIGHT = 2;
  * The first replay page of every user who connects, asked of collect for many connects at
  * once (`unackedFirstPagesHop`): under a reconnect storm a request per socket cost collect
  * and the node more than the connect itself, and most pages are empty. A request takes the
- * connects of one event-loop turn, or, while IN_FLIGHT requests are out, all those that
+ * connects of CONNECT_BATCH_MS, or, while IN_FLIGHT requests are out, all those that
  * came meanwhile (a storm of 15,000 users made 1.25 users per request with the first rule
  * alone). A user the answer had no room for gets null, and is asked for alone.
  */
@@ -43,7 +44,7 @@ export class FirstPages {
       this.waiting.push({ userId, resolve, reject });
       if (this.scheduled) return;
       this.scheduled = true;
-      setImmediate(() => this.flush());
+      setTimeout(() => this.flush(), CONNECT_BATCH_MS);
     });
   }
 

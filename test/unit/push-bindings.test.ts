@@ -1,4 +1,5 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
+import { CONNECT_BATCH_MS } from '../../src/core/tuning.js';
 import { Bindings } from '../../src/push/bindings.js';
 import { testLog } from '../support/silent-log.js';
 
@@ -44,7 +45,7 @@ describe('Bindings (this node in the routes)', () => {
     expect(state.writes).toEqual(['addAll node-1 alice', 'remove node-1 alice']);
   });
 
-  it('binds the users who connect in one event-loop turn with one write', async () => {
+  it('binds the users who connect within CONNECT_BATCH_MS with one write', async () => {
     const { state, bindings } = setup();
     await Promise.all(['alice', 'bob', 'carol'].map((u) => bindings.bind(u)));
     await bindings.bind('dave');
@@ -55,12 +56,12 @@ describe('Bindings (this node in the routes)', () => {
     const { state, bindings } = setup();
     state.held = [];
     const first = bindings.bind('alice');
-    await new Promise((r) => setImmediate(r));
-    // alice's write is out: bob and carol, in turns of their own, wait for it.
+    await new Promise((r) => setTimeout(r, CONNECT_BATCH_MS + 2));
+    // alice's write is out: bob and carol, in windows of their own, wait for it.
     const bob = bindings.bind('bob');
-    await new Promise((r) => setImmediate(r));
+    await new Promise((r) => setTimeout(r, CONNECT_BATCH_MS + 2));
     const carol = bindings.bind('carol');
-    await new Promise((r) => setImmediate(r));
+    await new Promise((r) => setTimeout(r, CONNECT_BATCH_MS + 2));
     expect(state.writes).toEqual(['addAll node-1 alice']);
     state.held.shift()?.();
     await vi.waitFor(() => expect(state.held).toHaveLength(1));

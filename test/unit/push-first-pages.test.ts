@@ -1,6 +1,7 @@
 import { describe, expect, it, vi } from 'vitest';
 import { PeerError, PeerUnavailable } from '../../src/core/peers.js';
 import { MAX_USERS_PER_FIRST_PAGES, unackedFirstPagesHop } from '../../src/protocol/hops.js';
+import { CONNECT_BATCH_MS } from '../../src/core/tuning.js';
 import { FirstPages } from '../../src/push/first-pages.js';
 import { envelope, FakePeers } from './push-fakes.js';
 
@@ -10,7 +11,7 @@ interface FirstPagesRequest {
 }
 
 describe('FirstPages (the first replay page of each connect)', () => {
-  it('asks collect once for the connects of one event-loop turn, each getting its own page', async () => {
+  it('asks collect once for the connects within CONNECT_BATCH_MS, each getting its own page', async () => {
     const collect = new FakePeers((_path, body) => ({
       pages: (body as FirstPagesRequest).userIds.map((u) =>
         u === 'bob' ? [] : [envelope(`m-${u}`, u)],
@@ -79,12 +80,12 @@ describe('FirstPages under a burst', () => {
       return { pages: (body as FirstPagesRequest).userIds.map(() => []) };
     });
     const pages = new FirstPages({ collect, limit: 500 });
-    const nextTurn = () => new Promise((r) => setImmediate(r));
+    const nextWindow = () => new Promise((r) => setTimeout(r, CONNECT_BATCH_MS + 2));
     const asked: Promise<unknown>[] = [];
-    // Each connect in a turn of its own: a and b go out alone, c, d and e wait.
+    // Each connect in a window of its own: a and b go out alone, c, d and e wait.
     for (const u of ['a', 'b', 'c', 'd', 'e']) {
       asked.push(pages.ask(u));
-      await nextTurn();
+      await nextWindow();
     }
     expect(collect.calls).toHaveLength(2);
     answers.shift()?.();
