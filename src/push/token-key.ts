@@ -25,6 +25,9 @@ export type LocalVerdict =
    *  signature does not match the key held (auth may have a new one). */
   | { kind: 'ask-auth'; keyMismatch: boolean };
 
+/** Failed key fetches in a row logged at debug level only (1 + 2 s of retries). */
+const QUIET_FAILURES = 2;
+
 /** jsonwebtoken's messages for a token that the key held cannot judge. */
 const KEY_MISMATCH = new Set(['invalid signature', 'invalid algorithm']);
 
@@ -107,8 +110,10 @@ export class TokenKey {
         this.failures++;
         next = Math.min(this.o.refreshMs, this.o.retryMs * 2 ** (this.failures - 1));
         // The key held stays in use: a key auth once published stays valid until auth
-        // rotates it, and then tokens it cannot judge go to auth.
-        this.o.log.warn(
+        // rotates it, and then tokens it cannot judge go to auth. The first failures are
+        // those of a cluster starting (auth not passing yet): a warning only past them.
+        const level = this.failures > QUIET_FAILURES ? 'warn' : 'debug';
+        this.o.log[level](
           { err: (err as Error).message, failures: this.failures, retryInMs: next },
           'could not fetch the token key from auth: tokens the node cannot judge go to auth',
         );
