@@ -3,15 +3,23 @@ import type { Instance } from '../core/discovery.js';
 export interface ConnectBalancerOptions {
   /** How long the last passing nodes are still handed out once none passes. */
   lastKnownMs: number;
+  /** How long a URL handed out counts against its node: about the longest a client takes
+   *  from /v1/connect to an open socket (default 10 s, a client's handshake timeout). */
+  handedOutMs?: number;
   /** Epoch milliseconds; tests pass their own clock. */
   clock?: { now(): number };
 }
 
 /**
- * Picks the push node a new client should connect to: the passing node with the
- * fewest connections. Consul's `connections` meta lags by up to a sync interval, so
- * the URLs handed out since a node's last report count too: a burst of clients
- * spreads instead of piling onto the node that looked emptiest.
+ * Picks the push node a new client should connect to: the passing node with the fewest
+ * connections, counting the clients still on their way. Consul's `connections` meta lags
+ * by up to a sync interval, and under load a client takes seconds from /v1/connect to an
+ * open socket, so each node's load is its last report plus the URLs handed out that no
+ * report has shown yet: a report that grew by n takes the n oldest hand-outs as arrived,
+ * and a hand-out older than `handedOutMs` is taken as given up. A burst of clients then
+ * spreads instead of piling onto the node that looked emptiest. (Forgetting every hand-out
+ * at the next report split a storm of 15,000 users 3,653 / 11,344 over two nodes: the node
+ * that connected its clients more slowly reported fewer, and got every new one.)
  *
  * When no node passes, the last ones that did are handed out for `lastKnownMs` more: under
  * a reconnect storm every live node may miss a health check at once, and answering 503
@@ -20,13 +28,16 @@ export interface ConnectBalancerOptions {
  * client asks again; a node out of routing answers 503 itself.
  */
 export class ConnectBalancer {
-  private nodes: { url: string; reported: number; handedOut: number }[] = [];
+  /** Per node: its last report, and when each URL handed out since was handed out. */
+  private nodes: { url: string; reported: number; onTheirWay: HandOuts }[] = [];
   /** When the passing set became empty while nodes were known; undefined while some pass. */
   private noneSince: number | undefined;
   private readonly clock: { now(): number };
+  private readonly handedOutMs: number;
 
   constructor(private readonly o: ConnectBalancerOptions) {
     this.clock = o.clock ?? Date;
+    this.handedOutMs = o.handedOutMs ?? 10_000;
   }
 
   update(instances: readonly Instance[]): void {
@@ -41,21 +52,63 @@ export class ConnectBalancer {
       const url = i.meta.ws_url as string;
       const reported = Number(i.meta.connections) || 0;
       const before = previous.get(url);
-      // A fresh report already counts the clients handed out before it.
-      const handedOut = before && before.reported === reported ? before.handedOut : 0;
-      return { url, reported, handedOut };
+      const onTheirWay = before?.onTheirWay ?? new HandOuts();
+      // The connections the report gained are clients handed out before it that arrived.
+      onTheirWay.dropOldest(Math.max(0, reported - (before?.reported ?? reported)));
+      return { url, reported, onTheirWay };
     });
   }
 
   pick(): string | undefined {
     if (this.noneSince !== undefined && this.clock.now() - this.noneSince > this.o.lastKnownMs)
       return undefined;
+    const now = this.clock.now();
     let best: (typeof this.nodes)[number] | undefined;
+    let bestLoad = Infinity;
     for (const n of this.nodes) {
-      if (!best || n.reported + n.handedOut < best.reported + best.handedOut) best = n;
+      // The clients handed out longer ago are taken to have given up.
+      n.onTheirWay.dropBefore(now - this.handedOutMs);
+      const load = n.reported + n.onTheirWay.size;
+      if (load < bestLoad) {
+        best = n;
+        bestLoad = load;
+      }
     }
     if (!best) return undefined;
-    best.handedOut++;
+    best.onTheirWay.push(now);
     return best.url;
+  }
+}
+
+/** When each URL still counted against a node was handed out, oldest first: a queue whose
+ *  front is dropped in O(1) per entry, however long a storm makes it. */
+class HandOuts {
+  private at: number[] = [];
+  private head = 0;
+
+  get size(): number {
+    return this.at.length - this.head;
+  }
+
+  push(time: number): void {
+    this.at.push(time);
+  }
+
+  dropOldest(n: number): void {
+    this.head = Math.min(this.at.length, this.head + n);
+    this.compact();
+  }
+
+  dropBefore(time: number): void {
+    while (this.head < this.at.length && (this.at[this.head] as number) < time) this.head++;
+    this.compact();
+  }
+
+  /** Gives the dropped front back once it is most of the array. */
+  private compact(): void {
+    if (this.head > 1024 && this.head * 2 > this.at.length) {
+      this.at = this.at.slice(this.head);
+      this.head = 0;
+    }
   }
 }

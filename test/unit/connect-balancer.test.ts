@@ -29,11 +29,59 @@ describe('ConnectBalancer', () => {
     expect(picks.filter((u) => u?.includes('7102'))).toHaveLength(3);
   });
 
-  it('counts a fresh report instead of what it handed out before it', () => {
+  it('takes what a report gained as clients handed out before it that arrived', () => {
     const b = new ConnectBalancer({ lastKnownMs: 30_000 });
     b.update([node(1, 0), node(2, 0)]);
-    for (let i = 0; i < 4; i++) b.pick();
-    b.update([node(1, 2), node(2, 5)]);
+    for (let i = 0; i < 4; i++) b.pick(); // two each, on their way
+    b.update([node(1, 2), node(2, 5)]); // node 1's two arrived; node 2 had 3 of its own
+    // node 1: 2 reported + 0 on their way; node 2: 5 + 0.
+    expect(b.pick()).toBe('ws://127.0.0.1:7101/ws');
+  });
+
+  it('spreads a storm evenly although one node reports its arrivals later than the other', () => {
+    const b = new ConnectBalancer({ lastKnownMs: 30_000 });
+    const count = new Map<string, number>();
+    const pick = (n: number) => {
+      for (let i = 0; i < n; i++) {
+        const url = b.pick() as string;
+        count.set(url, (count.get(url) ?? 0) + 1);
+      }
+    };
+    b.update([node(1, 0), node(2, 0)]);
+    pick(1000);
+    // Node 1 has connected 400 of its 500, node 2 only 100: the rest are on their way.
+    b.update([node(1, 400), node(2, 100)]);
+    pick(1000);
+    b.update([node(1, 900), node(2, 500)]);
+    pick(1000);
+    expect(count.get('ws://127.0.0.1:7101/ws')).toBe(1500);
+    expect(count.get('ws://127.0.0.1:7102/ws')).toBe(1500);
+  });
+
+  it('keeps counting right through thousands of hand-outs arriving and expiring', () => {
+    const clock = { t: 0, now: () => clock.t };
+    const b = new ConnectBalancer({ lastKnownMs: 30_000, handedOutMs: 10_000, clock });
+    b.update([node(1, 0), node(2, 0)]);
+    for (let i = 0; i < 6000; i++) b.pick(); // 3,000 each
+    b.update([node(1, 2500), node(2, 0)]); // node 1's first 2,500 arrived
+    clock.t += 5000;
+    // node 1: 2,500 + 500 on their way; node 2: 0 + 3,000. Equal: they alternate.
+    const picks = Array.from({ length: 4 }, () => b.pick());
+    expect(new Set(picks).size).toBe(2);
+    clock.t += 5001; // the 6,000 first hand-outs expire; the 4 new ones still count
+    b.update([node(1, 2500), node(2, 1000)]);
+    // node 1: 2,500 + 2; node 2: 1,000 + 2.
+    expect(b.pick()).toBe('ws://127.0.0.1:7102/ws');
+  });
+
+  it('stops counting a client handed out handedOutMs ago: it has given up', () => {
+    const clock = { t: 0, now: () => clock.t };
+    const b = new ConnectBalancer({ lastKnownMs: 30_000, handedOutMs: 10_000, clock });
+    b.update([node(1, 0), node(2, 10)]);
+    for (let i = 0; i < 4; i++) expect(b.pick()).toBe('ws://127.0.0.1:7101/ws');
+    b.update([node(1, 0), node(2, 2)]); // none of node 1's four arrived
+    clock.t += 10_001;
+    // Forgotten: node 1 (0) is emptier than node 2 (2); counted, it would weigh 4.
     expect(b.pick()).toBe('ws://127.0.0.1:7101/ws');
   });
 
