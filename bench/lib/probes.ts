@@ -49,22 +49,6 @@ export async function metric(url: string, name: string): Promise<number> {
   }
 }
 
-/** The sum of a counter's series whose labels contain `labels` (e.g. `route="/v1/verify"`). */
-export async function metricSum(url: string, name: string, labels: string): Promise<number> {
-  try {
-    const res = await fetch(`${url}/metrics`, { signal: AbortSignal.timeout(3000) });
-    if (!res.ok) return NaN;
-    let sum = 0;
-    for (const line of (await res.text()).split('\n')) {
-      if (line.startsWith(`${name}{`) && line.includes(labels))
-        sum += Number(line.slice(line.lastIndexOf(' ') + 1));
-    }
-    return sum;
-  } catch {
-    return NaN;
-  }
-}
-
 /** HTTP requests a service answered, by route (push_http_requests_total summed over status). */
 export async function requestsByRoute(url: string): Promise<Record<string, number>> {
   const byRoute: Record<string, number> = {};

@@ -8,7 +8,7 @@
 import { KEYS, type ServiceProc, type TestCluster } from '../../test/support/cluster.js';
 import { clusterProcs, log, now, onCleanup, signOptions, sleep } from '../lib/harness.js';
 import { Worker } from '../lib/ipc.js';
-import { cpuRow, metric, metricSum, pushConnections, requestsByRoute } from '../lib/probes.js';
+import { cpuRow, metric, pushConnections, requestsByRoute } from '../lib/probes.js';
 import type { CpuRow } from '../lib/report.js';
 import { cpuWindow, machineWindow, round, summarize } from '../stats.js';
 import type { StormConnectArgs, StormStatus } from '../workers/reconnecting-clients.js';
@@ -165,16 +165,7 @@ export async function reconnectStorm(
     );
 
     await Promise.all(workers.map((w) => w.request('arm', { tag: TAG })));
-    const served = async (): Promise<{ verifies: number; replays: number }> => ({
-      verifies: await metricSum(cluster.auth.url, 'push_http_requests_total', 'route="/v1/verify"'),
-      replays: await metricSum(
-        cluster.collect.url,
-        'push_http_requests_total',
-        // Both replay routes: a page for one user, and first pages for many.
-        'route="/internal/unacked',
-      ),
-    });
-    const servedBefore = await served();
+    const authBefore = await requestsByRoute(cluster.auth.url);
     const collectBefore = await requestsByRoute(cluster.collect.url);
     const dispatchBefore = await requestsByRoute(cluster.dispatch.url);
     const procs = clusterProcs(cluster).filter((p) => p.pid !== victim.child.pid);
@@ -224,7 +215,7 @@ export async function reconnectStorm(
     }
     watch?.atEnd(living);
     const usage = (await cpu.end()).map(cpuRow);
-    const servedAfter = await served();
+    const authServed = difference(await requestsByRoute(cluster.auth.url), authBefore);
     const collectServed = difference(await requestsByRoute(cluster.collect.url), collectBefore);
     const dispatchServed = difference(await requestsByRoute(cluster.dispatch.url), dispatchBefore);
     const { backgroundPct } = await box.end();
@@ -254,8 +245,11 @@ export async function reconnectStorm(
       received: got.count,
       postedMs: Math.round(await posted),
       evictedMs: Math.round(await evicted),
-      authVerifies: servedAfter.verifies - servedBefore.verifies,
-      collectReplays: servedAfter.replays - servedBefore.replays,
+      authVerifies: authServed['/v1/verify'] ?? 0,
+      // Both replay routes: a page for one user, and first pages for many.
+      collectReplays:
+        (collectServed['/internal/unacked'] ?? 0) +
+        (collectServed['/internal/unacked-first-pages'] ?? 0),
       collectServed,
       dispatchServed,
       ...timings(statuses),

@@ -42,11 +42,7 @@ export class Routes {
   /** Binds a user to a node; true when the user had no live binding to it before. Every
    *  expiry is by Redis's clock, never the caller's. */
   async add(nodeId: string, userId: string): Promise<boolean> {
-    const [added] = await Promise.all([
-      this.perShard([routeKey(userId)], (p, key) => p.bindRoute(key, nodeId, this.ttlMs)),
-      this.index(nodeId, [userId]),
-    ]);
-    return added[0] === 1;
+    return (await this.addAll(nodeId, [userId])).length === 1;
   }
 
   async remove(nodeId: string, userId: string): Promise<void> {

@@ -37,7 +37,7 @@ export class Bindings {
    */
   bind(userId: string): Promise<void> {
     this.toBind.add(userId);
-    this.nextBind ??= this.turnAndWriteDone().then(() => {
+    this.nextBind ??= this.windowAndWriteDone().then(() => {
       const users = [...this.toBind];
       this.toBind = new Set();
       this.nextBind = undefined;
@@ -48,7 +48,7 @@ export class Bindings {
   }
 
   /** Resolves after CONNECT_BATCH_MS, once no bind write is out. */
-  private async turnAndWriteDone(): Promise<void> {
+  private async windowAndWriteDone(): Promise<void> {
     await new Promise((resolve) => setTimeout(resolve, CONNECT_BATCH_MS));
     while (this.writing) await this.writing;
   }
