@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { CloseCode, PING_FRAME } from '../../src/protocol/frames.js';
 import { KeepAlive } from '../../src/push/keep-alive.js';
 import { fakeConnection } from './push-fakes.js';
@@ -72,5 +72,60 @@ describe('KeepAlive', () => {
     expect(browser.socket.pings).toBe(2);
     round(); // nothing since: cut
     expect(browser.socket.terminated).toBe(true);
+  });
+});
+
+describe('KeepAlive over many sockets', () => {
+  it('pings a slice at a time, the slices spread over a quarter of the interval', () => {
+    vi.useFakeTimers();
+    try {
+      const conns = Array.from({ length: 5 }, (_, i) => fakeConnection(`user${i}`));
+      const keepAlive = new KeepAlive({
+        connections: () => conns.map((c) => c.conn),
+        intervalMs: INTERVAL,
+        sliceSize: 2,
+      });
+      const pings = () => conns.map((c) => c.socket.pings);
+      keepAlive.round();
+      expect(pings()).toEqual([1, 1, 0, 0, 0]);
+      // Three slices over INTERVAL / 4: one every INTERVAL / 8.
+      vi.advanceTimersByTime(INTERVAL / 8 - 1);
+      expect(pings()).toEqual([1, 1, 0, 0, 0]);
+      vi.advanceTimersByTime(1);
+      expect(pings()).toEqual([1, 1, 1, 1, 0]);
+      vi.advanceTimersByTime(INTERVAL / 8);
+      expect(pings()).toEqual([1, 1, 1, 1, 1]);
+      keepAlive.stop();
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  it('judges each socket an interval after its own ping, and skips one closed meanwhile', () => {
+    vi.useFakeTimers();
+    try {
+      const conns = Array.from({ length: 4 }, (_, i) => fakeConnection(`user${i}`));
+      const keepAlive = new KeepAlive({
+        connections: () => conns.map((c) => c.conn),
+        intervalMs: INTERVAL,
+        sliceSize: 2,
+      });
+      keepAlive.start();
+      vi.advanceTimersByTime(INTERVAL); // round 1, first slice
+      conns[2]!.socket.terminate(); // closes before its slice comes
+      vi.advanceTimersByTime(INTERVAL / 4); // round 1, second slice
+      expect(conns.map((c) => c.socket.pings)).toEqual([1, 1, 0, 1]);
+      conns[0]!.conn.alive = true; // pongs from the first and the last
+      conns[3]!.conn.alive = true;
+      vi.advanceTimersByTime((INTERVAL * 3) / 4); // round 2, first slice
+      expect(conns[0]!.socket.terminated).toBe(false);
+      expect(conns[1]!.socket.terminated).toBe(true); // no pong: cut
+      vi.advanceTimersByTime(INTERVAL / 4); // round 2, second slice
+      expect(conns[3]!.socket.terminated).toBe(false);
+      expect(conns.map((c) => c.socket.pings)).toEqual([2, 1, 0, 2]);
+      keepAlive.stop();
+    } finally {
+      vi.useRealTimers();
+    }
   });
 });
