@@ -46,10 +46,34 @@ export class Routes {
   }
 
   async remove(nodeId: string, userId: string): Promise<void> {
-    await Promise.all([
-      this.perShard([routeKey(userId)], (p, key) => p.unbindRoute(key, nodeId)),
-      this.redis.srem(nodeUsersKey(nodeId), userId),
-    ]);
+    await this.removeAll(nodeId, [userId]);
+  }
+
+  /**
+   * Unbinds users from a node and drops them from its index, a thousand per batch: on a
+   * standalone Redis one pipeline per batch, on a Redis Cluster one per shard. Every batch is
+   * tried; the first failure is thrown once all were (the bindings it missed lapse).
+   */
+  async removeAll(nodeId: string, userIds: Iterable<string>): Promise<void> {
+    const index = nodeUsersKey(nodeId);
+    let failure: unknown;
+    for (const chunk of chunks(userIds, BATCH)) {
+      try {
+        if (this.redis instanceof Cluster) {
+          await Promise.all([
+            this.perShard(chunk.map(routeKey), (p, key) => p.unbindRoute(key, nodeId)),
+            this.redis.srem(index, ...chunk),
+          ]);
+          continue;
+        }
+        const pipeline = this.redis.pipeline() as RoutePipeline;
+        for (const userId of chunk) pipeline.unbindRoute(routeKey(userId), nodeId);
+        await execOrThrow(pipeline.srem(index, ...chunk));
+      } catch (err) {
+        failure ??= err;
+      }
+    }
+    if (failure !== undefined) throw failure;
   }
 
   /** Removes every route of a node that left the cluster: a thousand users at a time are

@@ -3,7 +3,7 @@ import { CONNECT_BATCH_MS } from '../core/tuning.js';
 import type { Routes } from '../core/routes.js';
 
 export interface BindingsOptions {
-  routes: Pick<Routes, 'remove' | 'addAll'>;
+  routes: Pick<Routes, 'removeAll' | 'addAll'>;
   /** This node's id in the routes (its Consul ServiceID, known once it listens). */
   nodeId: () => string;
   /** The users with a socket here (the hub's). */
@@ -13,70 +13,93 @@ export interface BindingsOptions {
   log: Logger;
 }
 
+/** What the next write does for a user: the user's last change wins. */
+type Change = 'bind' | 'unbind';
+
 /**
  * This node's side of the routes: a user is bound to the node (in Redis) while they have
  * a socket here, so that dispatch forwards their messages here. Bindings expire unless
  * renewed, so they are renewed all together on a timer; a failed write is only logged,
  * since the next renewal redoes it.
+ *
+ * Binds and unbinds go out many per write: the changes of CONNECT_BATCH_MS, or, while a
+ * write is out, all changes made meanwhile. Under a connect burst a write to Redis per
+ * socket cost the node more than the WebSocket handshake (bench `--profile-connect`); when
+ * 16,667 clients of a node left at once, an unbind per socket held its event loop and
+ * Redis for seconds, and its health check timed out. One write at a time, each user's last
+ * change winning, keeps a user's binds and unbinds in the order they were made.
  */
 export class Bindings {
   private timer: NodeJS.Timeout | undefined;
   private rebound: (userIds: string[]) => void = () => undefined;
-  /** Users to bind with the next write, the promise of that write, and the write out. */
-  private toBind = new Set<string>();
-  private nextBind: Promise<void> | undefined;
-  private writing: Promise<void> | undefined;
+  /** Changes for the next write, the promise of that write, and the write out with its
+   *  changes. */
+  private changes = new Map<string, Change>();
+  private nextWrite: Promise<void> | undefined;
+  private writing: { done: Promise<void>; changes: Map<string, Change> } | undefined;
 
   constructor(private readonly o: BindingsOptions) {}
 
-  /**
-   * Binds a user on their first socket here. Users are bound many per write: those who
-   * connect within CONNECT_BATCH_MS, or, while a write is out, all who connect meanwhile.
-   * Under a connect burst, a write to Redis per socket cost the node more than the
-   * WebSocket handshake (bench `--profile-connect`).
-   */
+  /** Binds a user on their first socket here; resolves once written (or failed). */
   bind(userId: string): Promise<void> {
-    this.toBind.add(userId);
-    this.nextBind ??= this.windowAndWriteDone().then(() => {
-      const users = [...this.toBind];
-      this.toBind = new Set();
-      this.nextBind = undefined;
-      this.writing = this.bindNow(users).finally(() => (this.writing = undefined));
-      return this.writing;
-    });
-    return this.nextBind;
+    return this.change(userId, 'bind');
   }
 
-  /** Resolves after CONNECT_BATCH_MS, once no bind write is out. */
+  /** Unbinds a user when their last socket here closes. A socket that closes before its
+   *  bind is written is unbound with the next write, which binds it no more. */
+  unbind(userId: string): Promise<void> {
+    return this.change(userId, 'unbind');
+  }
+
+  private change(userId: string, change: Change): Promise<void> {
+    this.changes.set(userId, change);
+    this.nextWrite ??= this.windowAndWriteDone().then(() => {
+      const changes = this.changes;
+      this.changes = new Map();
+      this.nextWrite = undefined;
+      const done = this.write(changes).finally(() => (this.writing = undefined));
+      this.writing = { done, changes };
+      return done;
+    });
+    return this.nextWrite;
+  }
+
+  /** Resolves after CONNECT_BATCH_MS, once no write is out. */
   private async windowAndWriteDone(): Promise<void> {
     await new Promise((resolve) => setTimeout(resolve, CONNECT_BATCH_MS));
-    while (this.writing) await this.writing;
+    while (this.writing) await this.writing.done;
   }
 
-  private async bindNow(users: string[]): Promise<void> {
-    if (users.length === 0) return;
-    try {
-      await this.o.routes.addAll(this.o.nodeId(), users);
-    } catch (err) {
-      this.o.log.warn(
-        { err: (err as Error).message, users: users.length },
-        'could not bind users in redis: the next renewal will',
-      );
-    }
+  private async write(changes: Map<string, Change>): Promise<void> {
+    const binds: string[] = [];
+    const unbinds: string[] = [];
+    for (const [userId, change] of changes) (change === 'bind' ? binds : unbinds).push(userId);
+    const node = this.o.nodeId();
+    await Promise.all([
+      binds.length > 0 &&
+        this.o.routes
+          .addAll(node, binds)
+          .catch((err: unknown) =>
+            this.o.log.warn(
+              { err: (err as Error).message, users: binds.length },
+              'could not bind users in redis: the next renewal will',
+            ),
+          ),
+      unbinds.length > 0 &&
+        this.o.routes
+          .removeAll(node, unbinds)
+          .catch((err: unknown) =>
+            this.o.log.warn(
+              { err: (err as Error).message, users: unbinds.length },
+              'could not unbind users in redis: their bindings will expire',
+            ),
+          ),
+    ]);
   }
 
-  /** Unbinds a user when their last socket here closes. */
-  async unbind(userId: string): Promise<void> {
-    // Not bound yet: the write that would bind them must not outlive this unbind.
-    this.toBind.delete(userId);
-    try {
-      await this.o.routes.remove(this.o.nodeId(), userId);
-    } catch (err) {
-      this.o.log.warn(
-        { err: (err as Error).message, userId },
-        'could not unbind user in redis: the binding will expire',
-      );
-    }
+  /** Whether a write, out or next, binds the user anyway. */
+  private bindPending(userId: string): boolean {
+    return this.changes.get(userId) === 'bind' || this.writing?.changes.get(userId) === 'bind';
   }
 
   /** Called with the users whose binding a renewal had to re-create. */
@@ -86,8 +109,10 @@ export class Bindings {
 
   /** Renews the binding of every user here, re-creating those that were gone. */
   async renew(): Promise<void> {
+    // Users whose bind is not written yet would count as bound anew, and be replayed twice.
+    const users = [...this.o.users()].filter((userId) => !this.bindPending(userId));
     try {
-      const rebound = await this.o.routes.addAll(this.o.nodeId(), this.o.users());
+      const rebound = await this.o.routes.addAll(this.o.nodeId(), users);
       if (rebound.length > 0) {
         this.o.log.info({ users: rebound.length }, 'bindings re-created: replaying to their users');
         this.rebound(rebound);
@@ -108,6 +133,15 @@ export class Bindings {
 
   /** Unbinds every given user (a drain), whatever fails. */
   async unbindAll(userIds: readonly string[]): Promise<void> {
-    await Promise.allSettled(userIds.map((u) => this.o.routes.remove(this.o.nodeId(), u)));
+    // A bind still to be written would land after these unbinds, and outlive the node.
+    while (this.nextWrite ?? this.writing) await (this.nextWrite ?? this.writing?.done);
+    await this.o.routes
+      .removeAll(this.o.nodeId(), userIds)
+      .catch((err: unknown) =>
+        this.o.log.warn(
+          { err: (err as Error).message, users: userIds.length },
+          'could not unbind users in redis on drain: their bindings will expire',
+        ),
+      );
   }
 }

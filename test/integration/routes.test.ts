@@ -152,6 +152,19 @@ describe.each(targets)('routes in $name', ({ start }) => {
     expect([...all.values()].every((nodes) => nodes[0] === 'n9')).toBe(true);
   });
 
+  it("unbinds many users of a node at once, in batches, leaving other nodes' bindings", async () => {
+    const routes = new Routes(redis, 30_000);
+    const users = Array.from({ length: 2500 }, (_, i) => `leaving-${i}`);
+    await routes.addAll('n-mass', users);
+    await routes.add('n-stays', 'leaving-7');
+    await routes.removeAll('n-mass', users.slice(0, 2400));
+    const found = await routes.lookup(users);
+    expect(found.get('leaving-7')).toEqual(['n-stays']);
+    expect(users.filter((u) => (found.get(u) ?? []).includes('n-mass'))).toEqual(users.slice(2400));
+    expect(await redis.scard(nodeUsersKey('n-mass'))).toBe(100);
+    expect(await redis.exists(routeKey('leaving-0'))).toBe(0);
+  });
+
   it('says which bindings are new: a first bind, one that lapsed, one an eviction removed', async () => {
     const routes = new Routes(redis, 30_000);
     expect(await routes.add('n5', 'dora')).toBe(true);

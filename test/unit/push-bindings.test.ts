@@ -22,7 +22,7 @@ function setup(users: string[] = []) {
   };
   const bindings = new Bindings({
     routes: {
-      remove: (node, user) => write(`remove ${node} ${user}`),
+      removeAll: (node, all) => write(`removeAll ${node} ${[...all].join(',')}`),
       addAll: async (node, all) => {
         const users = [...all];
         await write(`addAll ${node} ${users.join(',')}`);
@@ -42,7 +42,7 @@ describe('Bindings (this node in the routes)', () => {
     const { state, bindings } = setup();
     await bindings.bind('alice');
     await bindings.unbind('alice');
-    expect(state.writes).toEqual(['addAll node-1 alice', 'remove node-1 alice']);
+    expect(state.writes).toEqual(['addAll node-1 alice', 'removeAll node-1 alice']);
   });
 
   it('binds the users who connect within CONNECT_BATCH_MS with one write', async () => {
@@ -75,7 +75,60 @@ describe('Bindings (this node in the routes)', () => {
     const bound = Promise.all([bindings.bind('alice'), bindings.bind('bob')]);
     await bindings.unbind('alice');
     await bound;
-    expect(state.writes).toEqual(['remove node-1 alice', 'addAll node-1 bob']);
+    expect(state.writes).toEqual(['addAll node-1 bob', 'removeAll node-1 alice']);
+  });
+
+  it('unbinds the users who leave within CONNECT_BATCH_MS with one write', async () => {
+    const { state, bindings } = setup();
+    await Promise.all(['alice', 'bob', 'carol'].map((u) => bindings.bind(u)));
+    await Promise.all(['alice', 'bob', 'carol'].map((u) => bindings.unbind(u)));
+    expect(state.writes).toEqual([
+      'addAll node-1 alice,bob,carol',
+      'removeAll node-1 alice,bob,carol',
+    ]);
+  });
+
+  it("keeps each user's binds and unbinds in order: the last change wins", async () => {
+    const { state, bindings } = setup();
+    await bindings.bind('alice');
+    // alice leaves and comes back within one window: she stays bound.
+    await Promise.all([bindings.unbind('alice'), bindings.bind('alice')]);
+    // bob's unbind, made while his bind is out, goes out after it.
+    state.held = [];
+    const bound = bindings.bind('bob');
+    await vi.waitFor(() => expect(state.held).toHaveLength(1));
+    const unbound = bindings.unbind('bob');
+    await new Promise((r) => setTimeout(r, CONNECT_BATCH_MS + 2));
+    expect(state.writes).toEqual([
+      'addAll node-1 alice',
+      'addAll node-1 alice',
+      'addAll node-1 bob',
+    ]);
+    state.held.shift()?.();
+    await vi.waitFor(() => expect(state.held).toHaveLength(1));
+    state.held.shift()?.();
+    await Promise.all([bound, unbound]);
+    expect(state.writes.slice(3)).toEqual(['removeAll node-1 bob']);
+  });
+
+  it('leaves out of a renewal the users whose bind is not written yet', async () => {
+    const users = ['alice'];
+    const { state, bindings } = setup(users);
+    await bindings.bind('alice');
+    users.push('bob');
+    const held: (() => void)[] = [];
+    state.held = held;
+    const bound = bindings.bind('bob');
+    await vi.waitFor(() => expect(held).toHaveLength(1));
+    state.held = undefined;
+    await bindings.renew();
+    held.shift()?.();
+    await bound;
+    expect(state.writes).toEqual([
+      'addAll node-1 alice',
+      'addAll node-1 bob',
+      'addAll node-1 alice',
+    ]);
   });
 
   it('logs rather than throws when Redis is down: the renewal redoes the binding', async () => {
@@ -107,7 +160,7 @@ describe('Bindings (this node in the routes)', () => {
     await bindings.unbindAll(['alice', 'bob']);
     state.down = true;
     await expect(bindings.unbindAll(['carol'])).resolves.toBeUndefined();
-    expect(state.writes).toEqual(['remove node-1 alice', 'remove node-1 bob']);
+    expect(state.writes).toEqual(['removeAll node-1 alice,bob']);
   });
 
   it('tells which users a renewal had to bind anew, and only when there are some', async () => {
