@@ -102,6 +102,7 @@ const P = {
 let quietBudget = P.quietBudgetMs;
 /** Health check transitions Consul saw while the cluster was measured. */
 const healthChanges: string[] = [];
+const healthChangesByBench: string[] = [];
 /** Waits (within the run's budget) until the rest of the box is quiet; returns its CPU %. */
 async function waitQuiet(what: string): Promise<number> {
   let announced = false;
@@ -390,7 +391,9 @@ async function benchCluster(): Promise<{
     const connections = await capacityTest(cluster, P);
     return { result, fanout, connections, idle };
   } finally {
-    healthChanges.push(...health.stop());
+    const seen = health.stop();
+    healthChanges.push(...seen.changes);
+    healthChangesByBench.push(...seen.byBench);
     log('push-cluster: stopping');
     await cluster.stop();
   }
@@ -476,7 +479,9 @@ async function onOwnCluster<T>(
   try {
     return await scenario(cluster);
   } finally {
-    healthChanges.push(...health.stop());
+    const seen = health.stop();
+    healthChanges.push(...seen.changes);
+    healthChangesByBench.push(...seen.byBench);
     await cluster.stop();
   }
 }
@@ -607,7 +612,10 @@ async function main(): Promise<void> {
       partial.connections = await onOwnCluster(P.capacityNodes, (c) => capacityTest(c, P));
     // Three push nodes: one is killed, two take its users.
     if (ONLY.includes('storm')) partial.storm = await onOwnCluster(3, (c) => reconnectStorm(c, P));
-    if (ONLY.length > 0) partial.healthChanges = healthChanges;
+    if (ONLY.length > 0) {
+      partial.healthChanges = healthChanges;
+      partial.healthChangesByBench = healthChangesByBench;
+    }
     process.stdout.write(JSON.stringify(partial, null, 2) + '\n');
     return;
   }
@@ -652,6 +660,7 @@ async function main(): Promise<void> {
     fanout: c.fanout,
     idle: c.idle,
     healthChanges,
+    healthChangesByBench,
     systems: { rawWs, socketio, cluster: c.result },
   };
   await mkdir(`${BENCH_DIR}results`, { recursive: true });

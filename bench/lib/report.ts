@@ -123,6 +123,8 @@ export interface Results {
   idle: { processes: CpuRow[] };
   /** Consul health check transitions seen while push-cluster was measured */
   healthChanges: string[];
+  /** Those while the bench itself held a node (its forced GC before a heap reading) */
+  healthChangesByBench?: string[];
   systems: Record<SystemName, SystemResult>;
 }
 
@@ -182,6 +184,14 @@ export function markdownReport(r: Results): string {
   );
   if (r.healthChanges.length > 0)
     out.push('Health check transitions:', '', ...r.healthChanges.map((h) => `- ${h}`), '');
+  const byBench = r.healthChangesByBench ?? [];
+  if (byBench.length > 0)
+    out.push(
+      "Not counted: transitions while the bench itself held the node's event loop (a forced full GC before a heap reading, or its 50,000 idle clients closing at once):",
+      '',
+      ...byBench.map((h) => `- ${h}`),
+      '',
+    );
   const busy = [c, s, w].filter((v) => v.saturation.machine.backgroundPct >= 25);
   if (busy.length > 0)
     out.push(

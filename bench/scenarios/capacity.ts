@@ -7,7 +7,7 @@
 // over client workers of at most `perCapacityWorker` sockets each.
 import { wsUrlOf } from '../../test/support/clients.js';
 import type { ServiceProc, TestCluster } from '../../test/support/cluster.js';
-import { ClientPool, clusterProcs, log, sleep } from '../lib/harness.js';
+import { ClientPool, clusterProcs, holdByBench, log, sleep } from '../lib/harness.js';
 import { cpuRow, idleFootprint, metric, openFiles, waitPushEmpty } from '../lib/probes.js';
 import type { Results } from '../lib/report.js';
 import { cpuWindow, machineWindow, round, rssBytes } from '../stats.js';
@@ -45,9 +45,19 @@ interface NodeReading {
   heap: number;
 }
 
+/** Each node's reading, one node after another: a forced full GC stops a node's event loop
+ *  (a production node's GC runs incrementally), and three at once on two cores held them
+ *  past their health checks' timeout (bench of 2026-11-21: all three critical at once). */
+async function readNodes(nodes: readonly ServiceProc[]): Promise<NodeReading[]> {
+  const readings: NodeReading[] = [];
+  for (const node of nodes) readings.push(await readNode(node));
+  return readings;
+}
+
 /** The node's RSS and V8 heap in use after a full GC: the cluster must have been started
  *  with GC_HOOK_ENV (bench/gc-hook.mjs), or SIGUSR2 would end the node. */
 async function readNode(node: ServiceProc): Promise<NodeReading> {
+  holdByBench(node.port, 1000);
   node.child.kill('SIGUSR2');
   await sleep(1000);
   return {
@@ -75,7 +85,7 @@ export async function capacityTest(
   );
   for (const node of nodes) await waitPushEmpty(cluster, node.port);
   await sleep(2000);
-  const before = await Promise.all(nodes.map(readNode));
+  const before = await readNodes(nodes);
 
   // Users dealt round-robin over the nodes (each node at most its share); the pool deals
   // them round-robin over its workers in turn.
@@ -92,6 +102,7 @@ export async function capacityTest(
   log(
     `connections: opening ${attempted} authenticated connections to push ${nodes.map((n, k) => `:${n.port} (${placed[k]})`).join(', ')} from ${workers} workers (target ${P.capacityTarget}, node fd limits ${fdLimits.join(', ')})`,
   );
+  await pool.sign(specs);
   // Where the CPU goes while they connect: every service (the token check crosses auth,
   // the binding Redis, the replay collect) and the client workers.
   const cpu = await cpuWindow([
@@ -119,15 +130,18 @@ export async function capacityTest(
   // Each reading follows a full GC; the one 3 s after the last open is kept beside the
   // settled one, as pages V8 freed may reach the OS only later.
   await sleep(3000);
-  const early = await Promise.all(nodes.map(readNode));
+  const early = await readNodes(nodes);
   await sleep(P.capacitySettleMs);
-  const after = await Promise.all(nodes.map(readNode));
+  const after = await readNodes(nodes);
   const counts = await Promise.all(nodes.map((n) => metric(n.url, 'push_connections')));
   const idleWith = await idleFootprint(
     nodes.map((n) => ({ name: `push :${n.port}`, pid: n.child.pid as number })),
     P.idleMs,
   );
   const { open } = await pool.counts();
+  // The clients all close at once, and each node answers 16,667 close handshakes in a burst
+  // (a bare ws server held its loop 487 ms for 15,000 on a quiet box): the bench's doing.
+  for (const node of nodes) holdByBench(node.port, 3000);
   await pool.close();
   await pool.stop();
 
