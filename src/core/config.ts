@@ -44,6 +44,8 @@ const envSchema = z.object({
   HOST: z.string().default('127.0.0.1'),
   PORT: z.coerce.number().int().min(0).max(65535).optional(),
   INTERNAL_PORT: z.coerce.number().int().min(0).max(65535).optional(),
+  /** The port of the listener that serves only /health, for Consul's check (0 = any). */
+  HEALTH_PORT: z.coerce.number().int().min(0).max(65535).default(0),
   ADVERTISE_ADDRESS: z.string().optional(),
   INSTANCE_ID: z.string().optional(),
 

@@ -9,6 +9,9 @@ export interface RegistrationOptions {
   name: string;
   address: string;
   port: number;
+  /** The port whose /health Consul checks: a listener of its own, which client connects
+   *  do not queue ahead of (HEALTH_PORT). */
+  healthPort: number;
   /** Another port this instance serves (internal hops), checked by Consul as well. */
   internalPort?: number;
   tags?: string[];
@@ -138,7 +141,7 @@ export class Registration {
       tags: o.tags ?? [],
       meta,
       checks: [
-        check(o.port, `${o.name} /health`),
+        check(o.healthPort, `${o.name} /health`),
         ...(o.internalPort === undefined
           ? []
           : [check(o.internalPort, `${o.name} /health (internal port)`)]),

@@ -60,6 +60,16 @@ export class ServiceHost {
   readonly metrics: Metrics;
   readonly server: Server;
   port = 0;
+  /**
+   * The server Consul's check calls: /health only, on HEALTH_PORT. On the public port the
+   * check's connection queued in the kernel behind every client connecting: under a
+   * reconnect storm of 15,000 clients it waited past its timeout (or found the queue full),
+   * and healthy nodes left routing, so the users already on them got nothing live. A stalled
+   * or dead process still fails it: it is served by the same event loop.
+   */
+  private readonly healthServer: Server;
+  private readonly health: Koa.Middleware;
+  healthPort = 0;
   /** With INTERNAL_PORT: the internal hops' own server, and the port it got. */
   private readonly internalServer: Server | undefined;
   internalPort: number | undefined;
@@ -90,6 +100,8 @@ export class ServiceHost {
       },
     };
     const health = healthHandler(probes, () => this.draining);
+    this.health = health;
+    this.healthServer = httpServer();
     this.routes.get('/health', health);
     if (o.config.INTERNAL_PORT !== undefined) {
       // Consul checks this server too: an instance is passing only if both answer.
@@ -185,6 +197,11 @@ export class ServiceHost {
       this.internalServer.on('request', internalApp.callback());
       this.internalPort = await listen(this.internalServer, config.HOST, config.INTERNAL_PORT ?? 0);
     } else this.app.use(this.internalRoutes.routes());
+    const healthApp = createApp(log, this.countRequest);
+    const healthRoutes = new Router({ sensitive: true, strict: true }).get('/health', this.health);
+    healthApp.use(canonicalPathOnly).use(healthRoutes.routes());
+    this.healthServer.on('request', healthApp.callback());
+    this.healthPort = await listen(this.healthServer, config.HOST, config.HEALTH_PORT);
     this.app.use(this.methodNotAllowed).use(this.routes.routes());
     this.server.on('request', this.app.callback());
     this.port = await listen(this.server, config.HOST, config.port);
@@ -195,6 +212,7 @@ export class ServiceHost {
       name: config.service,
       address: config.advertiseAddress,
       port: this.port,
+      healthPort: this.healthPort,
       internalPort: this.internalPort,
       tags: [`v${VERSION}`],
       meta: () => ({ version: VERSION, ...this.o.meta?.() }),
@@ -223,6 +241,7 @@ export class ServiceHost {
     for (const hook of this.drainHooks) await hook();
     await closeServer(this.server);
     if (this.internalServer) await closeServer(this.internalServer);
+    await closeServer(this.healthServer);
     for (const hook of [...this.closeHooks].reverse()) await hook();
     this.o.log.info(`${this.o.config.service} stopped`);
   }
