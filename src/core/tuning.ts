@@ -29,6 +29,10 @@ export const REDIS_COMMAND_TIMEOUT_MS = 1000;
 
 // ---- push node -------------------------------------------------------------------
 
+/** WebSocket handshakes a push node runs per turn of the event loop (handshake-queue.ts):
+ *  each checks a token (about 0.1 ms for ES256), so a turn stays within a few ms. */
+export const HANDSHAKES_PER_TURN = 16;
+
 /** A keep-alive round pings this many sockets per turn of the event loop, and spreads its
  *  turns over KEEP_ALIVE_SPREAD of the ping interval. A ping costs about 13 µs of CPU here:
  *  one loop over 15,000 sockets held a node's loop for 200 ms on a quiet machine, and over

@@ -3,7 +3,9 @@ import type { Duplex } from 'node:stream';
 import type { WebSocket, WebSocketServer } from 'ws';
 import { bearer, errorBody, isCanonicalTarget, plainResponse } from '../core/http.js';
 import type { Logger } from '../core/logger.js';
+import { HANDSHAKES_PER_TURN } from '../core/tuning.js';
 import type { Authenticator } from './authenticator.js';
+import { HandshakeQueue } from './handshake-queue.js';
 
 export interface UpgradeOptions {
   authenticator: Pick<Authenticator, 'verify'>;
@@ -22,10 +24,14 @@ export interface UpgradeOptions {
  * plain HTTP answer with the JSON error body.
  */
 export function upgradeHandler(o: UpgradeOptions) {
+  const queue = new HandshakeQueue(HANDSHAKES_PER_TURN);
   return (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
-    void upgrade(o, req, socket, head).catch((err: unknown) => {
-      o.log.error({ err }, 'upgrade failed');
-      refuse(o.log, socket, 500, 'internal', 'internal error');
+    queue.push(() => {
+      if (socket.destroyed) return; // the client gave up while it waited
+      void upgrade(o, req, socket, head).catch((err: unknown) => {
+        o.log.error({ err }, 'upgrade failed');
+        refuse(o.log, socket, 500, 'internal', 'internal error');
+      });
     });
   };
 }

@@ -1,0 +1,43 @@
+/**
+ * Upgrades waiting for their turn. The 'upgrade' listener only queues a handshake; the queue
+ * runs a few per turn of the event loop (setImmediate), so that between them the loop reads
+ * what else arrived. Run in the listener, a reconnect storm's handshakes (a token check each)
+ * filled whole turns of thousands: the node answered its health check more than a second
+ * late, left routing, and the users already on it got nothing live meanwhile.
+ */
+export class HandshakeQueue {
+  private readonly waiting: (() => void)[] = [];
+  /** Index of the next task in `waiting` (a queue with an O(1) front). */
+  private next = 0;
+  private scheduled = false;
+
+  constructor(private readonly perTurn: number) {}
+
+  get length(): number {
+    return this.waiting.length - this.next;
+  }
+
+  push(task: () => void): void {
+    this.waiting.push(task);
+    if (!this.scheduled) {
+      this.scheduled = true;
+      setImmediate(() => this.runTurn());
+    }
+  }
+
+  private runTurn(): void {
+    const end = Math.min(this.next + this.perTurn, this.waiting.length);
+    while (this.next < end) {
+      const task = this.waiting[this.next] as () => void;
+      this.waiting[this.next++] = noop; // let it be collected
+      task();
+    }
+    if (this.next === this.waiting.length) {
+      this.waiting.length = 0;
+      this.next = 0;
+      this.scheduled = false;
+    } else setImmediate(() => this.runTurn());
+  }
+}
+
+const noop = (): void => undefined;
