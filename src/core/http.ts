@@ -149,33 +149,6 @@ export function requireInternalSecret(secret: string) {
   };
 }
 
-/** A readiness probe: what the process needs to do its job, each answering or throwing. */
-export type HealthProbe = () => Promise<void> | void;
-
-/**
- * GET /health: 200 when every probe passes, else 503 with the reasons.
- * The body does not change between calls with the same outcome, so Consul's
- * health index moves only when the status does.
- */
-export function healthHandler(probes: Record<string, HealthProbe>, isDraining: () => boolean) {
-  return async (ctx: Context): Promise<void> => {
-    const failures: Record<string, string> = {};
-    if (isDraining()) failures.lifecycle = 'draining';
-    await Promise.all(
-      Object.entries(probes).map(async ([name, probe]) => {
-        try {
-          await withTimeout(Promise.resolve(probe()), 800, `${name} did not answer within 800ms`);
-        } catch (err) {
-          failures[name] = (err as Error).message;
-        }
-      }),
-    );
-    const ok = Object.keys(failures).length === 0;
-    ctx.status = ok ? 200 : 503;
-    ctx.body = ok ? { status: 'ok' } : { status: 'unavailable', failures };
-  };
-}
-
 export async function withTimeout<T>(p: Promise<T>, ms: number, message: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   try {

@@ -9,18 +9,17 @@ import {
   canonicalPathOnly,
   closeServer,
   createApp,
-  healthHandler,
   HttpError,
   httpServer,
   listen,
   readJson,
   requireBearer,
   requireInternalSecret,
-  type HealthProbe,
 } from './http.js';
-import { INTERNAL_BODY_FACTOR } from './tuning.js';
+import { HEALTH_PROBE_MS, HEALTH_PROBE_TIMEOUT_MS, INTERNAL_BODY_FACTOR } from './tuning.js';
 import { validate } from './validation.js';
 import type { Logger } from './logger.js';
+import { Health, type HealthProbe } from './health.js';
 import { Metrics } from './metrics.js';
 import { Registration } from './registry.js';
 
@@ -68,7 +67,7 @@ export class ServiceHost {
    * or dead process still fails it: it is served by the same event loop.
    */
   private readonly healthServer: Server;
-  private readonly health: Koa.Middleware;
+  private readonly health: Health;
   healthPort = 0;
   /** With INTERNAL_PORT: the internal hops' own server, and the port it got. */
   private readonly internalServer: Server | undefined;
@@ -88,19 +87,24 @@ export class ServiceHost {
     this.onClose(async () => {
       loopDelay.disable();
     });
-    const probes: Record<string, HealthProbe> = {
-      ...o.probes,
-      // A loop that stalls past a check's timeout fails the check anyway; one that stalls
-      // just under it, check after check, is as unfit to serve.
-      eventLoop: () => {
-        const worstMs = loopDelay.max / 1e6;
-        loopDelay.reset();
-        if (worstMs > STALL_LIMIT_MS)
-          throw new Error(`event loop stalled for ${Math.round(worstMs)} ms`);
+    this.health = new Health({
+      probes: o.probes,
+      atAnswer: {
+        // A loop that stalls past a check's timeout fails the check anyway; one that stalls
+        // past STALL_LIMIT_MS between two checks is as unfit to serve.
+        eventLoop: () => {
+          const worstMs = loopDelay.max / 1e6;
+          loopDelay.reset();
+          return worstMs > STALL_LIMIT_MS
+            ? `event loop stalled for ${Math.round(worstMs)} ms`
+            : undefined;
+        },
       },
-    };
-    const health = healthHandler(probes, () => this.draining);
-    this.health = health;
+      isDraining: () => this.draining,
+      intervalMs: HEALTH_PROBE_MS,
+      probeTimeoutMs: HEALTH_PROBE_TIMEOUT_MS,
+    });
+    const health = this.health.handler;
     this.healthServer = httpServer();
     this.routes.get('/health', health);
     if (o.config.INTERNAL_PORT !== undefined) {
@@ -191,6 +195,7 @@ export class ServiceHost {
   async start(): Promise<void> {
     const { config, log, consul } = this.o;
     for (const hook of this.startHooks) await hook();
+    await this.health.start();
     if (this.internalServer) {
       const internalApp = createApp(log, this.countRequest);
       internalApp.use(canonicalPathOnly).use(this.internalRoutes.routes());
@@ -198,7 +203,10 @@ export class ServiceHost {
       this.internalPort = await listen(this.internalServer, config.HOST, config.INTERNAL_PORT ?? 0);
     } else this.app.use(this.internalRoutes.routes());
     const healthApp = createApp(log, this.countRequest);
-    const healthRoutes = new Router({ sensitive: true, strict: true }).get('/health', this.health);
+    const healthRoutes = new Router({ sensitive: true, strict: true }).get(
+      '/health',
+      this.health.handler,
+    );
     healthApp.use(canonicalPathOnly).use(healthRoutes.routes());
     this.healthServer.on('request', healthApp.callback());
     this.healthPort = await listen(this.healthServer, config.HOST, config.HEALTH_PORT);
@@ -242,6 +250,7 @@ export class ServiceHost {
     await closeServer(this.server);
     if (this.internalServer) await closeServer(this.internalServer);
     await closeServer(this.healthServer);
+    this.health.stop();
     for (const hook of [...this.closeHooks].reverse()) await hook();
     this.o.log.info(`${this.o.config.service} stopped`);
   }

@@ -15,6 +15,12 @@ export const INTERNAL_BODY_FACTOR = 16;
  *  timeouts and 21.9 s, 4096 none and 16.3 s. */
 export const LISTEN_BACKLOG = 4096;
 
+/** How often each service runs its health probes (health.ts); /health answers from the
+ *  last round. Consul checks every second by default. */
+export const HEALTH_PROBE_MS = 500;
+/** A probe slower than this counts as failed (under Consul's 1 s check timeout). */
+export const HEALTH_PROBE_TIMEOUT_MS = 800;
+
 /** The share of an internal body a hand-off batch may fill, so that it (and each push
  *  node's part of it, re-serialized by dispatch) always fits the next hop. */
 export const HANDOFF_BODY_SHARE = 0.5;
