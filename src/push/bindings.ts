@@ -77,24 +77,27 @@ export class Bindings {
     const node = this.o.nodeId();
     await Promise.all([
       binds.length > 0 &&
-        this.o.routes
-          .addAll(node, binds)
-          .catch((err: unknown) =>
-            this.o.log.warn(
-              { err: (err as Error).message, users: binds.length },
-              'could not bind users in redis: the next renewal will',
-            ),
-          ),
+        this.logFailure(
+          this.o.routes.addAll(node, binds),
+          binds.length,
+          'could not bind users in redis: the next renewal will',
+        ),
       unbinds.length > 0 &&
-        this.o.routes
-          .removeAll(node, unbinds)
-          .catch((err: unknown) =>
-            this.o.log.warn(
-              { err: (err as Error).message, users: unbinds.length },
-              'could not unbind users in redis: their bindings will expire',
-            ),
-          ),
+        this.logFailure(
+          this.o.routes.removeAll(node, unbinds),
+          unbinds.length,
+          'could not unbind users in redis: their bindings will expire',
+        ),
     ]);
+  }
+
+  /** Waits for a Redis write, logging rather than throwing its failure. */
+  private async logFailure(write: Promise<unknown>, users: number, message: string): Promise<void> {
+    try {
+      await write;
+    } catch (err) {
+      this.o.log.warn({ err: (err as Error).message, users }, message);
+    }
   }
 
   /** Whether a write, out or next, binds the user anyway. */
@@ -135,13 +138,10 @@ export class Bindings {
   async unbindAll(userIds: readonly string[]): Promise<void> {
     // A bind still to be written would land after these unbinds, and outlive the node.
     while (this.nextWrite ?? this.writing) await (this.nextWrite ?? this.writing?.done);
-    await this.o.routes
-      .removeAll(this.o.nodeId(), userIds)
-      .catch((err: unknown) =>
-        this.o.log.warn(
-          { err: (err as Error).message, users: userIds.length },
-          'could not unbind users in redis on drain: their bindings will expire',
-        ),
-      );
+    await this.logFailure(
+      this.o.routes.removeAll(this.o.nodeId(), userIds),
+      userIds.length,
+      'could not unbind users in redis on drain: their bindings will expire',
+    );
   }
 }

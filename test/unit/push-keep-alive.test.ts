@@ -1,4 +1,4 @@
-import { describe, expect, it, vi } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { CloseCode, PING_FRAME } from '../../src/protocol/frames.js';
 import { KeepAlive } from '../../src/push/keep-alive.js';
 import { fakeConnection } from './push-fakes.js';
@@ -76,56 +76,49 @@ describe('KeepAlive', () => {
 });
 
 describe('KeepAlive over many sockets', () => {
-  it('pings a slice at a time, the slices spread over a quarter of the interval', () => {
+  /** n sockets, two per slice, on fake timers (put back after each test). */
+  function sliced(n: number) {
     vi.useFakeTimers();
-    try {
-      const conns = Array.from({ length: 5 }, (_, i) => fakeConnection(`user${i}`));
-      const keepAlive = new KeepAlive({
-        connections: () => conns.map((c) => c.conn),
-        intervalMs: INTERVAL,
-        sliceSize: 2,
-      });
-      const pings = () => conns.map((c) => c.socket.pings);
-      keepAlive.round();
-      expect(pings()).toEqual([1, 1, 0, 0, 0]);
-      // Three slices over INTERVAL / 4: one every INTERVAL / 8.
-      vi.advanceTimersByTime(INTERVAL / 8 - 1);
-      expect(pings()).toEqual([1, 1, 0, 0, 0]);
-      vi.advanceTimersByTime(1);
-      expect(pings()).toEqual([1, 1, 1, 1, 0]);
-      vi.advanceTimersByTime(INTERVAL / 8);
-      expect(pings()).toEqual([1, 1, 1, 1, 1]);
-      keepAlive.stop();
-    } finally {
-      vi.useRealTimers();
-    }
+    const conns = Array.from({ length: n }, (_, i) => fakeConnection(`user${i}`));
+    const keepAlive = new KeepAlive({
+      connections: () => conns.map((c) => c.conn),
+      intervalMs: INTERVAL,
+      sliceSize: 2,
+    });
+    return { conns, keepAlive };
+  }
+  afterEach(() => vi.useRealTimers());
+
+  it('pings a slice at a time, the slices spread over a quarter of the interval', () => {
+    const { conns, keepAlive } = sliced(5);
+    const pings = () => conns.map((c) => c.socket.pings);
+    keepAlive.round();
+    expect(pings()).toEqual([1, 1, 0, 0, 0]);
+    // Three slices over INTERVAL / 4: one every INTERVAL / 8.
+    vi.advanceTimersByTime(INTERVAL / 8 - 1);
+    expect(pings()).toEqual([1, 1, 0, 0, 0]);
+    vi.advanceTimersByTime(1);
+    expect(pings()).toEqual([1, 1, 1, 1, 0]);
+    vi.advanceTimersByTime(INTERVAL / 8);
+    expect(pings()).toEqual([1, 1, 1, 1, 1]);
+    keepAlive.stop();
   });
 
   it('judges each socket an interval after its own ping, and skips one closed meanwhile', () => {
-    vi.useFakeTimers();
-    try {
-      const conns = Array.from({ length: 4 }, (_, i) => fakeConnection(`user${i}`));
-      const keepAlive = new KeepAlive({
-        connections: () => conns.map((c) => c.conn),
-        intervalMs: INTERVAL,
-        sliceSize: 2,
-      });
-      keepAlive.start();
-      vi.advanceTimersByTime(INTERVAL); // round 1, first slice
-      conns[2]!.socket.terminate(); // closes before its slice comes
-      vi.advanceTimersByTime(INTERVAL / 4); // round 1, second slice
-      expect(conns.map((c) => c.socket.pings)).toEqual([1, 1, 0, 1]);
-      conns[0]!.conn.alive = true; // pongs from the first and the last
-      conns[3]!.conn.alive = true;
-      vi.advanceTimersByTime((INTERVAL * 3) / 4); // round 2, first slice
-      expect(conns[0]!.socket.terminated).toBe(false);
-      expect(conns[1]!.socket.terminated).toBe(true); // no pong: cut
-      vi.advanceTimersByTime(INTERVAL / 4); // round 2, second slice
-      expect(conns[3]!.socket.terminated).toBe(false);
-      expect(conns.map((c) => c.socket.pings)).toEqual([2, 1, 0, 2]);
-      keepAlive.stop();
-    } finally {
-      vi.useRealTimers();
-    }
+    const { conns, keepAlive } = sliced(4);
+    keepAlive.start();
+    vi.advanceTimersByTime(INTERVAL); // round 1, first slice
+    conns[2]!.socket.terminate(); // closes before its slice comes
+    vi.advanceTimersByTime(INTERVAL / 4); // round 1, second slice
+    expect(conns.map((c) => c.socket.pings)).toEqual([1, 1, 0, 1]);
+    conns[0]!.conn.alive = true; // pongs from the first and the last
+    conns[3]!.conn.alive = true;
+    vi.advanceTimersByTime((INTERVAL * 3) / 4); // round 2, first slice
+    expect(conns[0]!.socket.terminated).toBe(false);
+    expect(conns[1]!.socket.terminated).toBe(true); // no pong: cut
+    vi.advanceTimersByTime(INTERVAL / 4); // round 2, second slice
+    expect(conns[3]!.socket.terminated).toBe(false);
+    expect(conns.map((c) => c.socket.pings)).toEqual([2, 1, 0, 2]);
+    keepAlive.stop();
   });
 });
