@@ -131,6 +131,35 @@ describe('Bindings (this node in the routes)', () => {
     ]);
   });
 
+  it('does not bind again a user who left while a renewal was under way', async () => {
+    const users = new Set(['alice', 'bob']);
+    let release: () => void = () => undefined;
+    const gate = new Promise<void>((r) => (release = r));
+    const renewed: string[] = [];
+    const bindings = new Bindings({
+      routes: {
+        removeAll: async () => undefined,
+        // As Routes does: one batch at a time, the next read after the last one's write.
+        addAll: async (_node, all) => {
+          for (const userId of all) {
+            renewed.push(userId);
+            await gate;
+          }
+          return [];
+        },
+      },
+      nodeId: () => 'node-1',
+      users: () => users.keys(),
+      ttlMs: 30_000,
+      log: testLog('push'),
+    });
+    const renewal = bindings.renew();
+    users.delete('bob'); // bob's last socket closes while alice's batch is out
+    release();
+    await renewal;
+    expect(renewed).toEqual(['alice']);
+  });
+
   it('logs rather than throws when Redis is down: the renewal redoes the binding', async () => {
     const { state, bindings } = setup(['alice']);
     state.down = true;
