@@ -61,10 +61,10 @@ export class ServiceHost {
   port = 0;
   /**
    * The server Consul's check calls: /health only, on HEALTH_PORT. On the public port the
-   * check's connection queued in the kernel behind every client connecting: under a
-   * reconnect storm of 15,000 clients it waited past its timeout (or found the queue full),
-   * and healthy nodes left routing, so the users already on them got nothing live. A stalled
-   * or dead process still fails it: it is served by the same event loop.
+   * check's connection queues in the kernel behind every client connecting: under the
+   * bench's reconnect storm of 15,000 clients dispatch's check found that queue full ("dial
+   * tcp … i/o timeout"), and an instance that leaves routing so leaves its users without
+   * live messages. A stalled or dead process still fails it: the same event loop serves it.
    */
   private readonly healthServer: Server;
   private readonly health: Health;

@@ -2,8 +2,9 @@
  * Upgrades waiting for their turn. The 'upgrade' listener only queues a handshake; the queue
  * runs a few per turn of the event loop (setImmediate), so that between them the loop reads
  * what else arrived. Run in the listener, a reconnect storm's handshakes (a token check each)
- * filled whole turns of thousands: the node answered its health check more than a second
- * late, left routing, and the users already on it got nothing live meanwhile.
+ * ran back to back: both surviving nodes of the bench's storm answered their health check
+ * more than a second late and left routing, so the users already on them got nothing live
+ * meanwhile; with the queue, neither did.
  */
 export class HandshakeQueue {
   private readonly waiting: (() => void)[] = [];
