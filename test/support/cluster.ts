@@ -119,14 +119,22 @@ export async function startCluster(
         }
         // After a restart under the same ID, Consul may still show the old run's status:
         // the new process must answer its own /health first.
-        const own = await fetch(`${proc.url}/health`).catch(() => undefined);
-        if (own?.status !== 200) return false;
+        // Not yet passing: thrown, so that a timeout says why (waitFor keeps the last error).
+        const own = await fetch(`${proc.url}/health`);
+        if (own.status !== 200) throw new Error(`own /health ${own.status}: ${await own.text()}`);
         const res = await fetch(`http://${deps.consul.addr}/v1/health/checks/${service}`);
-        const checks = (await res.json()) as { ServiceID: string; Status: string }[];
+        const checks = (await res.json()) as {
+          ServiceID: string;
+          Status: string;
+          Output: string;
+        }[];
         // Every check of the instance (two with INTERNAL_PORT): only then is it in the
         // passing set that peers route to.
         const mine = checks.filter((c) => c.ServiceID === proc.id);
-        return mine.length > 0 && mine.every((c) => c.Status === 'passing');
+        if (mine.length > 0 && mine.every((c) => c.Status === 'passing')) return true;
+        throw new Error(
+          `consul: ${mine.map((c) => `${c.Status} (${c.Output.trim().slice(0, 160)})`).join('; ') || 'no check yet'}`,
+        );
       },
       20_000,
       100,
