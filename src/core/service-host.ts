@@ -154,19 +154,22 @@ export class ServiceHost {
   };
 
   /** A public path called with a method it does not serve: 405 with the ones it does. */
-  private readonly methodNotAllowed = async (ctx: Koa.Context, next: Koa.Next): Promise<void> => {
-    await next();
-    if (ctx.status !== 404 || ctx.body !== undefined) return;
-    const layers = this.routes.match(ctx.path, ctx.method).path;
-    if (layers.length === 0) return;
-    const allowed = [...new Set(layers.flatMap((l) => l.methods))].join(', ');
-    ctx.set('allow', allowed);
-    throw new HttpError(
-      405,
-      'method_not_allowed',
-      `${ctx.method} is not allowed here: use ${allowed}`,
-    );
-  };
+  /** Answers 405 with `allow` for a path `router` serves under other methods only. */
+  private readonly methodNotAllowed =
+    (router: Router) =>
+    async (ctx: Koa.Context, next: Koa.Next): Promise<void> => {
+      await next();
+      if (ctx.status !== 404 || ctx.body !== undefined) return;
+      const layers = router.match(ctx.path, ctx.method).path;
+      if (layers.length === 0) return;
+      const allowed = [...new Set(layers.flatMap((l) => l.methods))].join(', ');
+      ctx.set('allow', allowed);
+      throw new HttpError(
+        405,
+        'method_not_allowed',
+        `${ctx.method} is not allowed here: use ${allowed}`,
+      );
+    };
 
   get isDraining(): boolean {
     return this.draining;
@@ -207,10 +210,13 @@ export class ServiceHost {
       '/health',
       this.health.handler,
     );
-    healthApp.use(canonicalPathOnly).use(healthRoutes.routes());
+    healthApp
+      .use(canonicalPathOnly)
+      .use(this.methodNotAllowed(healthRoutes))
+      .use(healthRoutes.routes());
     this.healthServer.on('request', healthApp.callback());
     this.healthPort = await listen(this.healthServer, config.HOST, config.HEALTH_PORT);
-    this.app.use(this.methodNotAllowed).use(this.routes.routes());
+    this.app.use(this.methodNotAllowed(this.routes)).use(this.routes.routes());
     this.server.on('request', this.app.callback());
     this.port = await listen(this.server, config.HOST, config.port);
     this.registration = new Registration({

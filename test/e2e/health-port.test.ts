@@ -41,6 +41,16 @@ describe('the health check on a port of its own (HEALTH_PORT)', () => {
     }
   });
 
+  it('answers another method on /health there with 405, as the main port does', async () => {
+    const port = await checkedPort('collect', cluster.collect.id);
+    for (const p of [port, cluster.collect.port]) {
+      const answer = await rawRequest(p, { method: 'POST', target: '/health' });
+      expect(answer.status, `port ${p}`).toBe(405);
+      expect(answer.headers.allow).toContain('GET');
+      expect(JSON.parse(answer.body).error.code).toBe('method_not_allowed');
+    }
+  });
+
   it('serves nothing but /health there, in any spelling', async () => {
     const port = await checkedPort('collect', cluster.collect.id);
     const tries: { method?: string; target: string; headers?: [string, string][] }[] = [
