@@ -46,7 +46,7 @@ export class Health {
   }
 
   /** One round of every probe; a round still running is not started twice. */
-  probeAll(): Promise<void> {
+  private probeAll(): Promise<void> {
     this.round ??= (async () => {
       const names = Object.keys(this.o.probes);
       const results = await Promise.all(

@@ -44,6 +44,23 @@ async function postOnly(ctx: Koa.Context, next: Koa.Next): Promise<void> {
   await next();
 }
 
+/** For a path `router` serves under other methods only: 405, with them in `allow`. */
+function methodNotAllowed(router: Router) {
+  return async (ctx: Koa.Context, next: Koa.Next): Promise<void> => {
+    await next();
+    if (ctx.status !== 404 || ctx.body !== undefined) return;
+    const layers = router.match(ctx.path, ctx.method).path;
+    if (layers.length === 0) return;
+    const allowed = [...new Set(layers.flatMap((l) => l.methods))].join(', ');
+    ctx.set('allow', allowed);
+    throw new HttpError(
+      405,
+      'method_not_allowed',
+      `${ctx.method} is not allowed here: use ${allowed}`,
+    );
+  };
+}
+
 /**
  * The frame every service lives in: a Koa app with JSON errors, /health and /metrics;
  * its public routes and its hops (internal ones behind INTERNAL_SECRET); an HTTP server
@@ -153,24 +170,6 @@ export class ServiceHost {
     this.metrics.httpRequests.inc({ route, status: String(ctx.status) });
   };
 
-  /** A public path called with a method it does not serve: 405 with the ones it does. */
-  /** Answers 405 with `allow` for a path `router` serves under other methods only. */
-  private readonly methodNotAllowed =
-    (router: Router) =>
-    async (ctx: Koa.Context, next: Koa.Next): Promise<void> => {
-      await next();
-      if (ctx.status !== 404 || ctx.body !== undefined) return;
-      const layers = router.match(ctx.path, ctx.method).path;
-      if (layers.length === 0) return;
-      const allowed = [...new Set(layers.flatMap((l) => l.methods))].join(', ');
-      ctx.set('allow', allowed);
-      throw new HttpError(
-        405,
-        'method_not_allowed',
-        `${ctx.method} is not allowed here: use ${allowed}`,
-      );
-    };
-
   get isDraining(): boolean {
     return this.draining;
   }
@@ -210,13 +209,10 @@ export class ServiceHost {
       '/health',
       this.health.handler,
     );
-    healthApp
-      .use(canonicalPathOnly)
-      .use(this.methodNotAllowed(healthRoutes))
-      .use(healthRoutes.routes());
+    healthApp.use(canonicalPathOnly).use(methodNotAllowed(healthRoutes)).use(healthRoutes.routes());
     this.healthServer.on('request', healthApp.callback());
     this.healthPort = await listen(this.healthServer, config.HOST, config.HEALTH_PORT);
-    this.app.use(this.methodNotAllowed(this.routes)).use(this.routes.routes());
+    this.app.use(methodNotAllowed(this.routes)).use(this.routes.routes());
     this.server.on('request', this.app.callback());
     this.port = await listen(this.server, config.HOST, config.port);
     this.registration = new Registration({

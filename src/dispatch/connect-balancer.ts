@@ -1,4 +1,5 @@
 import type { Instance } from '../core/discovery.js';
+import { Fifo } from '../core/fifo.js';
 
 export interface ConnectBalancerOptions {
   /** How long the last passing nodes are still handed out once none passes. */
@@ -28,8 +29,9 @@ export interface ConnectBalancerOptions {
  * client asks again; a node out of routing answers 503 itself.
  */
 export class ConnectBalancer {
-  /** Per node: its last report, and when each URL handed out since was handed out. */
-  private nodes: { url: string; reported: number; onTheirWay: HandOuts }[] = [];
+  /** Per node: its last report, and when each URL handed out since was handed out, oldest
+   *  first. */
+  private nodes: { url: string; reported: number; onTheirWay: Fifo<number> }[] = [];
   /** When the passing set became empty while nodes were known; undefined while some pass. */
   private noneSince: number | undefined;
   private readonly clock: { now(): number };
@@ -52,9 +54,9 @@ export class ConnectBalancer {
       const url = i.meta.ws_url as string;
       const reported = Number(i.meta.connections) || 0;
       const before = previous.get(url);
-      const onTheirWay = before?.onTheirWay ?? new HandOuts();
+      const onTheirWay = before?.onTheirWay ?? new Fifo<number>();
       // The connections the report gained are clients handed out before it that arrived.
-      onTheirWay.dropOldest(Math.max(0, reported - (before?.reported ?? reported)));
+      onTheirWay.drop(reported - (before?.reported ?? reported));
       return { url, reported, onTheirWay };
     });
   }
@@ -67,7 +69,8 @@ export class ConnectBalancer {
     let bestLoad = Infinity;
     for (const n of this.nodes) {
       // The clients handed out longer ago are taken to have given up.
-      n.onTheirWay.dropBefore(now - this.handedOutMs);
+      const { onTheirWay } = n;
+      while ((onTheirWay.peek() ?? Infinity) < now - this.handedOutMs) onTheirWay.shift();
       const load = n.reported + n.onTheirWay.size;
       if (load < bestLoad) {
         best = n;
@@ -77,38 +80,5 @@ export class ConnectBalancer {
     if (!best) return undefined;
     best.onTheirWay.push(now);
     return best.url;
-  }
-}
-
-/** When each URL still counted against a node was handed out, oldest first: a queue whose
- *  front is dropped in O(1) per entry, however long a storm makes it. */
-class HandOuts {
-  private at: number[] = [];
-  private head = 0;
-
-  get size(): number {
-    return this.at.length - this.head;
-  }
-
-  push(time: number): void {
-    this.at.push(time);
-  }
-
-  dropOldest(n: number): void {
-    this.head = Math.min(this.at.length, this.head + n);
-    this.compact();
-  }
-
-  dropBefore(time: number): void {
-    while (this.head < this.at.length && (this.at[this.head] as number) < time) this.head++;
-    this.compact();
-  }
-
-  /** Gives the dropped front back once it is most of the array. */
-  private compact(): void {
-    if (this.head > 1024 && this.head * 2 > this.at.length) {
-      this.at = this.at.slice(this.head);
-      this.head = 0;
-    }
   }
 }

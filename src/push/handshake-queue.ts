@@ -1,3 +1,5 @@
+import { Fifo } from '../core/fifo.js';
+
 /**
  * Upgrades waiting for their turn. The 'upgrade' listener only queues a handshake; the queue
  * runs a few per turn of the event loop (setImmediate), so that between them the loop reads
@@ -7,15 +9,13 @@
  * meanwhile; with the queue, neither did.
  */
 export class HandshakeQueue {
-  private readonly waiting: (() => void)[] = [];
-  /** Index of the next task in `waiting` (a queue with an O(1) front). */
-  private next = 0;
+  private readonly waiting = new Fifo<() => void>();
   private scheduled = false;
 
   constructor(private readonly perTurn: number) {}
 
   get length(): number {
-    return this.waiting.length - this.next;
+    return this.waiting.size;
   }
 
   push(task: () => void): void {
@@ -27,18 +27,8 @@ export class HandshakeQueue {
   }
 
   private runTurn(): void {
-    const end = Math.min(this.next + this.perTurn, this.waiting.length);
-    while (this.next < end) {
-      const task = this.waiting[this.next] as () => void;
-      this.waiting[this.next++] = noop; // let it be collected
-      task();
-    }
-    if (this.next === this.waiting.length) {
-      this.waiting.length = 0;
-      this.next = 0;
-      this.scheduled = false;
-    } else setImmediate(() => this.runTurn());
+    for (let n = 0; n < this.perTurn; n++) this.waiting.shift()?.();
+    if (this.waiting.size > 0) setImmediate(() => this.runTurn());
+    else this.scheduled = false;
   }
 }
-
-const noop = (): void => undefined;

@@ -126,8 +126,8 @@ export class TokenKey {
   }
 }
 
-/** A verifier for a published key; undefined when auth publishes none (HS256) or sent
- *  one that is not a key. */
+/** A verifier for a published key; undefined when auth publishes none (HS256). A text that
+ *  is not a key throws, and the fetch counts as failed: the key held stays in use. */
 function verifierOf(published: PublishedKey): TokenVerifier | undefined {
   if (published.algorithm === 'HS256' || published.publicKey === undefined) return undefined;
   return new TokenVerifier({

@@ -213,21 +213,11 @@ describe('TokenKey: push nodes check tokens with the key auth publishes', () => 
   });
 
   it('takes an auth that knows no token-key hop (404) for one that publishes no key', async () => {
-    const auth = new FakePeers((path) => {
-      if (path === tokenKeyHop.path) throw new PeerError(404, 'not_found');
-      return { userId: 'alice', expiresAt: new Date(Date.now() + 60_000).toISOString() };
-    });
-    const tokenKey = new TokenKey({
-      auth,
-      log: testLog('token-key'),
-      refreshMs: 60_000,
-      retryMs: 10,
-    });
-    const authenticator = new Authenticator({ auth, cacheMs: 0, local: tokenKey });
+    const { auth, tokenKey, authenticator } = setup(() => new PeerError(404, 'not_found'));
     tokenKey.start();
     await until('the first fetch', () => auth.callsTo(tokenKeyHop.path).length === 1);
     expect(await authenticator.verify('t')).toMatchObject({ ok: true, userId: 'alice' });
-    await new Promise((r) => setTimeout(r, 50));
+    await new Promise((r) => setTimeout(r, 80));
     // Not asked again every retry interval: the next fetch is a refresh away.
     expect(auth.callsTo(tokenKeyHop.path)).toHaveLength(1);
     tokenKey.stop();
