@@ -78,6 +78,43 @@ export async function cpuWindow(
   };
 }
 
+/** CPU of each process (% of one core) in each interval of `everyMs`, from now until
+ *  `stop`; a process gone reads NaN. */
+export async function cpuSeries(
+  procs: { name: string; pid: number }[],
+  everyMs: number,
+): Promise<{ stop(): Promise<{ name: string; cpuPercent: number }[][]> }> {
+  const read = (): Promise<number[]> =>
+    Promise.all(procs.map((p) => cpuSeconds(p.pid).catch(() => NaN)));
+  const intervals: { name: string; cpuPercent: number }[][] = [];
+  let before = await read();
+  let at = performance.now();
+  const sample = async (): Promise<void> => {
+    const after = await read();
+    const seconds = (performance.now() - at) / 1000;
+    at = performance.now();
+    intervals.push(
+      procs.map((p, i) => ({
+        name: p.name,
+        cpuPercent: (((after[i] as number) - (before[i] as number)) / seconds) * 100,
+      })),
+    );
+    before = after;
+  };
+  // One reading at a time, in order.
+  let sampling = Promise.resolve();
+  const timer = setInterval(() => {
+    sampling = sampling.then(sample);
+  }, everyMs);
+  return {
+    async stop() {
+      clearInterval(timer);
+      await sampling;
+      return intervals;
+    },
+  };
+}
+
 /** Summary of latency samples (ms). */
 export interface LatencySummary {
   count: number;

@@ -10,7 +10,7 @@ import { clusterProcs, log, now, onCleanup, signOptions, sleep } from '../lib/ha
 import { Worker } from '../lib/ipc.js';
 import { cpuRow, metric, pushConnections, requestsByRoute } from '../lib/probes.js';
 import type { CpuRow } from '../lib/report.js';
-import { cpuWindow, machineWindow, round, summarize } from '../stats.js';
+import { cpuSeries, cpuWindow, machineWindow, round, summarize } from '../stats.js';
 import type { StormConnectArgs, StormStatus } from '../workers/reconnecting-clients.js';
 
 export interface StormParams {
@@ -190,6 +190,10 @@ export async function reconnectStorm(
     // Bounded: until every user has the message, or the deadline.
     let statuses: StormStatus[] = [];
     let lastLog = 0;
+    const perSecond = await cpuSeries(
+      [...procs, ...workers.map((w, i) => ({ name: `clients ${i + 1}`, pid: w.pid }))],
+      1000,
+    );
     for (;;) {
       statuses = await Promise.all(workers.map((w) => w.request<StormStatus>('status')));
       const reconnected = after(
@@ -213,6 +217,10 @@ export async function reconnectStorm(
         break;
       await sleep(100);
     }
+    for (const [i, second] of (await perSecond.stop()).entries())
+      log(
+        `storm: CPU in second ${i + 1} after the kill (% of a core): ${second.map((r) => `${r.name} ${Math.round(r.cpuPercent)}`).join(', ')}`,
+      );
     watch?.atEnd(living);
     const usage = (await cpu.end()).map(cpuRow);
     const authServed = difference(await requestsByRoute(cluster.auth.url), authBefore);
@@ -278,6 +286,9 @@ export async function reconnectStorm(
     log(
       `storm: CPU from the kill to the last delivery (% of a core): ${usage.map((r) => `${r.name} ${r.cpuPercent}`).join(', ')}; other processes of the box ${backgroundPct}`,
     );
+    log(
+      `storm: per second after the kill, handshakes begun/opened (of users reopened): ${timeline(killedAt, statuses)}`,
+    );
     await Promise.all(workers.map((w) => w.request('close')));
     return result;
   } finally {
@@ -315,4 +326,25 @@ function difference(
   for (const [k, v] of Object.entries(after))
     if (v !== (before[k] ?? 0)) moved[k] = v - (before[k] ?? 0);
   return moved;
+}
+
+/** Per second after the kill, "second:begun/opened": the successful handshakes begun (after
+ *  a /v1/connect answer or a fallback pick) and the sockets opened in it. */
+function timeline(killedAt: number, statuses: StormStatus[]): string {
+  const begun: number[] = [];
+  const opened: number[] = [];
+  const count = (into: number[], at: number): void => {
+    const second = Math.floor((at - killedAt) / 1000);
+    if (second >= 0) into[second] = (into[second] ?? 0) + 1;
+  };
+  for (const s of statuses)
+    s.reopenedAt.forEach((openedAt, i) => {
+      if (!Number.isFinite(openedAt)) return;
+      count(opened, openedAt);
+      count(begun, openedAt - (s.handshakeMs[i] as number));
+    });
+  const seconds = Math.max(begun.length, opened.length);
+  return Array.from({ length: seconds }, (_, i) => `${i}:${begun[i] ?? 0}/${opened[i] ?? 0}`).join(
+    ' ',
+  );
 }
