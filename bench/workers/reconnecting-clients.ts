@@ -1,7 +1,8 @@
 // Client worker for the reconnect storm: raw `ws` clients of distinct users that, when their
-// socket closes, ask dispatch's GET /v1/connect for a push node and connect there, with full
-// jitter backoff between failed attempts — what src/client/push-client.ts does, without its
-// heartbeat and dedupe, so that one process holds thousands. Every message is acked. Once
+// socket closes, connect to one of the fallbacks their /v1/connect answer named (at random),
+// or, when that fails, ask dispatch's GET /v1/connect for a push node and connect there, with
+// full jitter backoff between failed attempts — what src/client/push-client.ts does, without
+// its heartbeat and dedupe, so that one process holds thousands. Every message is acked. Once
 // armed, it records when each user is open again and when the tagged message reached them.
 import { get } from 'node:http';
 import WebSocket from 'ws';
@@ -32,7 +33,8 @@ export interface StormStatus {
   reopenedAt: Float64Array;
   /** wall clock (ms) the tagged message first reached each user, NaN if not yet */
   receivedAt: Float64Array;
-  /** for each user reopened after `arm`, how long its successful /v1/connect call took (ms) */
+  /** for each user reopened after `arm` through /v1/connect (not a fallback), how long its
+   *  successful /v1/connect call took (ms) */
   askMs: Float64Array;
   /** … and its successful WebSocket handshake (ms) */
   handshakeMs: Float64Array;
@@ -54,7 +56,13 @@ interface Client {
   token: string;
   localAddress: string;
   ws: WebSocket | undefined;
+  /** The push node of its current or last socket. */
+  url: string | undefined;
   failures: number;
+  /** The other push nodes its last /v1/connect answer named, less those tried since. */
+  fallbacks: string[];
+  /** Its last socket had opened before it went: the next attempt tries a fallback. */
+  lost: boolean;
 }
 
 let args: StormConnectArgs | undefined;
@@ -112,13 +120,29 @@ function open(c: Client, url: string): Promise<void> {
     ws.once('close', () => {
       if (!opened) return reject(new Error('closed before open'));
       if (c.ws === ws) c.ws = undefined;
+      c.lost = true;
       if (!stopped) void reconnect(c);
     });
   });
 }
 
-/** GET /v1/connect: the ws URL of the push node to go to. */
-function askForNode(c: Client): Promise<string> {
+/** GET /v1/connect: the ws URL of the push node to go to; keeps the fallbacks it names. */
+async function askForNode(c: Client): Promise<string> {
+  const { url, fallbacks } = await askDispatch(c);
+  c.fallbacks = fallbacks.filter((u) => u !== url);
+  return url;
+}
+
+/** A fallback other than the node just lost, at random, taken off the list. */
+function takeFallback(c: Client, lostUrl: string | undefined): string | undefined {
+  const left = c.fallbacks.filter((u) => u !== lostUrl);
+  if (left.length === 0) return undefined;
+  const url = left[Math.floor(Math.random() * left.length)] as string;
+  c.fallbacks = left.filter((u) => u !== url);
+  return url;
+}
+
+function askDispatch(c: Client): Promise<{ url: string; fallbacks: string[] }> {
   const a = args as StormConnectArgs;
   connectCalls++;
   return new Promise((resolve, reject) => {
@@ -132,7 +156,7 @@ function askForNode(c: Client): Promise<string> {
         res.on('data', (chunk: Buffer) => (body += chunk.toString()));
         res.on('end', () => {
           if (res.statusCode !== 200) return reject(new Error(`/v1/connect: ${res.statusCode}`));
-          resolve((JSON.parse(body) as { url: string }).url);
+          resolve(JSON.parse(body) as { url: string; fallbacks: string[] });
         });
         res.on('error', reject);
       },
@@ -142,7 +166,8 @@ function askForNode(c: Client): Promise<string> {
   });
 }
 
-/** Backoff, /v1/connect, open; again after each failure, at most maxAttempts in a row. */
+/** Backoff, a fallback or /v1/connect, open; again after each failure, at most maxAttempts
+ *  in a row. */
 async function reconnect(c: Client): Promise<void> {
   const a = args as StormConnectArgs;
   while (!stopped) {
@@ -151,11 +176,14 @@ async function reconnect(c: Client): Promise<void> {
     if (stopped) return;
     try {
       const asking = now();
-      const url = await askForNode(c);
+      const fallback = c.lost ? takeFallback(c, c.url) : undefined;
+      c.lost = false;
+      const url = fallback ?? (await askForNode(c));
+      c.url = url;
       const opening = now();
       await open(c, url);
       if (tag !== undefined) {
-        askMs[c.index] = opening - asking;
+        askMs[c.index] = fallback === undefined ? opening - asking : NaN;
         handshakeMs[c.index] = now() - opening;
       }
       return;
@@ -171,7 +199,9 @@ async function reconnect(c: Client): Promise<void> {
   }
 }
 
-/** First connects: every user to `url`, `concurrency` handshakes at once, 2 retries each. */
+/** First connects: every user to `url`, `concurrency` handshakes at once, 2 retries each.
+ *  Each asks /v1/connect first, as a real client does, and keeps the nodes it names but
+ *  `url` as its fallbacks: what it would hold had dispatch handed out `url`. */
 async function connect(a: StormConnectArgs): Promise<{ opened: number; failed: number }> {
   args = a;
   stopped = false;
@@ -181,7 +211,10 @@ async function connect(a: StormConnectArgs): Promise<{ opened: number; failed: n
     token: signToken(user, a.sign),
     localAddress: a.localAddresses[index % a.localAddresses.length] as string,
     ws: undefined,
+    url: undefined,
     failures: 0,
+    fallbacks: [],
+    lost: false,
   }));
   const deadline = Date.now() + a.deadlineMs;
   const queue = clients.map((c) => ({ c, tries: 0 }));
@@ -192,6 +225,11 @@ async function connect(a: StormConnectArgs): Promise<{ opened: number; failed: n
       while (queue.length > 0 && Date.now() < deadline) {
         const item = queue.shift() as (typeof queue)[number];
         try {
+          if (item.c.url === undefined) {
+            const answer = await askDispatch(item.c);
+            item.c.fallbacks = [answer.url, ...answer.fallbacks].filter((u) => u !== a.url);
+            item.c.url = a.url;
+          }
           await open(item.c, a.url);
           opened++;
         } catch (err) {

@@ -40,7 +40,10 @@ type Listener<K extends keyof Events> = K extends 'message'
  * Connects through /v1/connect, reconnects with jittered backoff (at once when a node
  * restarts: close 1012), notices dead connections by its heartbeat, acks what its
  * listeners processed, and drops messages it has already processed, since the cluster
- * delivers at least once.
+ * delivers at least once. When an open socket is lost, the next attempt goes straight to
+ * one of the fallbacks /v1/connect named, at random; only when that one fails is
+ * /v1/connect asked again. So the clients of a lost node do not all ask dispatch at once,
+ * and they come back even while dispatch is unreachable.
  */
 export class PushClient {
   private ws: WebSocketLike | undefined;
@@ -50,6 +53,11 @@ export class PushClient {
    *  current has been superseded and gives up without opening anything. */
   private generation = 0;
   private failures = 0;
+  /** Other push nodes the last /v1/connect answer named, less those tried since. */
+  private fallbacks: string[] = [];
+  /** True when the last socket had opened before it went: the next attempt tries a
+   *  fallback first. */
+  private lost = false;
   private retryTimer: ReturnType<typeof setTimeout> | undefined;
   /** Ends the attempt in flight: its /v1/connect request, or its socket's handshake. */
   private cancelAttempt: (() => void) | undefined;
@@ -95,6 +103,7 @@ export class PushClient {
     if (!this.stopped) return;
     this.stopped = false;
     this.failures = 0;
+    this.lost = false;
     void this.connect();
   }
 
@@ -127,7 +136,9 @@ export class PushClient {
     let url: string;
     let token: string;
     try {
-      url = await this.askForNode();
+      const fallback = this.lost ? this.takeFallback() : undefined;
+      this.lost = false;
+      url = fallback ?? (await this.askForNode());
       if (!current()) return;
       token = await this.o.getToken();
     } catch (err) {
@@ -174,12 +185,24 @@ export class PushClient {
       this.drop();
       if (this.state !== 'open')
         this.emit('error', new Error(`connection to ${url} failed (close ${ev.code})`));
+      else this.lost = true;
       // A restarting node asks its clients to move at once; anything else backs off.
       this.retry(ev.code === CloseCode.ServiceRestart);
     };
   }
 
-  /** GET /v1/connect: the URL of the push node to connect to, within connectTimeoutMs. */
+  /** A fallback other than the node just lost, at random, taken off the list; undefined
+   *  when none is left. */
+  private takeFallback(): string | undefined {
+    const left = this.fallbacks.filter((u) => u !== this.nodeUrl);
+    if (left.length === 0) return undefined;
+    const url = left[Math.floor(Math.random() * left.length)] as string;
+    this.fallbacks = left.filter((u) => u !== url);
+    return url;
+  }
+
+  /** GET /v1/connect: the URL of the push node to connect to, within connectTimeoutMs;
+   *  keeps the fallbacks it names. */
   private async askForNode(): Promise<string> {
     const controller = new AbortController();
     let timedOut = false;
@@ -198,9 +221,13 @@ export class PushClient {
         signal: controller.signal,
       } as RequestInit);
       if (!res.ok) throw new Error(`connect endpoint answered ${res.status}`);
-      const url = ((await res.json()) as { url?: unknown } | null)?.url;
-      if (typeof url !== 'string' || !/^wss?:\/\//i.test(url))
+      const answer = (await res.json()) as { url?: unknown; fallbacks?: unknown } | null;
+      const url = answer?.url;
+      if (!isNodeUrl(url))
         throw new Error(`connect endpoint answered no ws:// or wss:// url: ${String(url)}`);
+      // An older dispatch names none; anything but a node URL is left out.
+      const fallbacks = Array.isArray(answer?.fallbacks) ? (answer.fallbacks as unknown[]) : [];
+      this.fallbacks = fallbacks.filter((u): u is string => isNodeUrl(u) && u !== url);
       return url;
     } catch (err) {
       if (timedOut)
@@ -235,6 +262,7 @@ export class PushClient {
       if (this.silentRounds >= 2) {
         const silence = `no frame from ${url} within ${this.o.heartbeatIntervalMs} ms of a ping`;
         this.emit('error', new Error(`${silence}: reconnecting`));
+        this.lost = true; // it had opened: the next attempt tries a fallback
         return this.abandon(ws);
       }
       if (ws.readyState === 1) ws.send(PING_FRAME);
@@ -366,4 +394,8 @@ function isThenable(value: unknown): value is PromiseLike<unknown> {
     value !== null &&
     typeof (value as { then?: unknown }).then === 'function'
   );
+}
+
+function isNodeUrl(url: unknown): url is string {
+  return typeof url === 'string' && /^wss?:\/\//i.test(url);
 }

@@ -120,6 +120,11 @@ export const TOKEN_KEY_RETRY_MS = 1000;
  *  storm can fail every node's check at once); past it, 503 no_push_node. */
 export const CONNECT_LAST_KNOWN_MS = 30_000;
 
+/** Other push nodes /v1/connect names beside the one it hands out: a client that loses its
+ *  node goes straight to one of them, at random, without asking dispatch again. A few are
+ *  enough: a client falls back to /v1/connect when its pick refuses it. */
+export const CONNECT_FALLBACKS = 4;
+
 // ---- collect -----------------------------------------------------------------------
 
 /** Users whose first replay pages collect reads at once (`unackedFirstPagesHop`): a

@@ -81,4 +81,20 @@ export class ConnectBalancer {
     best.onTheirWay.push(now);
     return best.url;
   }
+
+  /**
+   * Up to `max` nodes other than `url`, a random few of them: the fallbacks a client tries
+   * when it loses `url`'s node. Random, so that the clients of a lost node spread over the
+   * others instead of all going to the one that looked emptiest when each client connected.
+   */
+  fallbacks(url: string, max: number, random: () => number = Math.random): string[] {
+    const others = this.nodes.filter((n) => n.url !== url).map((n) => n.url);
+    // A partial Fisher–Yates shuffle: the first `max` places only.
+    const count = Math.min(max, others.length);
+    for (let i = 0; i < count; i++) {
+      const j = i + Math.floor(random() * (others.length - i));
+      [others[i], others[j]] = [others[j] as string, others[i] as string];
+    }
+    return others.slice(0, count);
+  }
 }

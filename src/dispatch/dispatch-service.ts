@@ -13,7 +13,11 @@ import { Routes } from '../core/routes.js';
 import { ServiceHost } from '../core/service-host.js';
 import { ConnectBalancer } from './connect-balancer.js';
 import { forwardMessages, type ForwardDeps } from './forward-messages.js';
-import { CONNECT_LAST_KNOWN_MS, EVICTION_UNBIND_GRACE_MS } from '../core/tuning.js';
+import {
+  CONNECT_FALLBACKS,
+  CONNECT_LAST_KNOWN_MS,
+  EVICTION_UNBIND_GRACE_MS,
+} from '../core/tuning.js';
 
 /**
  * dispatch: finds each message's user in routes (Redis), the user's nodes in the
@@ -122,7 +126,10 @@ export function createDispatchService(
         'no push node is passing its health checks right now: retry shortly',
       );
     ctx.set('cache-control', 'no-store');
-    ctx.body = { url } satisfies ConnectResponse;
+    ctx.body = {
+      url,
+      fallbacks: balancer.fallbacks(url, CONNECT_FALLBACKS),
+    } satisfies ConnectResponse;
   });
 
   async function unbindEvicted(nodeIds: string[]): Promise<void> {

@@ -35,5 +35,10 @@ export interface MessageView {
 }
 
 export interface ConnectResponse {
+  /** The push node to connect to. */
   url: string;
+  /** A few other push nodes, in no order: when the socket to `url` is lost, a client
+   *  connects to one of them, at random, without asking /v1/connect again (and asks it
+   *  when that one refuses). Empty when `url`'s node is the only one. */
+  fallbacks: string[];
 }

@@ -184,16 +184,22 @@ describe('the push pipeline, end to end on real processes', () => {
   // The node with fewer connections is picked first (the other may hold the clients of
   // the tests above, and one may briefly fail a check on a loaded machine), so ask until
   // each node has been handed out: a balancer that always names one node never gets there.
-  it('spreads /v1/connect over both push nodes', async () => {
+  it('spreads /v1/connect over both push nodes, each answer naming the other as fallback', async () => {
     const urls = new Set<string>();
     const expected = [wsUrlOf(cluster, 0), wsUrlOf(cluster, 1)].sort();
+    let namedTheOther = 0;
     await waitFor(
-      'both push nodes handed out by /v1/connect',
+      'both push nodes handed out by /v1/connect, with the other as fallback',
       async () => {
         const res = await call(`${cluster.dispatch.url}/v1/connect`);
         expect(res.status).toBe(200);
-        urls.add((res.body as { url: string }).url);
-        return urls.size === 2;
+        const { url, fallbacks } = res.body as { url: string; fallbacks: string[] };
+        urls.add(url);
+        // Never the node handed out; the other one unless it is out of the passing set.
+        expect(fallbacks).not.toContain(url);
+        if (fallbacks.length === 1 && fallbacks[0] === expected.find((u) => u !== url))
+          namedTheOther++;
+        return urls.size === 2 && namedTheOther > 0;
       },
       10_000,
       20,

@@ -188,4 +188,30 @@ describe('PushClient on a real cluster', () => {
       process.kill(pid, 'SIGCONT');
     }
   });
+
+  it('moves to its fallback node while dispatch is unreachable too (both SIGSTOPped)', async () => {
+    const heartbeatMs = 1000;
+    const { client } = clientFor('node-and-dispatch-hang', { heartbeatIntervalMs: heartbeatMs });
+    const got: string[] = [];
+    client.on('message', (m) => void got.push(m.id));
+    client.start();
+    await waitFor('the client to open', () => client.connectionState === 'open');
+    const hung = nodeOf(client.nodeUrl);
+    const other = cluster.push.find((p) => p !== hung)!;
+    const stopped = [hung.child.pid!, cluster.dispatch.child.pid!];
+    for (const pid of stopped) process.kill(pid, 'SIGSTOP');
+    try {
+      // /v1/connect cannot answer: only the fallback its first answer named gets it there.
+      await waitFor(
+        'the client to open on the other node',
+        () =>
+          client.connectionState === 'open' && client.nodeUrl === `ws://127.0.0.1:${other.port}/ws`,
+        20_000,
+      );
+    } finally {
+      for (const pid of stopped) process.kill(pid, 'SIGCONT');
+    }
+    const [id] = await postMessages(cluster, { to: 'node-and-dispatch-hang', payload: 'moved' });
+    await waitFor('the message on the other node', () => got.includes(id as string), 20_000);
+  });
 });

@@ -160,6 +160,78 @@ describe('PushClient', () => {
     await waitFor('the client to open', () => client.connectionState === 'open', 5000);
   });
 
+  it('after losing an open socket, goes straight to a fallback /v1/connect named, without asking again', async () => {
+    const other = await startNode();
+    let asked = 0;
+    const node = await startNode((_req, res) => {
+      asked++;
+      res.end(
+        JSON.stringify({
+          url: `ws://127.0.0.1:${node.port}/ws`,
+          fallbacks: [`ws://127.0.0.1:${other.port}/ws`, 'not a url', 42],
+        }),
+      );
+      return true;
+    });
+    const { client } = clientOf(node);
+    client.start();
+    await waitFor('the client to open', () => client.connectionState === 'open');
+    node.sockets[0]!.terminate(); // the node is lost: no closing handshake
+    await waitFor('the client on the fallback', () => other.connects === 1, 5000);
+    await waitFor('open again', () => client.connectionState === 'open');
+    expect(client.nodeUrl).toBe(`ws://127.0.0.1:${other.port}/ws`);
+    expect(asked).toBe(1);
+  });
+
+  it('asks /v1/connect again when the fallback it tried refuses it', async () => {
+    const gone = await startNode();
+    const gonePort = gone.port;
+    gone.wss.close();
+    gone.server.closeAllConnections();
+    await new Promise((r) => gone.server.close(r));
+    nodes.splice(nodes.indexOf(gone), 1);
+    let asked = 0;
+    const node = await startNode((_req, res) => {
+      asked++;
+      res.end(
+        JSON.stringify({
+          url: `ws://127.0.0.1:${node.port}/ws`,
+          fallbacks: [`ws://127.0.0.1:${gonePort}/ws`],
+        }),
+      );
+      return true;
+    });
+    const { client, errors } = clientOf(node);
+    client.start();
+    await waitFor('the client to open', () => client.connectionState === 'open');
+    node.sockets[0]!.terminate();
+    await waitFor('a second connection to the node', () => node.connects === 2, 5000);
+    expect(asked).toBe(2);
+    expect(errors).toEqual([`connection to ws://127.0.0.1:${gonePort}/ws failed (close 1006)`]);
+    // The fallback that refused was dropped: the next loss asks /v1/connect's new list.
+    await waitFor('open again', () => client.connectionState === 'open');
+  });
+
+  it('spreads the clients of a lost node over its fallbacks, at random', async () => {
+    const [b, c] = [await startNode(), await startNode()];
+    const node = await startNode((_req, res) => {
+      res.end(
+        JSON.stringify({
+          url: `ws://127.0.0.1:${node.port}/ws`,
+          fallbacks: [`ws://127.0.0.1:${b.port}/ws`, `ws://127.0.0.1:${c.port}/ws`],
+        }),
+      );
+      return true;
+    });
+    const many = Array.from({ length: 40 }, () => clientOf(node).client);
+    for (const client of many) client.start();
+    await waitFor('every client open', () => node.connects === 40, 5000);
+    for (const ws of node.sockets) ws.terminate();
+    await waitFor('every client on a fallback', () => b.connects + c.connects === 40, 5000);
+    // Each of the 40 picks one of two at random: fewer than 8 on either is a 1-in-10^4 event.
+    expect(Math.min(b.connects, c.connects)).toBeGreaterThanOrEqual(8);
+  });
+
   it('stops for good on stop(): no reconnect afterwards', async () => {
     const node = await startNode();
     const { client } = clientOf(node);

@@ -105,4 +105,37 @@ describe('ConnectBalancer', () => {
     b.update([node(1, 0)]); // passing again: handed out at once
     expect(b.pick()).toBe('ws://127.0.0.1:7101/ws');
   });
+
+  it('names as fallbacks other nodes only, at most as many as asked, each once', () => {
+    const b = new ConnectBalancer({ lastKnownMs: 30_000 });
+    b.update([1, 2, 3, 4, 5, 6].map((n) => node(n, 0)));
+    const url = 'ws://127.0.0.1:7103/ws';
+    for (let round = 0; round < 50; round++) {
+      const fallbacks = b.fallbacks(url, 4);
+      expect(fallbacks).toHaveLength(4);
+      expect(new Set(fallbacks).size).toBe(4);
+      expect(fallbacks).not.toContain(url);
+    }
+    expect(b.fallbacks(url, 10)).toHaveLength(5);
+  });
+
+  it("spreads the fallbacks over every other node, so that a lost node's clients spread too", () => {
+    const b = new ConnectBalancer({ lastKnownMs: 30_000 });
+    b.update([1, 2, 3, 4, 5, 6].map((n) => node(n, n * 100)));
+    const named = new Map<string, number>();
+    for (let i = 0; i < 3000; i++)
+      for (const u of b.fallbacks('ws://127.0.0.1:7101/ws', 2))
+        named.set(u, (named.get(u) ?? 0) + 1);
+    // Five others, two names each time: 1,200 each on average, whatever their load.
+    expect([...named.keys()].sort()).toEqual(
+      [2, 3, 4, 5, 6].map((n) => `ws://127.0.0.1:${7100 + n}/ws`),
+    );
+    for (const count of named.values()) expect(count).toBeGreaterThan(1000);
+  });
+
+  it('has no fallbacks for the only node', () => {
+    const b = new ConnectBalancer({ lastKnownMs: 30_000 });
+    b.update([node(1, 0)]);
+    expect(b.fallbacks('ws://127.0.0.1:7101/ws', 4)).toEqual([]);
+  });
 });
