@@ -47,11 +47,13 @@ const { values: flags } = parseArgs({
     /** only these (comma-separated): systems rawWs, socketio, cluster, or the scenarios
      *  capacity (on a cluster of its own) and storm; prints JSON, writes no results file */
     only: { type: 'string' },
-    /** ES256 (push nodes check tokens with auth's published key) or HS256 (auth checks each) */
-    jwt: { type: 'string', default: 'ES256' },
+    /** RS256 or ES256 (push nodes check tokens with auth's published key), or HS256 (auth
+     *  checks each) */
+    jwt: { type: 'string', default: 'RS256' },
   },
 });
-if (flags.jwt !== 'ES256' && flags.jwt !== 'HS256') throw new Error('--jwt is ES256 or HS256');
+if (flags.jwt !== 'RS256' && flags.jwt !== 'ES256' && flags.jwt !== 'HS256')
+  throw new Error('--jwt is RS256, ES256 or HS256');
 useTokenAlgorithm(flags.jwt);
 const ONLY = flags.only?.split(',');
 const QUICK = flags.quick;

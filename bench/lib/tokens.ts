@@ -1,5 +1,5 @@
 // Client tokens signed in the bench's own processes exactly as auth issues them (HS256, or
-// ES256 with a private key; issuer and audience, `sub` = user id): tens of thousands of users
+// RS256 or ES256 with a private key; issuer and audience, `sub` = user id): tens of thousands of users
 // need no round trip to auth before they connect, and the push node still verifies every one.
 import { createPrivateKey, createSecretKey, type KeyObject } from 'node:crypto';
 import jwt from 'jsonwebtoken';
@@ -7,8 +7,9 @@ import jwt from 'jsonwebtoken';
 export interface SignOptions {
   /** HS256 secret; ignored when privateKey is given. */
   secret: string;
-  /** ES256 private key (PEM). */
+  /** RS256 or ES256 private key (PEM), with its algorithm. */
   privateKey?: string;
+  algorithm?: 'RS256' | 'ES256';
   issuer: string;
   audience: string;
   ttlSeconds: number;
@@ -24,7 +25,7 @@ function keyOf(o: SignOptions | undefined): { key: KeyObject; algorithm: jwt.Alg
     key = o?.privateKey ? createPrivateKey(o.privateKey) : createSecretKey(Buffer.from(text));
     keys.set(text, key);
   }
-  return { key, algorithm: o?.privateKey ? 'ES256' : 'HS256' };
+  return { key, algorithm: o?.privateKey ? (o.algorithm ?? 'ES256') : 'HS256' };
 }
 
 export function signToken(user: string, o: SignOptions | undefined): string {
