@@ -190,8 +190,20 @@ describe('PushClient on a real cluster', () => {
   });
 
   it('moves to its fallback node while dispatch is unreachable too (both SIGSTOPped)', async () => {
+    // Both nodes passing again (the test before stopped one), so that /v1/connect names the
+    // other as the fallback: with one node out of the passing set, it names none.
+    await waitFor(
+      'a /v1/connect answer naming a fallback',
+      async () => {
+        const res = await fetch(`${cluster.dispatch.url}/v1/connect`);
+        return ((await res.json()) as { fallbacks?: string[] }).fallbacks?.length === 1;
+      },
+      30_000,
+    );
     const heartbeatMs = 1000;
-    const { client } = clientFor('node-and-dispatch-hang', { heartbeatIntervalMs: heartbeatMs });
+    const { client, errors } = clientFor('node-and-dispatch-hang', {
+      heartbeatIntervalMs: heartbeatMs,
+    });
     const got: string[] = [];
     client.on('message', (m) => void got.push(m.id));
     client.start();
@@ -208,6 +220,8 @@ describe('PushClient on a real cluster', () => {
           client.connectionState === 'open' && client.nodeUrl === `ws://127.0.0.1:${other.port}/ws`,
         20_000,
       );
+    } catch (err) {
+      throw new Error(`${(err as Error).message}; the client's errors: ${errors.join('; ')}`);
     } finally {
       for (const pid of stopped) process.kill(pid, 'SIGCONT');
     }
