@@ -241,16 +241,13 @@ export class PushClient {
   }
 
   /**
-   * Every heartbeatIntervalMs: when no frame has come since the last ping, the connection
-   * is dead (the node hung, the network changed, the machine slept): drop it and reconnect;
-   * else send the next ping. Throttled timers (a background tab) only make rounds late,
-   * never wrong: what counts is whether a frame came after the ping, not how long ago.
-   */
-  /**
    * A ping every half interval; two rounds in a row with nothing heard (at least one whole
-   * interval of silence since a ping) drop the socket. So a dead connection is noticed
-   * between 1 and 1.5 intervals after the last frame, and the client is on another node
-   * within 2 intervals.
+   * interval of silence since a ping) mean the connection is dead (the node hung, the
+   * network changed, the machine slept): the socket is dropped and the client reconnects.
+   * So a dead connection is noticed between 1 and 1.5 intervals after the last frame, and
+   * the client is on another node within 2 intervals. Throttled timers (a background tab)
+   * only make rounds late, never wrong: what counts is whether a frame came after the
+   * ping, not how long ago.
    */
   private startHeartbeat(ws: WebSocketLike, url: string): void {
     this.heard = true;
