@@ -58,12 +58,13 @@ export async function startCluster(
     REDIS_URL: deps.redis.url,
     CONSUL_SYNC_INTERVAL: '1s',
     SQLITE_PATH: join(dataDir, 'messages.sqlite'),
-    // As npm start and the image run them (src/launcher/node-options.ts).
-    NODE_OPTIONS: serviceNodeOptions(undefined),
     ...(process.env.MONGODB_URL
       ? { MONGODB_URL: process.env.MONGODB_URL, MONGODB_DB: `push_cluster_e2e_${process.pid}` }
       : {}),
     ...o.env,
+    // Given NODE_OPTIONS (the bench's GC or profile hook) keep the cap too: the services run
+    // as npm start runs them.
+    NODE_OPTIONS: serviceNodeOptions(o.env?.NODE_OPTIONS),
   };
 
   /** Starts a service; a free port another process took before the service bound it
