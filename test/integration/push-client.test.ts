@@ -90,13 +90,29 @@ function clientOf(
 const frame = (id: string, payload: unknown): string =>
   JSON.stringify({ type: 'message', id, payload, createdAt: new Date().toISOString() });
 
+/** A node whose /v1/connect hands out its own /ws and names `fallbacks`; `asked` counts the
+ *  /v1/connect requests it answered. */
+async function startNodeNaming(fallbacks: unknown[]): Promise<{ node: Node; asked: () => number }> {
+  let asked = 0;
+  const node = await startNode((_req, res) => {
+    asked++;
+    res.end(JSON.stringify({ url: `ws://127.0.0.1:${node.port}/ws`, fallbacks }));
+    return true;
+  });
+  return { node, asked: () => asked };
+}
+
+/** Stops a node: its port refuses connections from now on. */
+async function stopNode(n: Node): Promise<void> {
+  n.wss.close();
+  n.server.closeAllConnections();
+  await new Promise((r) => n.server.close(r));
+  if (nodes.includes(n)) nodes.splice(nodes.indexOf(n), 1);
+}
+
 afterEach(async () => {
   for (const c of clients.splice(0)) c.stop();
-  for (const n of nodes.splice(0)) {
-    n.wss.close();
-    n.server.closeAllConnections();
-    await new Promise((r) => n.server.close(r));
-  }
+  for (const n of [...nodes]) await stopNode(n);
 });
 
 describe('PushClient', () => {
@@ -137,10 +153,7 @@ describe('PushClient', () => {
   it('keeps retrying with backoff while no node can be reached, and connects once one can', async () => {
     const node = await startNode();
     const port = node.port;
-    node.wss.close();
-    node.server.closeAllConnections();
-    await new Promise((r) => node.server.close(r));
-    nodes.splice(nodes.indexOf(node), 1);
+    await stopNode(node);
     const { client } = clientOf(node);
     const errors: Error[] = [];
     client.on('error', (e) => errors.push(e));
@@ -162,17 +175,11 @@ describe('PushClient', () => {
 
   it('after losing an open socket, goes straight to a fallback /v1/connect named, without asking again', async () => {
     const other = await startNode();
-    let asked = 0;
-    const node = await startNode((_req, res) => {
-      asked++;
-      res.end(
-        JSON.stringify({
-          url: `ws://127.0.0.1:${node.port}/ws`,
-          fallbacks: [`ws://127.0.0.1:${other.port}/ws`, 'not a url', 42],
-        }),
-      );
-      return true;
-    });
+    const { node, asked } = await startNodeNaming([
+      `ws://127.0.0.1:${other.port}/ws`,
+      'not a url',
+      42,
+    ]);
     const { client } = clientOf(node);
     client.start();
     await waitFor('the client to open', () => client.connectionState === 'open');
@@ -180,33 +187,20 @@ describe('PushClient', () => {
     await waitFor('the client on the fallback', () => other.connects === 1, 5000);
     await waitFor('open again', () => client.connectionState === 'open');
     expect(client.nodeUrl).toBe(`ws://127.0.0.1:${other.port}/ws`);
-    expect(asked).toBe(1);
+    expect(asked()).toBe(1);
   });
 
   it('asks /v1/connect again when the fallback it tried refuses it', async () => {
     const gone = await startNode();
     const gonePort = gone.port;
-    gone.wss.close();
-    gone.server.closeAllConnections();
-    await new Promise((r) => gone.server.close(r));
-    nodes.splice(nodes.indexOf(gone), 1);
-    let asked = 0;
-    const node = await startNode((_req, res) => {
-      asked++;
-      res.end(
-        JSON.stringify({
-          url: `ws://127.0.0.1:${node.port}/ws`,
-          fallbacks: [`ws://127.0.0.1:${gonePort}/ws`],
-        }),
-      );
-      return true;
-    });
+    await stopNode(gone);
+    const { node, asked } = await startNodeNaming([`ws://127.0.0.1:${gonePort}/ws`]);
     const { client, errors } = clientOf(node);
     client.start();
     await waitFor('the client to open', () => client.connectionState === 'open');
     node.sockets[0]!.terminate();
     await waitFor('a second connection to the node', () => node.connects === 2, 5000);
-    expect(asked).toBe(2);
+    expect(asked()).toBe(2);
     expect(errors).toEqual([`connection to ws://127.0.0.1:${gonePort}/ws failed (close 1006)`]);
     // The fallback that refused was dropped: the next loss asks /v1/connect's new list.
     await waitFor('open again', () => client.connectionState === 'open');
@@ -214,15 +208,10 @@ describe('PushClient', () => {
 
   it('spreads the clients of a lost node over its fallbacks, at random', async () => {
     const [b, c] = [await startNode(), await startNode()];
-    const node = await startNode((_req, res) => {
-      res.end(
-        JSON.stringify({
-          url: `ws://127.0.0.1:${node.port}/ws`,
-          fallbacks: [`ws://127.0.0.1:${b.port}/ws`, `ws://127.0.0.1:${c.port}/ws`],
-        }),
-      );
-      return true;
-    });
+    const { node } = await startNodeNaming([
+      `ws://127.0.0.1:${b.port}/ws`,
+      `ws://127.0.0.1:${c.port}/ws`,
+    ]);
     const many = Array.from({ length: 40 }, () => clientOf(node).client);
     for (const client of many) client.start();
     await waitFor('every client open', () => node.connects === 40, 5000);
