@@ -6,6 +6,7 @@
 // armed, it records when each user is open again and when the tagged message reached them.
 import { get } from 'node:http';
 import WebSocket from 'ws';
+import { fallbacksOf, takeFallback } from '../../src/client/fallbacks.js';
 import { serve } from '../lib/ipc.js';
 import { signToken, type SignOptions } from '../lib/tokens.js';
 
@@ -129,16 +130,7 @@ function open(c: Client, url: string): Promise<void> {
 /** GET /v1/connect: the ws URL of the push node to go to; keeps the fallbacks it names. */
 async function askForNode(c: Client): Promise<string> {
   const { url, fallbacks } = await askDispatch(c);
-  c.fallbacks = fallbacks.filter((u) => u !== url);
-  return url;
-}
-
-/** A fallback other than the node just lost, at random, taken off the list. */
-function takeFallback(c: Client, lostUrl: string | undefined): string | undefined {
-  const left = c.fallbacks.filter((u) => u !== lostUrl);
-  if (left.length === 0) return undefined;
-  const url = left[Math.floor(Math.random() * left.length)] as string;
-  c.fallbacks = left.filter((u) => u !== url);
+  c.fallbacks = fallbacksOf(fallbacks, url);
   return url;
 }
 
@@ -176,7 +168,8 @@ async function reconnect(c: Client): Promise<void> {
     if (stopped) return;
     try {
       const asking = now();
-      const fallback = c.lost ? takeFallback(c, c.url) : undefined;
+      let fallback: string | undefined;
+      if (c.lost) ({ url: fallback, left: c.fallbacks } = takeFallback(c.fallbacks, c.url));
       c.lost = false;
       const url = fallback ?? (await askForNode(c));
       c.url = url;

@@ -11,6 +11,7 @@ import {
   type WebSocketLike,
 } from './client-options.js';
 import { DedupeWindow } from './dedupe-window.js';
+import { fallbacksOf, isNodeUrl, takeFallback } from './fallbacks.js';
 
 export type { PushClientOptions, WebSocketConstructor, WebSocketLike } from './client-options.js';
 
@@ -136,7 +137,9 @@ export class PushClient {
     let url: string;
     let token: string;
     try {
-      const fallback = this.lost ? this.takeFallback() : undefined;
+      let fallback: string | undefined;
+      if (this.lost)
+        ({ url: fallback, left: this.fallbacks } = takeFallback(this.fallbacks, this.nodeUrl));
       this.lost = false;
       url = fallback ?? (await this.askForNode());
       if (!current()) return;
@@ -191,16 +194,6 @@ export class PushClient {
     };
   }
 
-  /** A fallback other than the node just lost, at random, taken off the list; undefined
-   *  when none is left. */
-  private takeFallback(): string | undefined {
-    const left = this.fallbacks.filter((u) => u !== this.nodeUrl);
-    if (left.length === 0) return undefined;
-    const url = left[Math.floor(Math.random() * left.length)] as string;
-    this.fallbacks = left.filter((u) => u !== url);
-    return url;
-  }
-
   /** GET /v1/connect: the URL of the push node to connect to, within connectTimeoutMs;
    *  keeps the fallbacks it names. */
   private async askForNode(): Promise<string> {
@@ -225,9 +218,7 @@ export class PushClient {
       const url = answer?.url;
       if (!isNodeUrl(url))
         throw new Error(`connect endpoint answered no ws:// or wss:// url: ${String(url)}`);
-      // An older dispatch names none; anything but a node URL is left out.
-      const fallbacks = Array.isArray(answer?.fallbacks) ? (answer.fallbacks as unknown[]) : [];
-      this.fallbacks = fallbacks.filter((u): u is string => isNodeUrl(u) && u !== url);
+      this.fallbacks = fallbacksOf(answer?.fallbacks, url);
       return url;
     } catch (err) {
       if (timedOut)
@@ -391,8 +382,4 @@ function isThenable(value: unknown): value is PromiseLike<unknown> {
     value !== null &&
     typeof (value as { then?: unknown }).then === 'function'
   );
-}
-
-function isNodeUrl(url: unknown): url is string {
-  return typeof url === 'string' && /^wss?:\/\//i.test(url);
 }

@@ -44,6 +44,7 @@ export function createDemoServer(o: DemoServerOptions): Server {
           'client/push-client.js',
           'client/client-options.js',
           'client/dedupe-window.js',
+          'client/fallbacks.js',
           'protocol/frames.js',
         ].includes(rel)
       )
