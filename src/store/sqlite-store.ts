@@ -47,7 +47,7 @@ const CHUNK = 1000;
  *
  * Every query and the index it reads (checked by test/integration/sqlite-store.test.ts):
  *   id (primary key)      get; every update by id (markDelivered, markUnrouted, retryAt,
- *                         markAcked, markFailed, claimDue's lease)
+ *                         which is also claimDue's lease, markAcked, markFailed)
  *   messages_open         listUnacked: (to_user, created_at, id) of pending and delivered
  *                         messages only, so acked and failed ones leave the index. Its
  *                         condition reads acked_at and failed_at, not status: only an ack or a
@@ -162,7 +162,6 @@ export const SQL = {
     WHERE next_attempt_at IS NOT NULL AND next_attempt_at <= @now
       AND status IN ('pending', 'delivered') AND expires_at > @wall
     ORDER BY next_attempt_at, id LIMIT @limit`,
-  lease: `UPDATE messages SET next_attempt_at = ? WHERE id = ?`,
   // acked_at and failed_at are null on every pending or delivered message: that condition
   // selects messages_open; the status condition keeps the answer exact regardless.
   unacked: `SELECT * FROM messages
@@ -363,10 +362,13 @@ export class SqliteStore implements MessageStore {
     this.inTransaction = this.db.transaction((work: () => void) => work());
     this.claimTx = this.db.transaction((now: number, limit: number, lease: number) => {
       const rows = this.stmt.due.all({ now, wall: Date.now(), limit }) as Row[];
-      for (const r of rows) {
-        this.stmt.lease.run(lease, r.id);
-        r.next_attempt_at = lease;
+      // The lease: one statement per chunk of the claimed ids (retryAt's), not one per
+      // message, which cost half of a claim.
+      for (let i = 0; i < rows.length; i += CHUNK) {
+        const ids = rows.slice(i, i + CHUNK).map((r) => r.id);
+        this.stmt.retryAt.run(lease, JSON.stringify(ids));
       }
+      for (const r of rows) r.next_attempt_at = lease;
       return rows.map(toMessage);
     });
     this.insertBatch = this.db.transaction((waiters: Waiter[]) => {

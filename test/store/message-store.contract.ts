@@ -463,6 +463,26 @@ export function messageStoreContract(
       expect(await store.claimDue(now, 2, 1000)).toEqual([]);
     });
 
+    it('claimDue leases every message of a large claim, each returned once', async () => {
+      const to = newUser();
+      const now = new Date();
+      const lease = 60_000;
+      // More than one statement of a batch update takes (the SQLite store's chunk of 1,000).
+      const msgs = Array.from({ length: 2_500 }, () =>
+        message(to, { nextAttemptAt: new Date(now.getTime() - 1000) }),
+      );
+      await store.insert(msgs);
+
+      const claimed = await store.claimDue(now, 3_000, lease);
+      expect(new Set(claimed.map((m) => m.id)).size).toBe(2_500);
+      expect(claimed.every((m) => m.nextAttemptAt?.getTime() === now.getTime() + lease)).toBe(true);
+      const later = new Date(now.getTime() + lease - 1);
+      expect(await store.claimDue(later, 3_000, lease)).toEqual([]);
+      expect(await store.claimDue(new Date(now.getTime() + lease), 3_000, lease)).toHaveLength(
+        2_500,
+      );
+    });
+
     it('countByStatus counts the messages in each status, expired ones gone once purged', async () => {
       expect(await store.countByStatus()).toEqual({
         pending: 0,
