@@ -144,12 +144,12 @@ export function markdownReport(r: Results): string {
   const vsCeiling = c.saturation.msgsPerSec / w.saturation.msgsPerSec;
   const vsPeer = c.saturation.msgsPerSec / s.saturation.msgsPerSec;
   const kb = r.connections.rssBytesPerConn / 1024;
-  const worstSweepRatio = Math.max(
-    ...c.sweep.map((p) => {
-      const q = s.sweep.find((v) => v.fraction === p.fraction);
-      return q ? p.p99Ms / q.p99Ms : NaN;
-    }),
-  );
+  const sweepRatios = c.sweep.map((p) => {
+    const q = s.sweep.find((v) => v.fraction === p.fraction);
+    return { fraction: p.fraction, ratio: q ? p.p99Ms / q.p99Ms : NaN };
+  });
+  const worstSweepRatio = Math.max(...sweepRatios.map((v) => v.ratio));
+  const worstSweepShare = sweepRatios.find((v) => v.ratio === worstSweepRatio)?.fraction;
   const out: string[] = [];
   out.push(
     `## push-cluster benchmark (${r.mode} run)`,
@@ -165,8 +165,8 @@ export function markdownReport(r: Results): string {
     `| push-cluster ÷ ceiling | ${x(vsCeiling)} | | | ≥ 0.8× — ${met(vsCeiling >= 0.8)} |`,
     `| push-cluster ÷ Socket.IO | ${x(vsPeer)} | | | ≥ 1.2× — ${met(vsPeer >= 1.2)} |`,
     `| Latency p50 / p90 / p99 at 50% of own saturation (ms) | ${lat(c.halfLoad)} | ${lat(s.halfLoad)} | ${lat(w.halfLoad)} | p99 ≤ 2 × Socket.IO's (${f1(2 * (s.halfLoad?.p99Ms ?? NaN))}) — ${met((c.halfLoad?.p99Ms ?? Infinity) <= 2 * (s.halfLoad?.p99Ms ?? NaN))} |`,
-    `| Sweep: worst push-cluster p99 ÷ Socket.IO p99 at the same share | ${x(worstSweepRatio)} | | | ≤ 10× — ${met(worstSweepRatio <= 10)} |`,
-    `| … offered rate at that point (msgs/s) | ${n(c.halfLoad?.offeredPerSec ?? NaN)} | ${n(s.halfLoad?.offeredPerSec ?? NaN)} | ${n(w.halfLoad?.offeredPerSec ?? NaN)} | |`,
+    `| … offered rate at 50% of own saturation (msgs/s) | ${n(c.halfLoad?.offeredPerSec ?? NaN)} | ${n(s.halfLoad?.offeredPerSec ?? NaN)} | ${n(w.halfLoad?.offeredPerSec ?? NaN)} | |`,
+    `| Sweep: worst push-cluster p99 ÷ Socket.IO p99 at the same share | ${x(worstSweepRatio)}${worstSweepShare === undefined ? '' : ` (at ${Math.round(worstSweepShare * 100)}%)`} | | | ≤ 10× — ${met(worstSweepRatio <= 10)} |`,
     `| Lost / duplicated at saturation | ${n(c.saturation.lost)} / ${n(c.saturation.duplicates)} | ${n(s.saturation.lost)} / ${n(s.saturation.duplicates)} | ${n(w.saturation.lost)} / ${n(w.saturation.duplicates)} | 0 |`,
     `| Fan-out: one message to ${n(r.fanout.users)} users, last socket has it after (ms, median of ${r.fanout.runs.length}) | ${f1(r.fanout.lastDeliveryMs)}${r.fanout.reached < r.fanout.users ? ` (only ${n(r.fanout.reached)} reached)` : ''} | | | |`,
     `| … 202 after / median user got it after (ms) | ${f1(r.fanout.acceptedMs)} / ${f1(r.fanout.p50Ms)} | | | |`,
