@@ -13,7 +13,7 @@ import type { MessageStore, StoredMessage } from '../store/message-store.js';
 
 export function envelopeOf(m: StoredMessage): Envelope {
   const createdAt = m.createdAt.toISOString();
-  return {
+  const envelope: Envelope = {
     id: m.id,
     to: m.to,
     createdAt,
@@ -24,6 +24,8 @@ export function envelopeOf(m: StoredMessage): Envelope {
       createdAt,
     }),
   };
+  if (m.status === 'delivered') envelope.redelivery = true;
+  return envelope;
 }
 
 /**

@@ -41,6 +41,9 @@ export const envelopeSchema = z.object({
   /** The socket frame's text (`messageFrameText`), built once by collect: dispatch and the
    *  push nodes never parse the payload or serialize it again. */
   frame: z.string(),
+  /** Set when the message was pushed before and its ack is overdue (status `delivered`):
+   *  a push node pushes it even to a socket whose replay had it. */
+  redelivery: z.literal(true).optional(),
 });
 export type Envelope = z.infer<typeof envelopeSchema>;
 

@@ -29,7 +29,7 @@ export class Delivery {
       const conns = hub.connectionsOf(m.to);
       if (!conns) continue;
       let reached = false;
-      for (const conn of conns) if (offer(conn, m.id, m.frame)) reached = true;
+      for (const conn of conns) if (offer(conn, m)) reached = true;
       if (reached) {
         delivered.push(m.id);
         this.o.latency.observe((now - Date.parse(m.createdAt)) / 1000);
@@ -42,12 +42,15 @@ export class Delivery {
 }
 
 /** One message to one socket: queued while the socket's replay is sent, skipped when
- *  that replay already pushed it, pushed otherwise. True when the socket has it or will. */
-function offer(conn: Connection, id: string, frame: string): boolean {
+ *  that replay already pushed it (unless it is a redelivery: its ack is overdue), pushed
+ *  otherwise. True when the socket has it or will. */
+function offer(conn: Connection, m: Envelope): boolean {
+  const { id, frame } = m;
   if (conn.queuedDuringReplay) {
     conn.queuedDuringReplay.push({ id, frame });
     return true;
   }
-  if (conn.replayed?.delete(id)) return true;
+  if (m.redelivery) conn.replayed?.delete(id);
+  else if (conn.replayed?.delete(id)) return true;
   return conn.push(id, frame);
 }

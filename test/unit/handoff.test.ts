@@ -1,6 +1,6 @@
 import { monotonicFactory } from 'ulid';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { Handoff } from '../../src/collect/handoff.js';
+import { envelopeOf, Handoff } from '../../src/collect/handoff.js';
 import { PeerError } from '../../src/core/peers.js';
 import { handoffHop, type Hop } from '../../src/protocol/hops.js';
 import type { NewMessage, StoredMessage } from '../../src/store/message-store.js';
@@ -71,6 +71,16 @@ afterEach(async () => {
 });
 
 describe('Handoff', () => {
+  it('marks an envelope as a redelivery when its message was pushed before (delivered), not otherwise', async () => {
+    const [m] = await stored(1);
+    expect(envelopeOf(m!).redelivery).toBeUndefined();
+    await store.markDelivered([m!.id], new Date(), { baseMs: 1000, maxMs: 60_000 });
+    const delivered = await store.get(m!.id);
+    expect(delivered?.status).toBe('delivered');
+    expect(envelopeOf(delivered!).redelivery).toBe(true);
+    expect(JSON.parse(JSON.stringify(envelopeOf(delivered!)))).toMatchObject({ redelivery: true });
+  });
+
   it('records each outcome dispatch answers: delivered, unrouted from ingestion, not handed over', async () => {
     const [a, b, c] = await stored(3);
     const h = handoff(() => ({ delivered: [a!.id], unrouted: [b!.id] }));

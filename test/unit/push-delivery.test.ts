@@ -61,6 +61,18 @@ describe('Delivery (the forward hop on a push node)', () => {
     expect(alice.socket.messageIds).toEqual(['m1']);
   });
 
+  it('pushes a redelivery (its ack overdue) to a socket whose replay had it, and only once', () => {
+    const { delivery, connect } = setup();
+    const alice = connect('alice');
+    alice.conn.replayed = new Set(['m1']);
+    const redelivery = { ...envelope('m1', 'alice'), redelivery: true as const };
+    expect(delivery.forward([redelivery])).toEqual(['m1']);
+    expect(alice.socket.messageIds).toEqual(['m1']);
+    // The replay's id is spent: a live copy arriving after it is pushed, not skipped.
+    expect(delivery.forward([envelope('m1', 'alice')])).toEqual(['m1']);
+    expect(alice.socket.messageIds).toEqual(['m1', 'm1']);
+  });
+
   it('does not count a message delivered when no socket of the user could take it', () => {
     const { delivery, connect, deliveredCount } = setup();
     const alice = connect('alice');
