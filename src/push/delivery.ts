@@ -50,7 +50,7 @@ function offer(conn: Connection, m: Envelope): boolean {
     conn.queuedDuringReplay.push({ id, frame });
     return true;
   }
-  if (m.redelivery) conn.replayed?.delete(id);
-  else if (conn.replayed?.delete(id)) return true;
+  const replayHadIt = conn.replayed?.delete(id) ?? false;
+  if (replayHadIt && !m.redelivery) return true;
   return conn.push(id, frame);
 }

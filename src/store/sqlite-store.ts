@@ -42,6 +42,20 @@ const VACUUM_PAGES = 2048;
 const CHUNK = 1000;
 
 /**
+ * Runs `each` on the items as JSON arrays of at most CHUNK items, in the caller's
+ * transaction; sums what it returns. A duplicate item counts once, as it changes its row
+ * once.
+ */
+function eachJsonChunk<T>(items: readonly T[], each: (json: string) => unknown): number {
+  let sum = 0;
+  for (let i = 0; i < items.length; i += CHUNK) {
+    const r = each(JSON.stringify(items.length <= CHUNK ? items : items.slice(i, i + CHUNK)));
+    if (typeof r === 'number') sum += r;
+  }
+  return sum;
+}
+
+/**
  * Times are epoch milliseconds; the payload is its JSON text, so any JSON value is stored as
  * sent and never lives on the heap longer than the call that reads or writes it.
  *
@@ -364,10 +378,10 @@ export class SqliteStore implements MessageStore {
       const rows = this.stmt.due.all({ now, wall: Date.now(), limit }) as Row[];
       // The lease: one statement per chunk of the claimed ids (retryAt's), not one per
       // message, which cost half of a claim.
-      for (let i = 0; i < rows.length; i += CHUNK) {
-        const ids = rows.slice(i, i + CHUNK).map((r) => r.id);
-        this.stmt.retryAt.run(lease, JSON.stringify(ids));
-      }
+      eachJsonChunk(
+        rows.map((r) => r.id),
+        (ids) => this.stmt.retryAt.run(lease, ids),
+      );
       for (const r of rows) r.next_attempt_at = lease;
       return rows.map(toMessage);
     });
@@ -621,21 +635,12 @@ export class SqliteStore implements MessageStore {
     return s;
   }
 
-  /**
-   * Runs `each` on the items as JSON arrays of at most CHUNK items, all in one transaction
-   * (one commit); sums what it returns. A duplicate item counts once, as it changes its row
-   * once.
-   */
+  /** eachJsonChunk in one transaction of its own (one commit). */
   private eachChunk<T>(items: readonly T[], each: (json: string) => unknown): number {
     if (items.length === 0) return 0;
     if (this.closed) throw new Error('SqliteStore is closed');
     let sum = 0;
-    this.inTransaction.immediate(() => {
-      for (let i = 0; i < items.length; i += CHUNK) {
-        const r = each(JSON.stringify(items.length <= CHUNK ? items : items.slice(i, i + CHUNK)));
-        if (typeof r === 'number') sum += r;
-      }
-    });
+    this.inTransaction.immediate(() => (sum = eachJsonChunk(items, each)));
     return sum;
   }
 }
