@@ -110,7 +110,7 @@ export async function startCluster(
     };
     procs.push(proc);
     let portTaken = false;
-    await waitFor(
+    const registered = waitFor(
       `${service} on port ${port} to pass its health check in Consul`,
       async () => {
         if (!child.running) {
@@ -140,6 +140,30 @@ export async function startCluster(
       20_000,
       100,
     );
+    // On a timeout, say why: the catalog keeps a check's first (empty) output while it stays
+    // critical, so ask the agent for each check's latest output, and show Consul's log (a
+    // failed sync of the agent's state to the catalog, say).
+    await registered.catch(async (err: Error) => {
+      const agentChecks = await fetch(`http://${deps.consul.addr}/v1/agent/checks`)
+        .then(
+          (res) =>
+            res.json() as Promise<
+              Record<string, { ServiceID: string; Status: string; Output: string }>
+            >,
+        )
+        .then((all) =>
+          Object.values(all)
+            .filter((c) => c.ServiceID === proc.id)
+            .map((c) => `${c.Status}: ${c.Output.trim().slice(0, 300)}`)
+            .join('\n'),
+        )
+        .catch((e: Error) => `(agent did not answer: ${e.message})`);
+      const consulLog = deps.consul.child.recentOutput().trim();
+      throw new Error(
+        `${err.message}\nthe agent's checks of ${proc.id}:\n${agentChecks || '(none)'}\n` +
+          `consul's recent output:\n${consulLog || '(none)'}`,
+      );
+    });
     if (portTaken) {
       procs.splice(procs.indexOf(proc), 1);
       throw new PortTaken(`${service}: port ${port} was taken before it could listen`);
