@@ -61,7 +61,8 @@ export interface HandoffOptions {
 /**
  * Hands stored messages to dispatch, batched per turn of the event loop and bounded by
  * count and by bytes, and records what became of each: delivered (its ack is now awaited;
- * passed to `onDelivered`), unrouted (it waits for its user to connect) or not handed over (tried
+ * passed to `onDelivered`), replayed (a connect's replay pushed it, and marks it itself:
+ * nothing to record), unrouted (it waits for its user to connect) or not handed over (tried
  * again shortly). A batch dispatch refuses as too large (413) is split in halves; a single
  * message too large for the hop by itself — which ingestion's limits prevent, unless the
  * settings changed since it was stored — fails with that reason instead of being retried
@@ -144,12 +145,15 @@ export class Handoff {
     }
     const delivered = new Set(res.delivered);
     const unrouted = new Set(res.unrouted);
+    // Replayed: a replay pushed it and marks it itself; a second mark would count that push
+    // twice (the backoff and MAX_ATTEMPTS rest on the count).
+    const replayed = new Set(res.replayed);
     const recheck: string[] = [];
     const waitForConnect: string[] = [];
     for (const q of chunk) {
       if (unrouted.has(q.id)) (q.origin === 'ingest' ? recheck : waitForConnect).push(q.id);
     }
-    const failed = ids.filter((id) => !delivered.has(id) && !unrouted.has(id));
+    const failed = ids.filter((id) => !delivered.has(id) && !unrouted.has(id) && !replayed.has(id));
     if (delivered.size > 0) this.o.onDelivered([...delivered], now);
     await Promise.all([
       recheck.length > 0 &&

@@ -84,12 +84,14 @@ export function createDispatchService(
     // so it fits; a node set up with a smaller limit answers 413, and the share is split.
     forward: async (node, messages) => {
       const delivered: string[] = [];
+      const replayed: string[] = [];
       await sendSplitting(
         messages,
         async (part) => {
           const res = await pushNodes.callInstance(node, forwardHop, { messages: [...part] });
           host.metrics.stage('forwarded').inc(part.length);
           delivered.push(...res.delivered);
+          replayed.push(...(res.replayed ?? []));
         },
         {
           splitOn: tooLarge,
@@ -100,7 +102,7 @@ export function createDispatchService(
             ),
         },
       );
-      return { delivered };
+      return { delivered, replayed };
     },
     onNodeFailed: (nodeId, messages, err) =>
       log.warn({ err: err.message, node: nodeId, messages }, 'push node did not take its messages'),

@@ -59,8 +59,13 @@ export const handoffHop = hop(
     /** Ids that reached at least one socket of their user. */
     delivered: ids,
     /** The user has no live route (or its nodes have no socket of the user): wait for a
-     *  connect. Ids in neither list could not be handed to a node: collect retries them. */
+     *  connect. */
     unrouted: ids,
+    /** Ids the user's sockets had just got from their replay, which reported them itself
+     *  (`deliveredHop`): nothing to record, or each push would count twice. Optional: a
+     *  dispatch of an earlier version does not send it. Ids in no list could not be handed
+     *  to a node: collect retries them. */
+    replayed: ids.optional(),
   }),
 );
 
@@ -69,7 +74,13 @@ export const forwardHop = hop(
   '/internal/forward',
   'internal',
   envelopes,
-  z.object({ delivered: ids }),
+  z.object({
+    /** Ids pushed (or queued behind a replay) to at least one socket of their user here. */
+    delivered: ids,
+    /** Ids not pushed again: a socket's replay had just pushed them, and reported them
+     *  itself. Optional: a push node of an earlier version does not send it. */
+    replayed: ids.optional(),
+  }),
 );
 
 /** push node → collect: a page of a user's messages not acked yet, in store order

@@ -23,12 +23,6 @@ export interface ConnectionLimits {
   frames: FrameLimits;
 }
 
-/** A live message frame waiting for the replay of its socket to be sent. */
-export interface QueuedFrame {
-  id: string;
-  frame: string;
-}
-
 /**
  * One client socket of a user on this node, with what the node tracks about it. Every
  * frame to the client goes through `send`, which closes a slow consumer instead of
@@ -38,9 +32,10 @@ export class Connection {
   /** Whether the socket showed a sign of life since the last ping round (see keep-alive.ts):
    *  a protocol-level pong, or a heartbeat ping frame from the client. */
   alive = true;
-  /** Live frames that arrived while the socket's replay was being sent: they are pushed
-   *  right after it, so the user sees messages in order. Undefined once the replay is out. */
-  queuedDuringReplay: QueuedFrame[] | undefined = [];
+  /** Live frames (id → frame text) that arrived while the socket's replay was being sent:
+   *  they are pushed right after it, so the user sees messages in order. Undefined once the
+   *  replay is out. */
+  queuedDuringReplay: Map<string, string> | undefined = new Map();
   /** Ids this socket got in its replay: a message stored just before the replay query may
    *  still come through dispatch afterwards, once, and that copy is not pushed again. A later
    *  redelivery (the ack did not come) is pushed as usual. */

@@ -169,7 +169,7 @@ export function createPushService(config: Config, log: Logger, consul: ConsulCli
       log,
     }),
   );
-  host.handle(forwardHop, ({ messages }) => ({ delivered: delivery.forward(messages) }));
+  host.handle(forwardHop, ({ messages }) => delivery.forward(messages));
   // After a Redis restart every binding is gone: re-create them as soon as it is back.
   redis.on('ready', () => void bindings.renew());
   // A binding re-created by a renewal had lapsed or been removed (a stall, an eviction,

@@ -29,8 +29,9 @@ const sleep = (ms: number): Promise<void> =>
 /**
  * The replay: a socket gets its user's unacked messages from collect (`unackedHop`), page
  * by page in store order until none is left, each page only once the socket has sent most
- * of the one before; every page pushed is marked delivered (`deliveredHop`), so each push
- * counts as an attempt. It runs on connect — live frames that arrive meanwhile are queued
+ * of the one before; every message pushed is marked delivered (`deliveredHop`), so each
+ * push counts as an attempt — but one whose live copy waits in the socket's queue: the
+ * forward hop that brought that copy counted it, and the copy is not pushed again. It runs on connect — live frames that arrive meanwhile are queued
  * and pushed right after it — and again for a user whose binding had to be re-created
  * (`again`): messages routed while the binding was gone reached nobody.
  *
@@ -121,7 +122,9 @@ export class Replay {
     page: readonly Envelope[],
     sent: Set<string>,
   ): Promise<void> {
-    const pushed: string[] = [];
+    /** Pushed, and counted by nobody else: a live copy queued behind this replay was
+     *  already reported delivered by the forward hop that brought it. */
+    const uncounted: string[] = [];
     for (const m of page) {
       if (sent.has(m.id)) continue;
       // A page of large messages must not overflow the socket's buffer: that would close it
@@ -131,10 +134,10 @@ export class Replay {
       if (!conn.isOpen) break;
       if (conn.push(m.id, m.frame)) {
         sent.add(m.id);
-        pushed.push(m.id);
+        if (!conn.queuedDuringReplay?.has(m.id)) uncounted.push(m.id);
       }
     }
-    if (pushed.length > 0) this.o.delivered.add(pushed);
+    if (uncounted.length > 0) this.o.delivered.add(uncounted);
   }
 
   /** Waits until the socket has sent most of what it holds, or closed. */
@@ -149,5 +152,5 @@ function releaseQueued(conn: Connection, sent: ReadonlySet<string>): void {
   const queued = conn.queuedDuringReplay;
   if (!queued) return;
   conn.queuedDuringReplay = undefined;
-  for (const q of queued) if (!sent.has(q.id)) conn.push(q.id, q.frame);
+  for (const [id, frame] of queued) if (!sent.has(id)) conn.push(id, frame);
 }

@@ -36,7 +36,7 @@ describe('redelivery of unacked messages', () => {
     );
     clients.push(silent);
     // Once a first message has arrived the connect-time replay is over: the next one takes
-    // the live path only (a copy racing the replay is pushed once but counted twice).
+    // the live path only (test/e2e/attempts.test.ts races the replay).
     const [warmup] = await postMessages(cluster, { to: 'silent', payload: 'warm-up' });
     await silent.waitForMessages(1);
     silent.ws.send(JSON.stringify({ type: 'ack', id: warmup }));

@@ -19,8 +19,11 @@ const node = (id: string): Instance => ({
   tags: [],
 });
 
-/** Nodes by id: what each one does with the messages it is sent. */
-type NodeBehaviour = (messages: Envelope[]) => string[] | Error;
+/** Nodes by id: what each one does with the messages it is sent (the ids it delivered, or
+ *  its whole answer). */
+type NodeBehaviour = (
+  messages: Envelope[],
+) => string[] | { delivered: string[]; replayed: string[] } | Error;
 
 function deps(
   routes: Record<string, string[]>,
@@ -40,7 +43,7 @@ function deps(
       );
       const out = nodes[n.id]?.(messages) ?? [];
       if (out instanceof Error) throw out;
-      return { delivered: out };
+      return Array.isArray(out) ? { delivered: out } : out;
     },
     onNodeFailed: (nodeId) => failures.push(nodeId),
   };
@@ -63,7 +66,7 @@ describe('forwardMessages', () => {
   it('answers unrouted for a user bound nowhere, and for one whose nodes have no socket of the user', async () => {
     const d = deps({ bob: ['n1'] }, { n1: () => [] });
     const out = await forwardMessages([envelope('1', 'carol'), envelope('2', 'bob')], d);
-    expect(out).toEqual({ delivered: [], unrouted: ['1', '2'] });
+    expect(out).toEqual({ delivered: [], unrouted: ['1', '2'], replayed: [] });
   });
 
   it('leaves a message in neither list when a node that should have it fails, even if another delivered it', async () => {
@@ -80,13 +83,29 @@ describe('forwardMessages', () => {
       [envelope('3', 'alice')],
       deps({ alice: ['n1'] }, { n1: () => new Error('down') }),
     );
-    expect(onlyFailed).toEqual({ delivered: [], unrouted: [] });
+    expect(onlyFailed).toEqual({ delivered: [], unrouted: [], replayed: [] });
   });
 
   it('never forwards to a node out of the passing set, nor calls the message unrouted', async () => {
     const d = deps({ alice: ['gone'] }, {});
     const out = await forwardMessages([envelope('1', 'alice')], d);
     expect(d.sent.size).toBe(0);
-    expect(out).toEqual({ delivered: [], unrouted: [] });
+    expect(out).toEqual({ delivered: [], unrouted: [], replayed: [] });
+  });
+
+  it('answers replayed for a message a replay had pushed on one node, unless another node delivered it', async () => {
+    const replayedOnly = { delivered: [], replayed: ['1', '2'] };
+    const d = deps(
+      { alice: ['n1'], bob: ['n1', 'n2'] },
+      { n1: () => replayedOnly, n2: () => ['2'] },
+    );
+    const out = await forwardMessages([envelope('1', 'alice'), envelope('2', 'bob')], d);
+    expect(out).toEqual({ delivered: ['2'], unrouted: [], replayed: ['1'] });
+  });
+
+  it('takes an answer without replayed (a push node of an earlier version) as before', async () => {
+    const d = deps({ alice: ['n1'] }, { n1: () => [] });
+    const out = await forwardMessages([envelope('1', 'alice')], d);
+    expect(out).toEqual({ delivered: [], unrouted: ['1'], replayed: [] });
   });
 });

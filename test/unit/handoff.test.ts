@@ -11,7 +11,9 @@ const ulid = monotonicFactory();
 const ACK_RETRY = { baseMs: 10_000, maxMs: 60_000 };
 const RECHECK_MS = 15_000;
 
-type Answer = (ids: string[]) => { delivered: string[]; unrouted: string[] } | Error;
+type Answer = (
+  ids: string[],
+) => { delivered: string[]; unrouted: string[]; replayed?: string[] } | Error;
 
 let store: SqliteStore;
 let calls: string[][];
@@ -99,6 +101,17 @@ describe('Handoff', () => {
     const dc = await store.get(c!.id);
     expect(dc?.status).toBe('pending');
     near(dc?.nextAttemptAt, t0 + 1000);
+  });
+
+  it('writes nothing for a message a replay pushed (the replay marks it): its push counts once', async () => {
+    const [m] = await stored(1);
+    const h = handoff(() => ({ delivered: [], unrouted: [], replayed: [m!.id] }));
+    h.enqueue([m!], 'ingest');
+    await h.drain();
+    // As stored: not marked delivered a second time, not handed off again shortly.
+    const after = await store.get(m!.id);
+    expect([after?.status, after?.attempts]).toEqual(['pending', 0]);
+    expect(after?.nextAttemptAt).toEqual(m!.nextAttemptAt);
   });
 
   it('lets an unrouted message from the sweeper wait for its user to connect', async () => {

@@ -63,23 +63,25 @@ function backlog(count: number): (body: UnackedRequest) => Envelope[] {
 }
 
 describe('Replay (on connect)', () => {
-  it('pushes the unacked messages first, then the live ones that came meanwhile, each once', async () => {
+  it('pushes the unacked messages first, then the live ones that came meanwhile, each once and counted once', async () => {
     let answer: (m: Envelope[]) => void = () => undefined;
     const { collect, alice, delivery, replay } = setup(
       () => new Promise<Envelope[]>((resolve) => (answer = resolve)),
     );
     const running = replay.run(alice.conn);
-    // Live messages forwarded while collect is asked: m2 is also in the replay.
-    delivery.forward([envelope('m3', 'alice'), envelope('m2', 'alice')]);
+    // Live messages forwarded while collect is asked: m2 is also in the replay. The forward
+    // hop's answer counts both; the replay must not count m2 again.
+    expect(delivery.forward([envelope('m3', 'alice'), envelope('m2', 'alice')])).toEqual({
+      delivered: ['m3', 'm2'],
+      replayed: [],
+    });
     expect(alice.socket.sent).toEqual([]);
     await vi.waitFor(() => expect(collect.callsTo(unackedHop.path)).toHaveLength(1));
     answer([envelope('m1', 'alice'), envelope('m2', 'alice')]);
     await running;
     expect(alice.socket.messageIds).toEqual(['m1', 'm2', 'm3']);
     expect(collect.callsTo(unackedHop.path)).toEqual([{ userId: 'alice', limit: REPLAY_PAGE }]);
-    await vi.waitFor(() =>
-      expect(collect.callsTo(deliveredHop.path)).toEqual([{ ids: ['m1', 'm2'] }]),
-    );
+    await vi.waitFor(() => expect(collect.callsTo(deliveredHop.path)).toEqual([{ ids: ['m1'] }]));
     // Once it is sent, live messages go straight to the socket.
     delivery.forward([envelope('m4', 'alice')]);
     expect(alice.socket.messageIds).toEqual(['m1', 'm2', 'm3', 'm4']);
