@@ -287,7 +287,7 @@ export async function reconnectStorm(
       `storm: CPU from the kill to the last delivery (% of a core): ${usage.map((r) => `${r.name} ${r.cpuPercent}`).join(', ')}; other processes of the box ${backgroundPct}`,
     );
     log(
-      `storm: per second after the kill, handshakes begun/opened (of users reopened): ${timeline(killedAt, statuses)}`,
+      `storm: per second after the kill, sockets lost/handshakes begun/opened (of users reopened): ${timeline(killedAt, statuses)}`,
     );
     await Promise.all(workers.map((w) => w.request('close')));
     return result;
@@ -328,23 +328,28 @@ function difference(
   return moved;
 }
 
-/** Per second after the kill, "second:begun/opened": the successful handshakes begun (after
- *  a /v1/connect answer or a fallback pick) and the sockets opened in it. */
+/** Per second after the kill, "second:lost/begun/opened": the sockets that closed (the
+ *  clients saw the kill), the successful handshakes begun (after a /v1/connect answer or a
+ *  fallback pick) and the sockets opened in it. */
 function timeline(killedAt: number, statuses: StormStatus[]): string {
+  const lost: number[] = [];
   const begun: number[] = [];
   const opened: number[] = [];
   const count = (into: number[], at: number): void => {
     const second = Math.floor((at - killedAt) / 1000);
     if (second >= 0) into[second] = (into[second] ?? 0) + 1;
   };
-  for (const s of statuses)
+  for (const s of statuses) {
+    for (const at of s.lostAt) if (Number.isFinite(at)) count(lost, at);
     s.reopenedAt.forEach((openedAt, i) => {
       if (!Number.isFinite(openedAt)) return;
       count(opened, openedAt);
       count(begun, openedAt - (s.handshakeMs[i] as number));
     });
-  const seconds = Math.max(begun.length, opened.length);
-  return Array.from({ length: seconds }, (_, i) => `${i}:${begun[i] ?? 0}/${opened[i] ?? 0}`).join(
-    ' ',
-  );
+  }
+  const seconds = Math.max(lost.length, begun.length, opened.length);
+  return Array.from(
+    { length: seconds },
+    (_, i) => `${i}:${lost[i] ?? 0}/${begun[i] ?? 0}/${opened[i] ?? 0}`,
+  ).join(' ');
 }

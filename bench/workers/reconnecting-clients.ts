@@ -30,6 +30,8 @@ export interface StormConnectArgs {
 export interface StormStatus {
   users: number;
   open: number;
+  /** wall clock (ms) each user's socket closed after `arm` (the kill), NaN if it did not */
+  lostAt: Float64Array;
   /** wall clock (ms) each user was open again after `arm`, NaN if not yet */
   reopenedAt: Float64Array;
   /** wall clock (ms) the tagged message first reached each user, NaN if not yet */
@@ -70,6 +72,7 @@ let args: StormConnectArgs | undefined;
 let clients: Client[] = [];
 let stopped = false;
 let tag: string | undefined;
+let lostAt = new Float64Array(0);
 let reopenedAt = new Float64Array(0);
 let receivedAt = new Float64Array(0);
 let askMs = new Float64Array(0);
@@ -121,6 +124,7 @@ function open(c: Client, url: string): Promise<void> {
     ws.once('close', () => {
       if (!opened) return reject(new Error('closed before open'));
       if (c.ws === ws) c.ws = undefined;
+      if (tag !== undefined && Number.isNaN(lostAt[c.index])) lostAt[c.index] = now();
       c.lost = true;
       if (!stopped) void reconnect(c);
     });
@@ -241,6 +245,7 @@ serve({
   /** From now on, record reopenings and arrivals of the message whose payload.f is `tag`. */
   arm: (a: { tag: string }) => {
     tag = a.tag;
+    lostAt = new Float64Array(clients.length).fill(NaN);
     reopenedAt = new Float64Array(clients.length).fill(NaN);
     receivedAt = new Float64Array(clients.length).fill(NaN);
     askMs = new Float64Array(clients.length).fill(NaN);
@@ -254,6 +259,7 @@ serve({
   status: (): StormStatus => ({
     users: clients.length,
     open: clients.filter((c) => c.ws?.readyState === WebSocket.OPEN).length,
+    lostAt,
     reopenedAt,
     receivedAt,
     askMs,
