@@ -31,9 +31,10 @@ const sleep = (ms: number): Promise<void> =>
  * by page in store order until none is left, each page only once the socket has sent most
  * of the one before; every message pushed is marked delivered (`deliveredHop`), so each
  * push counts as an attempt — but one whose live copy waits in the socket's queue: the
- * forward hop that brought that copy counted it, and the copy is not pushed again. It runs on connect — live frames that arrive meanwhile are queued
- * and pushed right after it — and again for a user whose binding had to be re-created
- * (`again`): messages routed while the binding was gone reached nobody.
+ * forward hop that brought that copy counted it, and the copy is not pushed again. It runs
+ * on connect — live frames that arrive meanwhile are queued and pushed right after it — and
+ * again for a user whose binding had to be re-created (`again`): messages routed while the
+ * binding was gone reached nobody.
  *
  * A page collect cannot serve is asked again with backoff for as long as the socket is
  * open: a connected user is never left with messages that wait for their next connect.
