@@ -36,9 +36,10 @@ export class Connection {
    *  they are pushed right after it, so the user sees messages in order. Undefined once the
    *  replay is out. */
   queuedDuringReplay: Map<string, string> | undefined = new Map();
-  /** Ids this socket got in its replay: a message stored just before the replay query may
-   *  still come through dispatch afterwards, once, and that copy is not pushed again. A later
-   *  redelivery (the ack did not come) is pushed as usual. */
+  /** Ids this socket got in its replay (on connect, from the replay's first push on): a
+   *  message stored just before the replay query may still come through dispatch
+   *  afterwards, once, and that copy is not pushed again. A later redelivery (the ack did
+   *  not come) is pushed as usual. */
   replayed: Set<string> | undefined;
   /** A replay runs for this socket now; `replayAgain`: one more was asked for meanwhile. */
   replaying = false;

@@ -55,13 +55,15 @@ export class Delivery {
 /** What became of a message offered to one socket. */
 type Offered = 'pushed' | 'replayed' | 'missed';
 
-/** One message to one socket: queued while the socket's replay is sent (pushed after it,
- *  unless the replay has it: then the replay leaves it out of what it reports, see
- *  Replay), skipped when that replay already pushed it (unless it is a redelivery: its ack
- *  is overdue), pushed otherwise. `missed`: the socket is gone or closing. */
+/** One message to one socket: while the socket's replay is sent, skipped if the replay
+ *  pushed it already, else queued (pushed after the replay, unless the replay has it by
+ *  then: the replay leaves it out of what it reports, see Replay); after it, skipped when
+ *  the replay pushed it (unless it is a redelivery: its ack is overdue), pushed otherwise.
+ *  `missed`: the socket is gone or closing. */
 function offer(conn: Connection, m: Envelope): Offered {
   const { id, frame } = m;
   if (conn.queuedDuringReplay) {
+    if (conn.replayed?.has(id)) return 'replayed';
     conn.queuedDuringReplay.set(id, frame);
     return 'pushed';
   }

@@ -67,6 +67,10 @@ export class Replay {
 
   private async pass(conn: Connection): Promise<void> {
     const sent = new Set<string>();
+    // On connect, what this replay has pushed is the socket's `replayed` from the start: a
+    // live copy that arrives after its message went out, while later pages are still being
+    // sent, is neither queued nor counted again (see offer in delivery.ts).
+    if (conn.queuedDuringReplay) conn.replayed = sent;
     let after: { id: string; createdAt: string } | undefined;
     let failures = 0;
     while (conn.isOpen) {

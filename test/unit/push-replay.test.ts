@@ -157,6 +157,34 @@ describe('Replay (on connect)', () => {
     expect(alice.socket.messageIds).toHaveLength(REPLAY_PAGE + 1);
   });
 
+  it('neither queues nor counts again a live copy that arrives after its page went out, while the replay goes on', async () => {
+    vi.useFakeTimers();
+    const { collect, alice, delivery, replay } = setup(backlog(REPLAY_PAGE + 1));
+    // The socket holds its first page once it is sent: the replay waits before asking for the
+    // next one.
+    const send = alice.socket.send.bind(alice.socket);
+    alice.socket.send = (data: string) => {
+      send(data);
+      if (alice.socket.messageIds.length === REPLAY_PAGE) alice.socket.bufferedAmount = 5000;
+    };
+    const running = replay.run(alice.conn);
+    await vi.advanceTimersByTimeAsync(100);
+    expect(alice.socket.messageIds).toHaveLength(REPLAY_PAGE);
+    expect(delivery.forward([envelope('m0000', 'alice')])).toEqual({
+      delivered: [],
+      replayed: ['m0000'],
+    });
+    alice.socket.bufferedAmount = 0;
+    await vi.advanceTimersByTimeAsync(20);
+    await running;
+    const ids = alice.socket.messageIds;
+    expect(ids.filter((id) => id === 'm0000')).toHaveLength(1);
+    expect(ids).toHaveLength(REPLAY_PAGE + 1);
+    await vi.advanceTimersByTimeAsync(100);
+    const marked = collect.callsTo(deliveredHop.path).flatMap((b) => (b as { ids: string[] }).ids);
+    expect(marked).toEqual(ids);
+  });
+
   it('replays again when the user is bound anew, and runs once more when asked during a replay', async () => {
     let stored = [envelope('m1', 'alice')];
     const { collect, alice, hub, replay } = setup(() => stored);
