@@ -56,22 +56,31 @@ export interface ProcUsage {
   cpuPercent: number;
 }
 
+/** Each process's CPU time so far (seconds), NaN for one that is gone. */
+function cpuSecondsOf(procs: { pid: number }[]): Promise<number[]> {
+  return Promise.all(procs.map((p) => cpuSeconds(p.pid).catch(() => NaN)));
+}
+
+/** % of one core used between two readings of cpuSecondsOf, `seconds` apart. */
+const cpuPercentOf = (before: number[], after: number[], i: number, seconds: number): number =>
+  (((after[i] as number) - (before[i] as number)) / seconds) * 100;
+
 /** Starts a CPU window over some processes; `end()` gives each one's CPU% and current RSS. */
 export async function cpuWindow(
   procs: { name: string; pid: number }[],
 ): Promise<{ end(): Promise<ProcUsage[]> }> {
   const t0 = performance.now();
-  const before = await Promise.all(procs.map((p) => cpuSeconds(p.pid).catch(() => NaN)));
+  const before = await cpuSecondsOf(procs);
   return {
     async end() {
-      const after = await Promise.all(procs.map((p) => cpuSeconds(p.pid).catch(() => NaN)));
+      const after = await cpuSecondsOf(procs);
       const seconds = (performance.now() - t0) / 1000;
       return Promise.all(
         procs.map(async (p, i) => ({
           name: p.name,
           pid: p.pid,
           rssBytes: await rssBytes(p.pid).catch(() => NaN),
-          cpuPercent: (((after[i] as number) - (before[i] as number)) / seconds) * 100,
+          cpuPercent: cpuPercentOf(before, after, i, seconds),
         })),
       );
     },
@@ -84,20 +93,15 @@ export async function cpuSeries(
   procs: { name: string; pid: number }[],
   everyMs: number,
 ): Promise<{ stop(): Promise<{ name: string; cpuPercent: number }[][]> }> {
-  const read = (): Promise<number[]> =>
-    Promise.all(procs.map((p) => cpuSeconds(p.pid).catch(() => NaN)));
   const intervals: { name: string; cpuPercent: number }[][] = [];
-  let before = await read();
+  let before = await cpuSecondsOf(procs);
   let at = performance.now();
   const sample = async (): Promise<void> => {
-    const after = await read();
+    const after = await cpuSecondsOf(procs);
     const seconds = (performance.now() - at) / 1000;
     at = performance.now();
     intervals.push(
-      procs.map((p, i) => ({
-        name: p.name,
-        cpuPercent: (((after[i] as number) - (before[i] as number)) / seconds) * 100,
-      })),
+      procs.map((p, i) => ({ name: p.name, cpuPercent: cpuPercentOf(before, after, i, seconds) })),
     );
     before = after;
   };
