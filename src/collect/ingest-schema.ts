@@ -1,11 +1,15 @@
 import { z } from 'zod';
 import { HttpError } from '../core/http.js';
 import { validate } from '../core/validation.js';
+import { identifierSchema } from '../protocol/identifier.js';
 import { userIdSchema } from '../protocol/user-id.js';
 import { checkPayload, type MessageLimits } from './message-limits.js';
 
 /** Most messages one request may create (recipients × messages). */
 export const MAX_MESSAGES_PER_REQUEST = 10_000;
+
+/** The longest idempotency key. */
+export const MAX_IDEMPOTENCY_KEY_LENGTH = 128;
 
 const oneMessage = z
   .object({
@@ -14,13 +18,7 @@ const oneMessage = z
       z.array(userIdSchema).min(1, 'must name at least one user').max(MAX_MESSAGES_PER_REQUEST),
     ]),
     payload: z.unknown(),
-    idempotencyKey: z
-      .string()
-      .min(1)
-      .max(128)
-      // eslint-disable-next-line no-control-regex -- control characters are exactly what is refused
-      .refine((s) => !/[\u0000-\u001f\u007f]/.test(s), 'must not contain control characters')
-      .optional(),
+    idempotencyKey: identifierSchema(MAX_IDEMPOTENCY_KEY_LENGTH).optional(),
   })
   .strict()
   .refine((m) => m.payload !== undefined, {
