@@ -365,6 +365,21 @@ describe('public routes', () => {
       ],
       ['a key with NUL', '{"to":"k","payload":{"a\\u0000":1}}', 400, 'invalid_request'],
       ['a user id with NUL', '{"to":"a\\u0000b","payload":1}', 400, 'invalid_request'],
+      // ioredis and BSON write U+FFFD for a lone surrogate: "\ud800x" and "\udbffx" would be
+      // one user in Redis and in MongoDB.
+      ['a user id with a lone surrogate', '{"to":"\\ud800x","payload":1}', 400, 'invalid_request'],
+      [
+        'a lone surrogate among recipients',
+        '{"to":["fine","x\\udbff"],"payload":1}',
+        400,
+        'invalid_request',
+      ],
+      [
+        'an idempotency key with a lone surrogate',
+        '{"to":"k","payload":1,"idempotencyKey":"\\udc00k"}',
+        400,
+        'invalid_request',
+      ],
       [
         'a user id of 257 characters',
         JSON.stringify({ to: 'u'.repeat(257), payload: 1 }),
@@ -554,6 +569,7 @@ describe('tokens', () => {
     ['no expiry', () => sign({ sub: 'mallory', iss: 'push-cluster', aud: 'push-cluster' })],
     ['no subject', () => sign(claims({ sub: undefined }))],
     ['a subject with a control character', () => sign(claims({ sub: 'vic\ntor' }))],
+    ['a subject with a lone surrogate', () => sign(claims({ sub: '\ud800victor' }))],
     ['a subject longer than a user id may be', () => sign(claims({ sub: 'v'.repeat(257) }))],
     ['a subject that is a number', () => sign(claims({ sub: 42 }))],
     [
@@ -587,7 +603,7 @@ describe('tokens', () => {
   );
 
   it('will not mint a token for a user id that ingestion would refuse', async () => {
-    for (const userId of ['', 'a\u0000b', 'tab\there', 'x'.repeat(257), 42, null]) {
+    for (const userId of ['', 'a\u0000b', 'tab\there', '\ud800x', 'x'.repeat(257), 42, null]) {
       const res = await fetch(`${cluster.auth.url}/v1/tokens`, {
         method: 'POST',
         headers: {

@@ -43,6 +43,14 @@ describe('ingest body', () => {
     ]);
   });
 
+  it('takes user ids and idempotency keys in any script, pairs of surrogates (emoji) included', () => {
+    for (const id of ['héllo', 'ユーザー', '🚀', '\ud83d\ude80x', 'a{b}c'])
+      expect(parse({ to: id, payload: 1, idempotencyKey: id })[0]).toMatchObject({
+        to: id,
+        idempotencyKey: id,
+      });
+  });
+
   it('accepts any JSON payload, null and false included', () => {
     for (const payload of [null, false, 0, '', [], 'héllo 🚀'])
       expect(parse({ to: 'a', payload })[0]?.payload).toEqual(payload);
@@ -53,6 +61,13 @@ describe('ingest body', () => {
     ['empty user id', { to: '', payload: 1 }, 'to'],
     ['no recipients', { to: [], payload: 1 }, 'to'],
     ['control characters in a user id', { to: 'a\nb', payload: 1 }, 'to'],
+    ['a lone surrogate in a user id', { to: 'a\ud800', payload: 1 }, 'to'],
+    ['a lone low surrogate in a user id', { to: '\udc00b', payload: 1 }, 'to'],
+    [
+      'a lone surrogate in an idempotency key',
+      { to: 'a', payload: 1, idempotencyKey: '\udbff' },
+      'idempotencyKey',
+    ],
     ['an unknown field', { to: 'a', payload: 1, priority: 9 }, 'priority'],
     ['an empty batch', { messages: [] }, 'messages'],
     ['an array body', [1], 'body'],
