@@ -18,7 +18,8 @@ export interface IngestOptions {
  * Stores one request's messages, one per recipient, and resolves once the store holds
  * them durably: only then may the request be answered 202. A store that cannot write is a
  * 503 (nothing was accepted: retry); a message the store refuses refuses the whole request
- * with a 400, and none of it is kept.
+ * with a 400, or a 422 when its idempotency key names a stored message with another payload,
+ * and none of it is kept.
  */
 export async function ingest(
   recipients: readonly Recipient[],
@@ -51,6 +52,15 @@ export async function ingest(
     );
   }
   const refused = result.refused[0];
+  if (refused?.keyHeldBy !== undefined) {
+    throw new HttpError(
+      422,
+      'idempotency_conflict',
+      `message ${refused.index}: ${refused.reason}. An idempotency key names one message to ` +
+        'a user: a retry must carry the same payload, and another message needs a key of its ' +
+        'own. Nothing was accepted',
+    );
+  }
   if (refused) {
     throw new HttpError(
       400,

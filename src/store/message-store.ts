@@ -51,6 +51,16 @@ export interface Refusal {
   /** The message's index in the insert call. */
   index: number;
   reason: string;
+  /** Set when the message's (idempotency key, to) is held by a live stored message with a
+   *  different payload: that message's id. A key names one message; its retry must carry
+   *  the same payload (compared as JSON text), or it would be dropped while its sender heard
+   *  it was accepted. */
+  keyHeldBy?: string;
+}
+
+/** The reason of a refusal with `keyHeldBy`, in every store's words. */
+export function keyConflict(heldBy: string): string {
+  return `its idempotencyKey already names message ${heldBy}, whose payload differs`;
 }
 
 /**

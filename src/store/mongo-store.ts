@@ -18,6 +18,7 @@ import {
   type StoredMessage,
   type UnackedCursor,
   type UserAcks,
+  keyConflict,
 } from './message-store.js';
 
 interface MessageDoc {
@@ -196,7 +197,7 @@ interface Slot {
   payload: unknown;
   /** The waiters whose messages this document stands for (several share a (key, to)). */
   owners: Set<number>;
-  outcome?: { id: string } | { refused: string };
+  outcome?: { id: string } | { refused: string; keyHeldBy?: string };
 }
 
 /**
@@ -566,8 +567,10 @@ export class MongoStore implements MessageStore {
    */
   private async write(waiters: Waiter[]): Promise<void> {
     const refused = new Map<number, Refusal[]>();
-    // One document per keyless message and per distinct (key, to): a second message with the
-    // same pair in the batch would only fail on the unique index, so it shares the first's doc.
+    // One document per keyless message and per distinct (key, to, payload): a second message
+    // with the same pair and payload in the batch would only fail on the unique index, so it
+    // shares the first's doc. One with the same pair and another payload gets a document of
+    // its own: the unique index lets one of them in, and the other is refused as a conflict.
     const slots: Slot[] = [];
     const slotOf: number[][] = waiters.map(() => []);
     const slotByPair = new Map<string, number>();
@@ -584,7 +587,10 @@ export class MongoStore implements MessageStore {
         continue;
       }
       for (const d of docs) {
-        const pair = d.doc.key === undefined ? undefined : `${d.doc.key}\u0000${d.doc.to}`;
+        const pair =
+          d.doc.key === undefined
+            ? undefined
+            : `${d.doc.key}\u0000${d.doc.to}\u0000${d.doc.payloadJson}`;
         const earlier = pair === undefined ? undefined : slotByPair.get(pair);
         if (earlier !== undefined) {
           slots[earlier]!.owners.add(w);
@@ -617,7 +623,10 @@ export class MongoStore implements MessageStore {
       const bad: Refusal[] = [];
       for (const [index, s] of slotOf[w]!.entries()) {
         const outcome = slots[s]!.outcome;
-        if (outcome && 'refused' in outcome) bad.push({ index, reason: outcome.refused });
+        if (outcome && 'refused' in outcome) {
+          const { refused: reason, keyHeldBy } = outcome;
+          bad.push(keyHeldBy === undefined ? { index, reason } : { index, reason, keyHeldBy });
+        }
       }
       if (bad.length > 0) refused.set(w, bad);
     }
@@ -718,19 +727,24 @@ export class MongoStore implements MessageStore {
               to: s.doc.to,
             })),
           },
-          { projection: { _id: 1, key: 1, to: 1, expiresAt: 1 } },
+          { projection: { _id: 1, key: 1, to: 1, expiresAt: 1, payloadJson: 1, payload: 1 } },
         )
         .maxTimeMS(this.maxTimeMS)
         .toArray();
       const now = Date.now();
-      const holderByPair = new Map<string, { _id: string; expiresAt: Date }>();
+      const holderByPair = new Map<string, WithId<MessageDoc>>();
       for (const h of holders) holderByPair.set(`${h.key}\u0000${h.to}`, h);
       const again: Slot[] = [];
       const expired: string[] = [];
       for (const s of duplicates) {
         const holder = holderByPair.get(`${s.doc.key}\u0000${s.doc.to}`);
         if (holder && holder.expiresAt.getTime() > now) {
-          s.outcome = { id: holder._id };
+          // Documents written before payloadJson existed hold the payload as BSON.
+          const held = holder.payloadJson ?? JSON.stringify(holder.payload);
+          s.outcome =
+            held === s.doc.payloadJson
+              ? { id: holder._id }
+              : { refused: keyConflict(holder._id), keyHeldBy: holder._id };
         } else if (attempt === 0) {
           if (holder) expired.push(holder._id);
           again.push(s);

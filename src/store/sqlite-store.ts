@@ -12,6 +12,7 @@ import {
   type StoredMessage,
   type UnackedCursor,
   type UserAcks,
+  keyConflict,
 } from './message-store.js';
 
 export interface SqliteStoreOptions {
@@ -146,7 +147,8 @@ export const SQL = {
       next_attempt_at, idempotency_key, expires_at, purge_at)
     VALUES (@id, @to, @payload, @createdAt, 'pending', 0, @nextAttemptAt, @idempotencyKey, @expiresAt,
       @expiresAt)`,
-  holderOfKey: `SELECT id, expires_at FROM messages WHERE idempotency_key = ? AND to_user = ?`,
+  holderOfKey: `SELECT id, expires_at, payload FROM messages
+    WHERE idempotency_key = ? AND to_user = ?`,
   releaseKey: `UPDATE messages SET idempotency_key = NULL WHERE id = ?`,
   get: `SELECT * FROM messages WHERE id = ? AND expires_at > ?`,
   // The updates by id take a batch in one statement: its ids as a JSON array (json_each), so
@@ -234,20 +236,31 @@ class CallRefused extends Error {
   }
 }
 
-/** A payload that has no JSON text. */
-class NotStorable extends Error {}
+/** A payload that has no JSON text, or an idempotency key held with another payload. */
+class NotStorable extends Error {
+  constructor(
+    message: string,
+    readonly keyHeldBy?: string,
+  ) {
+    super(message);
+  }
+}
 
 /**
- * Why a message is refused, when retrying it would not help; undefined for any other error
- * (disk full, I/O error, lock timeout), which fails the whole batch instead.
+ * Why the message at `index` is refused, when retrying it would not help; undefined for any
+ * other error (disk full, I/O error, lock timeout), which fails the whole batch instead.
  */
-function refusalReason(err: unknown): string | undefined {
-  if (err instanceof NotStorable) return err.message;
+function refusalOf(err: unknown, index: number): Refusal | undefined {
+  if (err instanceof NotStorable) {
+    return err.keyHeldBy === undefined
+      ? { index, reason: err.message }
+      : { index, reason: err.message, keyHeldBy: err.keyHeldBy };
+  }
   if (err instanceof Database.SqliteError && err.code === 'SQLITE_CONSTRAINT_PRIMARYKEY') {
-    return 'a message with this id is already stored';
+    return { index, reason: 'a message with this id is already stored' };
   }
   if (err instanceof Database.SqliteError && err.code.startsWith('SQLITE_CONSTRAINT')) {
-    return err.message;
+    return { index, reason: err.message };
   }
   return undefined;
 }
@@ -363,9 +376,9 @@ export class SqliteStore implements MessageStore {
           ids.push(id);
           if (id === m.id) inserted.push(this.storedOf(m));
         } catch (err) {
-          const reason = refusalReason(err);
-          if (reason === undefined) throw err;
-          refused.push({ index, reason });
+          const refusal = refusalOf(err, index);
+          if (refusal === undefined) throw err;
+          refused.push(refusal);
         }
       }
       if (refused.length > 0) throw new CallRefused(refused);
@@ -589,17 +602,9 @@ export class SqliteStore implements MessageStore {
     }
   }
 
-  /** Stores one message, or returns the id of the live message holding its (idempotency key, to). */
+  /** Stores one message, or returns the id of the live message holding its (idempotency key,
+   *  to) with the same payload; refuses it when that message's payload differs. */
   private insertOne(m: NewMessage, now: number): string {
-    if (m.idempotencyKey !== undefined) {
-      const holder = this.stmt.holderOfKey.get(m.idempotencyKey, m.to) as
-        { id: string; expires_at: number } | undefined;
-      if (holder) {
-        if (holder.expires_at > now) return holder.id;
-        // Expired but not purged yet: it no longer holds the key.
-        this.stmt.releaseKey.run(holder.id);
-      }
-    }
     let payload: string | undefined = m.payloadJson;
     try {
       payload ??= JSON.stringify(m.payload) as string | undefined;
@@ -607,6 +612,18 @@ export class SqliteStore implements MessageStore {
       throw new NotStorable(`the payload cannot be serialized: ${(err as Error).message}`);
     }
     if (payload === undefined) throw new NotStorable('the payload is not a JSON value');
+    if (m.idempotencyKey !== undefined) {
+      const holder = this.stmt.holderOfKey.get(m.idempotencyKey, m.to) as
+        { id: string; expires_at: number; payload: string } | undefined;
+      if (holder) {
+        if (holder.expires_at > now) {
+          if (holder.payload === payload) return holder.id;
+          throw new NotStorable(keyConflict(holder.id), holder.id);
+        }
+        // Expired but not purged yet: it no longer holds the key.
+        this.stmt.releaseKey.run(holder.id);
+      }
+    }
     this.stmt.insert.run({
       id: m.id,
       to: m.to,

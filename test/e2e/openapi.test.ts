@@ -163,6 +163,17 @@ describe('docs/openapi.yaml matches the running services', () => {
       ).status,
     ).toBe(202);
     expect(
+      (
+        await check(
+          'collect',
+          'post',
+          '/v1/messages',
+          '/v1/messages',
+          json({ messages: [{ to: 'a', payload: 2, idempotencyKey: 'k1' }] }, key),
+        )
+      ).status,
+    ).toBe(422);
+    expect(
       (await check('collect', 'post', '/v1/messages', '/v1/messages', json({ to: 'a' }, key)))
         .status,
     ).toBe(400);

@@ -145,6 +145,20 @@ describe('the push pipeline, end to end on real processes', () => {
       idempotencyKey: 'order-42',
     });
     expect(second).toEqual(first);
+    // The key with another payload is a mistake of the sender's, not a retry: refused, never
+    // answered with the first message's id as if it were stored.
+    const reused = await ingest(
+      JSON.stringify({ to: 'heidi', payload: 'other', idempotencyKey: 'order-42' }),
+    );
+    expect(reused).toMatchObject({
+      status: 422,
+      body: {
+        error: {
+          code: 'idempotency_conflict',
+          message: expect.stringContaining(first[0] ?? 'an id'),
+        },
+      },
+    });
     await heidi.waitForMessages(1);
     await postMessages(cluster, { to: 'heidi', payload: 'after' });
     const messages = await heidi.waitForMessages(2);

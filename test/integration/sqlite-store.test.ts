@@ -149,7 +149,9 @@ describe('SqliteStore', () => {
 
     const store = openStore();
     expect(await store.get('01EARLY')).toMatchObject({ payload: { n: 1 }, idempotencyKey: 'k' });
-    expect((await store.insert([message('u', { idempotencyKey: 'k' })])).ids).toEqual(['01EARLY']);
+    expect(
+      (await store.insert([message('u', { idempotencyKey: 'k', payload: { n: 1 } })])).ids,
+    ).toEqual(['01EARLY']);
     await store.insert([message('u')]);
     // Counted once by the code, not a second time by the old trigger.
     expect(await store.countByStatus()).toEqual({ pending: 2, delivered: 0, acked: 0, failed: 0 });
@@ -217,9 +219,9 @@ describe('SqliteStore', () => {
       '01PENDING',
       '01DELIVERED',
     ]);
-    expect((await store.insert([message('u', { idempotencyKey: 'k' })])).ids).toEqual([
-      '01PENDING',
-    ]);
+    expect(
+      (await store.insert([message('u', { idempotencyKey: 'k', payload: { n: 1 } })])).ids,
+    ).toEqual(['01PENDING']);
     await store.markDelivered(['01PENDING'], new Date(), { baseMs: 1000, maxMs: 5000 });
     expect(await store.countByStatus()).toEqual({ ...counts, pending: 0, delivered: 2 });
     expect(

@@ -106,21 +106,75 @@ export function messageStoreContract(
       const alice = newUser();
       const bob = newUser();
       const key = newKey();
-      const original = message(alice, { idempotencyKey: key, payload: 'first' });
+      const original = message(alice, { idempotencyKey: key, payload: { n: 1 } });
       await store.insert([original]);
 
-      const retry = message(alice, { idempotencyKey: key, payload: 'second' });
+      const retry = message(alice, { idempotencyKey: key, payload: { n: 1 } });
       const again = await store.insert([retry]);
       expect(again.ids).toEqual([original.id]);
       expect(again.inserted).toEqual([]);
       expect(await store.get(retry.id)).toBeUndefined();
-      expect((await store.get(original.id))?.payload).toBe('first');
+      expect((await store.get(original.id))?.payload).toEqual({ n: 1 });
 
       const forBob = message(bob, { idempotencyKey: key });
       const other = await store.insert([forBob]);
       expect(other.ids).toEqual([forBob.id]);
       expect(other.inserted.map((m) => m.id)).toEqual([forBob.id]);
       expect((await store.get(forBob.id))?.to).toBe(bob);
+    });
+
+    it('refuses a (key, to) held by a live message with another payload, naming that message, and stores nothing of the call', async () => {
+      const to = newUser();
+      const key = newKey();
+      const original = message(to, { idempotencyKey: key, payload: 'first' });
+      await store.insert([original]);
+
+      const bystander = message(to);
+      const reused = message(to, { idempotencyKey: key, payload: 'second' });
+      const res = await store.insert([bystander, reused]);
+
+      expect(res.ids).toEqual([]);
+      expect(res.inserted).toEqual([]);
+      expect(res.refused).toEqual([
+        { index: 1, reason: expect.stringContaining(original.id), keyHeldBy: original.id },
+      ]);
+      expect(await store.get(bystander.id)).toBeUndefined();
+      expect(await store.get(reused.id)).toBeUndefined();
+      expect((await store.get(original.id))?.payload).toBe('first');
+      // The same key with the first payload is still a retry.
+      const retry = await store.insert([message(to, { idempotencyKey: key, payload: 'first' })]);
+      expect(retry.ids).toEqual([original.id]);
+    });
+
+    it('of one (key, to) with two payloads in one insert, keeps neither', async () => {
+      const to = newUser();
+      const key = newKey();
+      const a = message(to, { idempotencyKey: key, payload: 'a' });
+      const b = message(to, { idempotencyKey: key, payload: 'b' });
+
+      const res = await store.insert([a, b]);
+
+      expect(res.refused).toEqual([{ index: 1, reason: expect.any(String), keyHeldBy: a.id }]);
+      expect(await store.get(a.id)).toBeUndefined();
+      expect(await store.listUnacked(to, 10)).toEqual([]);
+    });
+
+    it('concurrent inserts of one (key, to) with different payloads store one, and refuse the rest naming it', async () => {
+      const to = newUser();
+      const key = newKey();
+      const results = await Promise.all(
+        Array.from({ length: 10 }, (_, i) =>
+          store.insert([message(to, { idempotencyKey: key, payload: { i } })]),
+        ),
+      );
+
+      const stored = await store.listUnacked(to, 100);
+      expect(stored).toHaveLength(1);
+      const winner = stored[0]!.id;
+      expect(results.filter((r) => r.ids[0] === winner)).toHaveLength(1);
+      for (const r of results.filter((r) => r.ids.length === 0))
+        expect(r.refused).toEqual([{ index: 0, reason: expect.any(String), keyHeldBy: winner }]);
+      expect(results.filter((r) => r.ids.length === 0)).toHaveLength(9);
     });
 
     it('a (key, to) repeated within one insert is stored once and both get its id', async () => {

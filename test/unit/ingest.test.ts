@@ -49,12 +49,32 @@ describe('ingest', () => {
       options(),
     );
     const again = await ingest(
-      [{ to: 'a', payload: 2, payloadJson: '2', idempotencyKey: 'order-1' }],
+      [{ to: 'a', payload: 1, payloadJson: '1', idempotencyKey: 'order-1' }],
       new Date(),
       options(),
     );
     expect(again.ids).toEqual(first.ids);
     expect(again.inserted).toEqual([]);
+  });
+
+  it('answers 422 idempotency_conflict, naming the stored message, for a repeated key with another payload', async () => {
+    const first = await ingest(
+      [{ to: 'a', payload: 1, payloadJson: '1', idempotencyKey: 'order-2' }],
+      new Date(),
+      options(),
+    );
+    const err = await ingest(
+      [{ to: 'a', payload: 2, payloadJson: '2', idempotencyKey: 'order-2' }],
+      new Date(),
+      options(),
+    ).catch((e) => e);
+    expect(err).toBeInstanceOf(HttpError);
+    expect([(err as HttpError).status, (err as HttpError).code]).toEqual([
+      422,
+      'idempotency_conflict',
+    ]);
+    expect((err as HttpError).message).toContain(first.ids[0]);
+    expect((await store.listUnacked('a', 10)).map((m) => m.payload)).toEqual([1]);
   });
 
   it('answers 503, counted, when the store cannot write', async () => {
