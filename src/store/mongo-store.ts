@@ -195,7 +195,8 @@ function perDocumentErrors(err: unknown): readonly WriteError[] | undefined {
 interface Slot {
   doc: MessageDoc;
   payload: unknown;
-  /** The waiters whose messages this document stands for (several share a (key, to)). */
+  /** The waiters whose messages this document stands for (several share a (key, to) with the
+   *  same payload). */
   owners: Set<number>;
   outcome?: { id: string } | { refused: string; keyHeldBy?: string };
 }
