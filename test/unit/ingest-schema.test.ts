@@ -51,6 +51,16 @@ describe('ingest body', () => {
       });
   });
 
+  it('takes a user id of 256 characters and an idempotency key of 128, and refuses one more', () => {
+    expect(
+      parse({ to: 'u'.repeat(256), payload: 1, idempotencyKey: 'k'.repeat(128) }),
+    ).toHaveLength(1);
+    expect(refusal({ to: 'u'.repeat(257), payload: 1 }).message).toContain('to');
+    expect(refusal({ to: 'u', payload: 1, idempotencyKey: 'k'.repeat(129) }).message).toContain(
+      'idempotencyKey',
+    );
+  });
+
   it('accepts any JSON payload, null and false included', () => {
     for (const payload of [null, false, 0, '', [], 'héllo 🚀'])
       expect(parse({ to: 'a', payload })[0]?.payload).toEqual(payload);
