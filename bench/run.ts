@@ -85,6 +85,11 @@ const P = {
   capacityConcurrency: 64,
   capacityDeadlineMs: QUICK ? 60_000 : 240_000,
   capacitySettleMs: 10_000,
+  /** how long the push nodes' CPU with every connection open and idle is measured: one whole
+   *  WS_PING_INTERVAL (20 s by default). A keep-alive round pings every socket over a quarter
+   *  of the interval, so a 5 s window read 0.6–13% of a core per node depending on whether it
+   *  fell on a round (8.8% and 35% summed in two full runs of the same code). */
+  capacityIdleMs: 20_000,
   /** reconnect storm (--only storm): users on the push node that is SIGKILLed (of three) */
   stormUsers: QUICK ? 3000 : 15_000,
   stormWorkers: 3,

@@ -178,7 +178,7 @@ export function markdownReport(r: Results): string {
         `| … push :${node.port}: connections held, RSS per connection | ${n(node.count)}, ${n(node.rssBytesPerConn)} B | | | |`,
     ),
     `| … of which V8 heap per connection (from the nodes' /metrics) | ${n(r.connections.heapBytesPerConn)} B | | | |`,
-    `| … CPU of the nodes holding them idle (% of a core, summed) | ${f1(r.connections.idleCpuPercent)} | | | |`,
+    `| … CPU of the nodes holding them idle (% of a core, summed, over one ping interval) | ${f1(r.connections.idleCpuPercent)} | | | |`,
     `| Consul health check flaps while measured | ${r.healthChanges.length} | | | 0 |`,
     '',
   );

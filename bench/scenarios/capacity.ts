@@ -25,7 +25,7 @@ export interface CapacityParams {
   /** wait after the 3 s reading before the nodes' RSS and heap are read again (the figures) */
   capacitySettleMs: number;
   /** how long the nodes' idle CPU with every connection open is measured */
-  idleMs: number;
+  capacityIdleMs: number;
 }
 
 type NodeResult = NonNullable<Results['connections']['nodes']>[number];
@@ -136,7 +136,7 @@ export async function capacityTest(
   const counts = await Promise.all(nodes.map((n) => metric(n.url, 'push_connections')));
   const idleWith = await idleFootprint(
     nodes.map((n) => ({ name: `push :${n.port}`, pid: n.child.pid as number })),
-    P.idleMs,
+    P.capacityIdleMs,
   );
   const { open } = await pool.counts();
   // The clients all close at once, and each node answers 16,667 close handshakes in a burst
