@@ -16,10 +16,14 @@ import { Tokens } from './tokens.js';
 export function createAuthService(config: Config, log: Logger, consul: ConsulClient): ServiceHost {
   const host = new ServiceHost({ config, log, consul, probes: {} });
   const tokens = new Tokens(config);
-  const tokenRequest = z.object({
-    userId: userIdSchema,
-    ttlSeconds: z.number().int().positive().max(config.TOKEN_MAX_TTL_SECONDS).optional(),
-  });
+  // Strict: a misspelt field (`ttl`, `expiresIn`) must not mint a token of the default
+  // lifetime while its caller believes it asked for a shorter one.
+  const tokenRequest = z
+    .object({
+      userId: userIdSchema,
+      ttlSeconds: z.number().int().positive().max(config.TOKEN_MAX_TTL_SECONDS).optional(),
+    })
+    .strict();
 
   host.routes.post('/v1/tokens', async (ctx) => {
     requireBearer(ctx, config.secrets.AUTH_ADMIN_KEY, 'AUTH_ADMIN_KEY');

@@ -615,6 +615,27 @@ describe('tokens', () => {
       expect([JSON.stringify(userId), res.status]).toEqual([JSON.stringify(userId), 400]);
     }
   });
+
+  it('will not mint a token when the request names a field it does not know, such as a misspelt lifetime', async () => {
+    for (const body of [
+      { userId: 'mallory', ttl: 60 },
+      { userId: 'mallory', expiresIn: '60s' },
+      { userId: 'mallory', ttlSeconds: 60, admin: true },
+    ]) {
+      const res = await fetch(`${cluster.auth.url}/v1/tokens`, {
+        method: 'POST',
+        headers: {
+          authorization: `Bearer ${KEYS.AUTH_ADMIN_KEY}`,
+          'content-type': 'application/json',
+        },
+        body: JSON.stringify(body),
+      });
+      const answer = (await res.json()) as { error?: { code: string; message: string } };
+      const unknown = Object.keys(body).find((k) => k !== 'userId' && k !== 'ttlSeconds');
+      expect([res.status, answer.error?.code]).toEqual([400, 'invalid_request']);
+      expect(answer.error?.message).toContain(unknown);
+    }
+  });
 });
 
 describe('the WebSocket upgrade and frames', () => {
