@@ -26,6 +26,7 @@ export async function ingest(
   now: Date,
   o: IngestOptions,
 ): Promise<InsertResult> {
+  refuseKeyRepeatedWithOtherPayload(recipients);
   const expiresAt = new Date(now.getTime() + o.ttlMs);
   // Due for the sweeper unless the hand-off records an outcome first: a crash between the
   // 202 and the hand-off loses nothing.
@@ -53,12 +54,10 @@ export async function ingest(
   }
   const refused = result.refused[0];
   if (refused?.keyHeldBy !== undefined) {
-    throw new HttpError(
-      422,
-      'idempotency_conflict',
-      `message ${refused.index}: ${refused.reason}. An idempotency key names one message to ` +
-        'a user: a retry must carry the same payload, and another message needs a key of its ' +
-        'own. Nothing was accepted',
+    const m = messages[refused.index];
+    throw conflict(
+      `idempotencyKey ${JSON.stringify(m?.idempotencyKey)} for user ${JSON.stringify(m?.to)} ` +
+        `already names message ${refused.keyHeldBy}, whose payload differs`,
     );
   }
   if (refused) {
@@ -69,4 +68,30 @@ export async function ingest(
     );
   }
   return result;
+}
+
+/** A request that names one (idempotency key, user) twice with different payloads: the store
+ *  would keep neither, and name a message of the request that was never stored. */
+function refuseKeyRepeatedWithOtherPayload(recipients: readonly Recipient[]): void {
+  const payloadOf = new Map<string, string>();
+  for (const m of recipients) {
+    if (m.idempotencyKey === undefined) continue;
+    const pair = `${m.idempotencyKey}\u0000${m.to}`;
+    const first = payloadOf.get(pair);
+    if (first === undefined) payloadOf.set(pair, m.payloadJson);
+    else if (first !== m.payloadJson)
+      throw conflict(
+        `idempotencyKey ${JSON.stringify(m.idempotencyKey)} for user ${JSON.stringify(m.to)} ` +
+          'comes twice in this request, with different payloads',
+      );
+  }
+}
+
+function conflict(what: string): HttpError {
+  return new HttpError(
+    422,
+    'idempotency_conflict',
+    `${what}. An idempotency key names one message to a user: a retry must carry the same ` +
+      'payload, and another message needs a key of its own. Nothing was accepted',
+  );
 }

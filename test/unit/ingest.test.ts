@@ -74,7 +74,31 @@ describe('ingest', () => {
       'idempotency_conflict',
     ]);
     expect((err as HttpError).message).toContain(first.ids[0]);
+    expect((err as HttpError).message).toContain('idempotencyKey "order-2" for user "a"');
     expect((await store.listUnacked('a', 10)).map((m) => m.payload)).toEqual([1]);
+  });
+
+  it('answers 422 for a request that repeats a key for one user with two payloads, naming no message, and stores nothing', async () => {
+    const err = await ingest(
+      [
+        { to: 'c', payload: 0, payloadJson: '0' },
+        { to: 'c', payload: 1, payloadJson: '1', idempotencyKey: 'order-3' },
+        { to: 'd', payload: 2, payloadJson: '2', idempotencyKey: 'order-3' },
+        { to: 'c', payload: 2, payloadJson: '2', idempotencyKey: 'order-3' },
+      ],
+      new Date(),
+      options(),
+    ).catch((e) => e);
+    expect([(err as HttpError).status, (err as HttpError).code]).toEqual([
+      422,
+      'idempotency_conflict',
+    ]);
+    expect((err as HttpError).message).toContain(
+      'idempotencyKey "order-3" for user "c" comes twice in this request',
+    );
+    expect((err as HttpError).message).not.toMatch(/message [0-9A-Z]{26}/);
+    expect(await store.listUnacked('c', 10)).toEqual([]);
+    expect(await store.listUnacked('d', 10)).toEqual([]);
   });
 
   it('answers 503, counted, when the store cannot write', async () => {
