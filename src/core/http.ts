@@ -79,7 +79,15 @@ const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
 /** Reads and parses a JSON body, with the status a client needs for each way it can be wrong. */
 export async function readJson(ctx: Context, limitBytes: number): Promise<unknown> {
   // The content type is not checked: `curl -d` sends JSON labelled as a form, and the
-  // body must parse as JSON either way.
+  // body must parse as JSON either way. A content coding is: a gzipped body is not text.
+  const encoding = ctx.get('content-encoding').trim().toLowerCase();
+  if (encoding !== '' && encoding !== 'identity') {
+    throw new HttpError(
+      415,
+      'unsupported_encoding',
+      `Content-Encoding ${JSON.stringify(encoding)} is not supported: send the body uncompressed`,
+    );
+  }
   let bytes: Buffer;
   try {
     bytes = await getRawBody(ctx.req, {

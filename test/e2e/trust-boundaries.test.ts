@@ -6,6 +6,7 @@
 import fc from 'fast-check';
 import jwt from 'jsonwebtoken';
 import { generateKeyPairSync } from 'node:crypto';
+import { gzipSync } from 'node:zlib';
 import WebSocket from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { waitFor } from '../../src/launcher/child.js';
@@ -260,6 +261,40 @@ describe('public routes', () => {
     ['content-type', 'application/json'],
     ['authorization', `Bearer ${KEYS.INGEST_API_KEY}`],
   ];
+
+  it('answers a compressed body with 415 unsupported_encoding, not as text that is not UTF-8', async () => {
+    const body = gzipSync(JSON.stringify({ to: 'zipped', payload: 1 }));
+    for (const [port, target, key] of [
+      [cluster.collect.port, '/v1/messages', KEYS.INGEST_API_KEY],
+      [cluster.auth.port, '/v1/tokens', KEYS.AUTH_ADMIN_KEY],
+    ] as const) {
+      for (const coding of ['gzip', 'GZIP', 'deflate, gzip', 'br']) {
+        const answer = await rawRequest(port, {
+          method: 'POST',
+          target,
+          headers: [
+            ['content-type', 'application/json'],
+            ['content-encoding', coding],
+            ['authorization', `Bearer ${key}`],
+          ],
+          body,
+        });
+        expect([target, coding, answer.status, JSON.parse(answer.body).error?.code]).toEqual([
+          target,
+          coding,
+          415,
+          'unsupported_encoding',
+        ]);
+      }
+    }
+    const plain = await rawRequest(cluster.collect.port, {
+      method: 'POST',
+      target: '/v1/messages',
+      headers: [...ingestHeaders, ['content-encoding', 'identity']],
+      body: JSON.stringify({ to: 'zipped', payload: 1 }),
+    });
+    expect(plain.status).toBe(202);
+  });
 
   it('answers other spellings of public paths with 404, never with the route', async () => {
     const routes: [() => ServiceProc, string, string][] = [
