@@ -115,6 +115,9 @@ const envSchema = z.object({
   WS_PING_INTERVAL: duration.default(20_000),
   WS_MAX_FRAMES_PER_SECOND: z.coerce.number().int().positive().default(2000),
   WS_MAX_INVALID_FRAMES: z.coerce.number().int().positive().default(20),
+  /** Sockets one user may hold on one push node: a leaked token or a client that opens a
+   *  socket per page view cannot take a node's open files from everyone else. */
+  WS_MAX_SOCKETS_PER_USER: z.coerce.number().int().positive().default(64),
   TOKEN_CACHE_SECONDS: z.coerce.number().int().min(0).default(30),
   /** node: push nodes check tokens with the public key auth publishes (RS256, ES256), and
    *  ask auth only when they hold none (HS256); auth: they ask auth for every token. */

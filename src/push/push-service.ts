@@ -164,6 +164,8 @@ export function createPushService(config: Config, log: Logger, consul: ConsulCli
       authenticator,
       isDraining: () => host.isDraining,
       isOutOfRouting: agentLostNow,
+      socketsOf: (userId) => hub.connectionsOf(userId)?.size ?? 0,
+      maxSocketsPerUser: config.WS_MAX_SOCKETS_PER_USER,
       wss,
       open: (ws, userId, tokenExpiresAt) => void open(ws, userId, tokenExpiresAt),
       log,

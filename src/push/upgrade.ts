@@ -13,6 +13,10 @@ export interface UpgradeOptions {
   /** True while the node is out of routing (its Consul agent unreachable), asked afresh. */
   isOutOfRouting: () => Promise<boolean>;
   wss: Pick<WebSocketServer, 'handleUpgrade'>;
+  /** How many sockets the user holds on this node now. */
+  socketsOf: (userId: string) => number;
+  /** WS_MAX_SOCKETS_PER_USER */
+  maxSocketsPerUser: number;
   /** Takes an accepted socket, whose token belongs to userId. */
   open: (ws: WebSocket, userId: string, tokenExpiresAt: number) => void;
   log: Logger;
@@ -72,12 +76,25 @@ async function upgrade(
   // The token check takes a round trip: a drain may have begun meanwhile, and a socket
   // let in now would be closed (or, worse, missed) by it.
   if (o.isDraining()) return draining();
+  // Counted after the check, and opened in the same turn (handleUpgrade calls back at
+  // once): connects of one user racing each other cannot all slip under the limit.
+  const held = o.socketsOf(outcome.userId);
+  if (held >= o.maxSocketsPerUser)
+    return refuse(
+      o.log,
+      socket,
+      429,
+      'too_many_sockets',
+      `this user already holds ${held} sockets on this node, the most it may ` +
+        '(WS_MAX_SOCKETS_PER_USER): close one first',
+    );
   o.wss.handleUpgrade(req, socket, head, (ws) => o.open(ws, outcome.userId, outcome.expiresAt));
 }
 
 const REASONS: Record<number, string> = {
   401: 'Unauthorized',
   404: 'Not Found',
+  429: 'Too Many Requests',
   500: 'Internal Server Error',
   503: 'Service Unavailable',
 };

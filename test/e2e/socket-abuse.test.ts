@@ -10,8 +10,13 @@ import { messageStatus, mintToken, postMessages, TestClient, wsUrlOf } from '../
 let cluster: TestCluster;
 const clients: TestClient[] = [];
 
+const MAX_SOCKETS_PER_USER = 4;
+
 beforeAll(async () => {
-  cluster = await startCluster({ pushNodes: 1 });
+  cluster = await startCluster({
+    pushNodes: 1,
+    env: { WS_MAX_SOCKETS_PER_USER: String(MAX_SOCKETS_PER_USER) },
+  });
 }, 90_000);
 
 afterAll(async () => {
@@ -92,6 +97,51 @@ describe('a push node under a flood of WebSocket frames', () => {
         return (await messageStatus(cluster, id)) === 'acked';
       });
     expect(alice.closeCode).toBeUndefined();
+  });
+
+  it('lets one user hold WS_MAX_SOCKETS_PER_USER sockets on a node, however fast they race, and refuses one more with 429', async () => {
+    const userId = `many-${process.pid}`;
+    const token = await mintToken(cluster, userId);
+    // Twelve connects at once: the token checks overlap, and only the count at open decides.
+    const outcomes = await Promise.all(
+      Array.from(
+        { length: 12 },
+        () =>
+          new Promise<{ ws?: TestClient; status?: number }>((resolve) => {
+            TestClient.connect(wsUrlOf(cluster, 0), userId, token, { ack: true }).then(
+              (ws) => {
+                clients.push(ws);
+                resolve({ ws });
+              },
+              (err: Error) => resolve({ status: Number(/(\d{3})/.exec(err.message)?.[1]) }),
+            );
+          }),
+      ),
+    );
+    const open = outcomes.flatMap((o) => (o.ws ? [o.ws] : []));
+    expect(open).toHaveLength(MAX_SOCKETS_PER_USER);
+    expect(outcomes.filter((o) => o.status === 429)).toHaveLength(12 - MAX_SOCKETS_PER_USER);
+
+    // Every socket it holds gets its messages; another user is not affected.
+    const { client: other } = await connect('other-user', true);
+    await postMessages(cluster, { to: userId, payload: 'to each socket' });
+    for (const ws of open) await ws.waitForMessages(1);
+    await postMessages(cluster, { to: other.userId, payload: 'hi' });
+    await other.waitForMessages(1);
+
+    // One socket closed frees its place.
+    const gone = open[0] as TestClient;
+    const closed = new Promise((r) => gone.ws.once('close', r));
+    gone.close();
+    await closed;
+    await waitFor('the node to count the closed socket', async () => {
+      try {
+        clients.push(await TestClient.connect(wsUrlOf(cluster, 0), userId, token));
+        return true;
+      } catch {
+        return false;
+      }
+    });
   });
 
   it('is still healthy and serving after the floods', async () => {

@@ -17,6 +17,8 @@ async function upgrade(
     drainDuringCheck?: boolean;
     outcome?: AuthOutcome;
     authorization?: string;
+    /** Sockets the user already holds on the node (the limit here is 3). */
+    held?: number;
   } = {},
 ) {
   let draining = o.draining ?? false;
@@ -40,6 +42,8 @@ async function upgrade(
     },
     isDraining: () => draining,
     isOutOfRouting: async () => o.outOfRouting ?? false,
+    socketsOf: () => o.held ?? 0,
+    maxSocketsPerUser: 3,
     wss: {
       handleUpgrade: (_req, _socket, _head, done) => done({} as WebSocket, _req),
     } as Pick<WebSocketServer, 'handleUpgrade'>,
@@ -68,6 +72,16 @@ describe('upgrade', () => {
       expect(JSON.parse(res.body)).toMatchObject({ error: { code: 'not_found' } });
       expect(res.tokens).toEqual([]);
     }
+  });
+
+  it('answers 429 too_many_sockets to a user at WS_MAX_SOCKETS_PER_USER, and lets in one below it', async () => {
+    const full = await upgrade('/ws?token=t1', { held: 3 });
+    expect(full.status).toBe(429);
+    expect(JSON.parse(full.body)).toMatchObject({ error: { code: 'too_many_sockets' } });
+    expect(JSON.parse(full.body).error.message).toContain('WS_MAX_SOCKETS_PER_USER');
+    expect(full.opened).toEqual([]);
+    const below = await upgrade('/ws?token=t1', { held: 2 });
+    expect(below).toMatchObject({ status: 0, opened: ['alice'] });
   });
 
   it('answers 503 draining while the node shuts down', async () => {
