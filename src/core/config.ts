@@ -118,6 +118,9 @@ const envSchema = z.object({
   /** Sockets one user may hold on one push node: a leaked token or a client that opens a
    *  socket per page view cannot take a node's open files from everyone else. */
   WS_MAX_SOCKETS_PER_USER: z.coerce.number().int().positive().default(64),
+  /** Sockets one push node accepts at most; unset: its open-files limit less a reserve
+   *  (src/push/socket-capacity.ts). */
+  WS_MAX_CONNECTIONS: z.coerce.number().int().positive().optional(),
   TOKEN_CACHE_SECONDS: z.coerce.number().int().min(0).default(30),
   /** node: push nodes check tokens with the public key auth publishes (RS256, ES256), and
    *  ask auth only when they hold none (HS256); auth: they ask auth for every token. */

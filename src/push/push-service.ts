@@ -26,6 +26,7 @@ import { KeepAlive } from './keep-alive.js';
 import { DeliveredBatcher } from './delivered-batcher.js';
 import { FirstPages } from './first-pages.js';
 import { Replay } from './replay.js';
+import { openFilesLimit, socketCapacity } from './socket-capacity.js';
 import { TokenKey } from './token-key.js';
 import { upgradeHandler } from './upgrade.js';
 
@@ -124,6 +125,7 @@ export function createPushService(config: Config, log: Logger, consul: ConsulCli
       invalidWindowMs: config.WS_PING_INTERVAL,
     },
   };
+  const maxConnections = socketCapacity(config.WS_MAX_CONNECTIONS, openFilesLimit());
   const wss = new WebSocketServer({
     noServer: true,
     maxPayload: config.WS_MAX_PAYLOAD,
@@ -164,6 +166,7 @@ export function createPushService(config: Config, log: Logger, consul: ConsulCli
       authenticator,
       isDraining: () => host.isDraining,
       isOutOfRouting: agentLostNow,
+      isFull: () => hub.connectionCount >= maxConnections,
       socketsOf: (userId) => hub.connectionsOf(userId)?.size ?? 0,
       maxSocketsPerUser: config.WS_MAX_SOCKETS_PER_USER,
       wss,

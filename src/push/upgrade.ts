@@ -13,6 +13,8 @@ export interface UpgradeOptions {
   /** True while the node is out of routing (its Consul agent unreachable), asked afresh. */
   isOutOfRouting: () => Promise<boolean>;
   wss: Pick<WebSocketServer, 'handleUpgrade'>;
+  /** True while the node holds as many sockets as it accepts (WS_MAX_CONNECTIONS). */
+  isFull: () => boolean;
   /** How many sockets the user holds on this node now. */
   socketsOf: (userId: string) => number;
   /** WS_MAX_SOCKETS_PER_USER */
@@ -69,6 +71,15 @@ async function upgrade(
       'out_of_routing',
       "this node's Consul agent is unreachable: ask /v1/connect for another",
     );
+  const full = (): void =>
+    refuse(
+      o.log,
+      socket,
+      503,
+      'full',
+      'this node holds as many sockets as it accepts (WS_MAX_CONNECTIONS): ask /v1/connect for another',
+    );
+  if (o.isFull()) return full();
   const token = url.searchParams.get('token') ?? bearer(req.headers.authorization);
   const outcome = await o.authenticator.verify(token ?? undefined, () => !socket.destroyed);
   if (!outcome.ok) return refuse(o.log, socket, outcome.status, outcome.code, outcome.message);
@@ -77,7 +88,8 @@ async function upgrade(
   // let in now would be closed (or, worse, missed) by it.
   if (o.isDraining()) return draining();
   // Counted after the check, and opened in the same turn (handleUpgrade calls back at
-  // once): connects of one user racing each other cannot all slip under the limit.
+  // once): connects racing each other cannot all slip under a limit.
+  if (o.isFull()) return full();
   const held = o.socketsOf(outcome.userId);
   if (held >= o.maxSocketsPerUser)
     return refuse(

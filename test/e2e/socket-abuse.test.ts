@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { waitFor } from '../../src/launcher/child.js';
 import { ackFrame, CloseCode } from '../../src/protocol/frames.js';
 import { startCluster, type TestCluster } from '../support/cluster.js';
+import { rawRequest } from '../support/raw-http.js';
 import { messageStatus, mintToken, postMessages, TestClient, wsUrlOf } from '../support/clients.js';
 
 // Issue 9: a client flooding a push node with frames is cut off, and neither the node nor
@@ -11,11 +12,15 @@ let cluster: TestCluster;
 const clients: TestClient[] = [];
 
 const MAX_SOCKETS_PER_USER = 4;
+const MAX_CONNECTIONS = 60;
 
 beforeAll(async () => {
   cluster = await startCluster({
     pushNodes: 1,
-    env: { WS_MAX_SOCKETS_PER_USER: String(MAX_SOCKETS_PER_USER) },
+    env: {
+      WS_MAX_SOCKETS_PER_USER: String(MAX_SOCKETS_PER_USER),
+      WS_MAX_CONNECTIONS: String(MAX_CONNECTIONS),
+    },
   });
 }, 90_000);
 
@@ -142,6 +147,49 @@ describe('a push node under a flood of WebSocket frames', () => {
         return false;
       }
     });
+  });
+
+  it('refuses a socket past WS_MAX_CONNECTIONS with 503 full, stays passing, and takes one again once a socket closes', async () => {
+    const push = cluster.push[0] as TestCluster['push'][number];
+    const metrics = await (await fetch(`${push.url}/metrics`)).text();
+    const held = Number(/^push_connections(?:\{[^}]*\})? (\d+)$/m.exec(metrics)?.[1]);
+    expect(held).toBeLessThan(MAX_CONNECTIONS);
+    const open = async (userId: string) =>
+      TestClient.connect(wsUrlOf(cluster, 0), userId, await mintToken(cluster, userId));
+    const filled: TestClient[] = [];
+    try {
+      for (let i = held; i < MAX_CONNECTIONS; i++) filled.push(await open(`fill-${i}`));
+      const token = await mintToken(cluster, 'one-too-many');
+      const answer = await rawRequest(push.port, {
+        target: `/ws?token=${encodeURIComponent(token)}`,
+        headers: [
+          ['connection', 'Upgrade'],
+          ['upgrade', 'websocket'],
+          ['sec-websocket-version', '13'],
+          ['sec-websocket-key', 'dGhlIHNhbXBsZSBub25jZQ=='],
+        ],
+      });
+      expect([answer.status, JSON.parse(answer.body).error?.code]).toEqual([503, 'full']);
+      expect((await fetch(`${push.url}/health`)).status).toBe(200);
+      // The sockets it holds are served as before.
+      await postMessages(cluster, { to: 'fill-59', payload: 'still here' });
+      await filled.at(-1)?.waitForMessages(1);
+
+      const gone = filled.shift() as TestClient;
+      const closed = new Promise((r) => gone.ws.once('close', r));
+      gone.close();
+      await closed;
+      await waitFor('a place to free up', async () => {
+        try {
+          filled.push(await open('one-more'));
+          return true;
+        } catch {
+          return false;
+        }
+      });
+    } finally {
+      for (const c of filled) c.close();
+    }
   });
 
   it('is still healthy and serving after the floods', async () => {

@@ -19,9 +19,12 @@ async function upgrade(
     authorization?: string;
     /** Sockets the user already holds on the node (the limit here is 3). */
     held?: number;
+    /** The node holds as many sockets as it accepts; 'during-check': from the token check on. */
+    full?: boolean | 'during-check';
   } = {},
 ) {
   let draining = o.draining ?? false;
+  let full = o.full === true;
   const tokens: (string | undefined)[] = [];
   const opened: string[] = [];
   let answer = '';
@@ -37,11 +40,13 @@ async function upgrade(
       verify: async (token) => {
         tokens.push(token);
         if (o.drainDuringCheck) draining = true;
+        if (o.full === 'during-check') full = true;
         return o.outcome ?? { ok: true, userId: 'alice', expiresAt: 0 };
       },
     },
     isDraining: () => draining,
     isOutOfRouting: async () => o.outOfRouting ?? false,
+    isFull: () => full,
     socketsOf: () => o.held ?? 0,
     maxSocketsPerUser: 3,
     wss: {
@@ -82,6 +87,16 @@ describe('upgrade', () => {
     expect(full.opened).toEqual([]);
     const below = await upgrade('/ws?token=t1', { held: 2 });
     expect(below).toMatchObject({ status: 0, opened: ['alice'] });
+  });
+
+  it('answers 503 full while the node holds WS_MAX_CONNECTIONS sockets, before asking auth and again after', async () => {
+    for (const full of [true, 'during-check'] as const) {
+      const res = await upgrade('/ws?token=t1', { full });
+      expect(res.status).toBe(503);
+      expect(JSON.parse(res.body)).toMatchObject({ error: { code: 'full' } });
+      expect(res.opened).toEqual([]);
+      expect(res.tokens).toEqual(full === true ? [] : ['t1']);
+    }
   });
 
   it('answers 503 draining while the node shuts down', async () => {
