@@ -126,6 +126,10 @@ const envSchema = z.object({
    *  ask auth only when they hold none (HS256); auth: they ask auth for every token. */
   TOKEN_VERIFY: z.enum(['node', 'auth']).default('node'),
   PEER_TIMEOUT: duration.default(5000),
+  /** Longest a client may take to send a whole request (headers and body) to any service:
+   *  past it, 408 request_timeout. Node's default of 5 minutes let a body sent a byte at a
+   *  time hold a connection that long. */
+  HTTP_REQUEST_TIMEOUT: duration.default(30_000),
   ACK_TIMEOUT: duration.default(10_000),
   ACK_RETRY_MAX: duration.default(60_000),
   MAX_ATTEMPTS: z.coerce.number().int().min(1).default(5),

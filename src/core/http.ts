@@ -184,9 +184,16 @@ export async function listen(server: Server, host: string, port: number): Promis
 }
 
 /** A server with no handler yet: Koa composes its middleware when callback() is called,
- *  so the app is attached at start, once every route is in. */
-export function httpServer(): Server {
-  const server = createServer();
+ *  so the app is attached at start, once every route is in. A request must arrive whole
+ *  within `requestTimeoutMs` (HTTP_REQUEST_TIMEOUT), its headers within a minute at most. */
+export function httpServer(requestTimeoutMs: number): Server {
+  const server = createServer({
+    requestTimeout: requestTimeoutMs,
+    headersTimeout: Math.min(requestTimeoutMs, 60_000),
+    // How often node:http looks for requests past their time (30 s by default, so a 1 s
+    // limit took 30 s to act on).
+    connectionsCheckingInterval: Math.min(30_000, Math.max(100, requestTimeoutMs / 4)),
+  });
   server.keepAliveTimeout = 65_000;
   // Requests node:http refuses before any handler runs (headers too large, a malformed
   // request line) still get the JSON error shape.
@@ -195,7 +202,14 @@ export function httpServer(): Server {
     const [status, reason, code, message] =
       err.code === 'HPE_HEADER_OVERFLOW'
         ? [431, 'Request Header Fields Too Large', 'headers_too_large', 'the headers are too large']
-        : [400, 'Bad Request', 'bad_request', 'the request is not valid HTTP/1.1'];
+        : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+          ? [
+              408,
+              'Request Timeout',
+              'request_timeout',
+              `the request did not arrive whole within ${requestTimeoutMs} ms (HTTP_REQUEST_TIMEOUT)`,
+            ]
+          : [400, 'Bad Request', 'bad_request', 'the request is not valid HTTP/1.1'];
     socket.end(plainResponse(status, reason, errorBody(code, message)));
   });
   return server;

@@ -122,12 +122,12 @@ export class ServiceHost {
       probeTimeoutMs: HEALTH_PROBE_TIMEOUT_MS,
     });
     const health = this.health.handler;
-    this.healthServer = httpServer();
+    this.healthServer = httpServer(o.config.HTTP_REQUEST_TIMEOUT);
     this.routes.get('/health', health);
     if (o.config.INTERNAL_PORT !== undefined) {
       // Consul checks this server too: an instance is passing only if both answer.
       this.internalRoutes.get('/health', health);
-      this.internalServer = httpServer();
+      this.internalServer = httpServer(o.config.HTTP_REQUEST_TIMEOUT);
     }
     const metricsToken = o.config.secrets.METRICS_TOKEN;
     this.routes.get('/metrics', async (ctx) => {
@@ -136,7 +136,7 @@ export class ServiceHost {
       ctx.body = await this.metrics.scrape();
     });
     this.app.use(canonicalPathOnly);
-    this.server = httpServer();
+    this.server = httpServer(o.config.HTTP_REQUEST_TIMEOUT);
   }
 
   /**

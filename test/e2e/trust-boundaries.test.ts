@@ -6,6 +6,7 @@
 import fc from 'fast-check';
 import jwt from 'jsonwebtoken';
 import { generateKeyPairSync } from 'node:crypto';
+import { connect } from 'node:net';
 import { gzipSync } from 'node:zlib';
 import WebSocket from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -17,6 +18,10 @@ import { rawRequest, type RawAnswer } from '../support/raw-http.js';
 
 /** Runs per property: enough to cover every kind of spelling many times over. */
 const RUNS = 150;
+
+/** HTTP_REQUEST_TIMEOUT of this cluster: short, for the slow-request test; generous for
+ *  every other request here (loopback, at most a few MB). */
+const REQUEST_TIMEOUT_MS = 5000;
 
 let cluster: TestCluster;
 let victim: TestClient;
@@ -151,7 +156,10 @@ async function expectNothingChanged(): Promise<void> {
 }
 
 beforeAll(async () => {
-  cluster = await startCluster({ pushNodes: 1 });
+  cluster = await startCluster({
+    pushNodes: 1,
+    env: { HTTP_REQUEST_TIMEOUT: `${REQUEST_TIMEOUT_MS}ms` },
+  });
   victim = await TestClient.connect(
     wsUrlOf(cluster, 0),
     'victor',
@@ -261,6 +269,38 @@ describe('public routes', () => {
     ['content-type', 'application/json'],
     ['authorization', `Bearer ${KEYS.INGEST_API_KEY}`],
   ];
+
+  it('answers a request that trickles in past HTTP_REQUEST_TIMEOUT with 408 request_timeout, and serves others meanwhile', async () => {
+    const started = Date.now();
+    const slow = (port: number, head: string) =>
+      new Promise<{ text: string; ms: number }>((resolve, reject) => {
+        const socket = connect(port, '127.0.0.1', () => socket.write(head));
+        let text = '';
+        socket.on('data', (d) => (text += d.toString()));
+        socket.on('close', () => resolve({ text, ms: Date.now() - started }));
+        socket.on('error', reject);
+        socket.setTimeout(REQUEST_TIMEOUT_MS * 4, () => socket.destroy());
+      });
+    const [body, headers] = await Promise.all([
+      // A body announced as 100 bytes, of which 6 ever come.
+      slow(
+        cluster.collect.port,
+        'POST /v1/messages HTTP/1.1\r\nHost: x\r\n' +
+          `Authorization: Bearer ${KEYS.INGEST_API_KEY}\r\nContent-Length: 100\r\n\r\n{"to":`,
+      ),
+      // Headers that never end.
+      slow(cluster.auth.port, 'POST /v1/tokens HTTP/1.1\r\nHost: x\r\n'),
+      // Meanwhile, an ordinary request is answered at once.
+      postMessages(cluster, { to: 'bystander-slow', payload: 1 }),
+    ]);
+    for (const answer of [body, headers]) {
+      expect(answer.text).toMatch(/^HTTP\/1\.1 408 /);
+      expect(JSON.parse(answer.text.split('\r\n\r\n')[1] ?? '')).toMatchObject({
+        error: { code: 'request_timeout' },
+      });
+      expect(answer.ms).toBeGreaterThanOrEqual(REQUEST_TIMEOUT_MS - 100);
+    }
+  }, 60_000);
 
   it('answers a compressed body with 415 unsupported_encoding, not as text that is not UTF-8', async () => {
     const body = gzipSync(JSON.stringify({ to: 'zipped', payload: 1 }));
