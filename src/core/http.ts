@@ -216,10 +216,18 @@ export function httpServer(requestTimeoutMs: number): Server {
 }
 
 /** A whole HTTP/1.1 response with a JSON body, for sockets no framework handles. */
-export function plainResponse(status: number, reason: string, body: unknown): string {
+export function plainResponse(
+  status: number,
+  reason: string,
+  body: unknown,
+  headers: Record<string, string> = {},
+): string {
   const text = JSON.stringify(body);
+  const extra = Object.entries(headers)
+    .map(([name, value]) => `${name}: ${value}\r\n`)
+    .join('');
   return (
-    `HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json\r\n` +
+    `HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json\r\n${extra}` +
     `Content-Length: ${Buffer.byteLength(text)}\r\nConnection: close\r\n\r\n${text}`
   );
 }

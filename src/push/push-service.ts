@@ -2,6 +2,7 @@ import { WebSocketServer, type WebSocket } from 'ws';
 import type { Config } from '../core/config.js';
 import type { ConsulClient } from '../core/consul.js';
 import { ServiceView } from '../core/discovery.js';
+import { HttpError } from '../core/http.js';
 import type { Logger } from '../core/logger.js';
 import { Peers } from '../core/peers.js';
 import { createRedis, redisProbe } from '../core/redis.js';
@@ -28,7 +29,7 @@ import { FirstPages } from './first-pages.js';
 import { Replay } from './replay.js';
 import { openFilesLimit, socketCapacity } from './socket-capacity.js';
 import { TokenKey } from './token-key.js';
-import { upgradeHandler } from './upgrade.js';
+import { handshakeRefusal, upgradeHandler } from './upgrade.js';
 
 /**
  * push: a node holding WebSocket connections. It binds each connected user to itself
@@ -174,6 +175,16 @@ export function createPushService(config: Config, log: Logger, consul: ConsulCli
       log,
     }),
   );
+  wss.on('wsClientError', handshakeRefusal(log));
+  // /ws without the upgrade headers (a browser tab, curl): say what the endpoint wants.
+  host.routes.get('/ws', (ctx) => {
+    ctx.set('Upgrade', 'websocket');
+    throw new HttpError(
+      426,
+      'upgrade_required',
+      '/ws opens a WebSocket: send Connection: Upgrade and Upgrade: websocket',
+    );
+  });
   host.handle(forwardHop, ({ messages }) => delivery.forward(messages));
   // After a Redis restart every binding is gone: re-create them as soon as it is back.
   redis.on('ready', () => void bindings.renew());

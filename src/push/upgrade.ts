@@ -103,17 +103,49 @@ async function upgrade(
   o.wss.handleUpgrade(req, socket, head, (ws) => o.open(ws, outcome.userId, outcome.expiresAt));
 }
 
+/**
+ * The wsServer's 'wsClientError' listener: a handshake ws finds malformed (another method, no
+ * `Upgrade: websocket`, a bad key or version) gets the JSON error body like every other
+ * refusal, not ws's own plain-text answer.
+ */
+export function handshakeRefusal(log: Logger) {
+  return (err: Error, socket: Duplex): void => {
+    if (err.message === 'Invalid HTTP method')
+      return refuse(log, socket, 405, 'method_not_allowed', 'a WebSocket handshake is a GET');
+    const versionHeader: Record<string, string> = /Sec-WebSocket-Version/.test(err.message)
+      ? { 'Sec-WebSocket-Version': '13, 8' }
+      : {};
+    refuse(
+      log,
+      socket,
+      400,
+      'invalid_handshake',
+      `${err.message}: not a WebSocket handshake (RFC 6455)`,
+      versionHeader,
+    );
+  };
+}
+
 const REASONS: Record<number, string> = {
+  400: 'Bad Request',
   401: 'Unauthorized',
   404: 'Not Found',
+  405: 'Method Not Allowed',
   429: 'Too Many Requests',
   500: 'Internal Server Error',
   503: 'Service Unavailable',
 };
 
 /** Answers a refused upgrade with a plain HTTP response and the JSON error body. */
-function refuse(log: Logger, socket: Duplex, status: number, code: string, message: string): void {
+function refuse(
+  log: Logger,
+  socket: Duplex,
+  status: number,
+  code: string,
+  message: string,
+  headers: Record<string, string> = {},
+): void {
   if (socket.destroyed) return;
   log.debug({ status, code }, 'upgrade refused');
-  socket.end(plainResponse(status, REASONS[status] ?? 'Error', errorBody(code, message)));
+  socket.end(plainResponse(status, REASONS[status] ?? 'Error', errorBody(code, message), headers));
 }

@@ -741,6 +741,51 @@ describe('the WebSocket upgrade and frames', () => {
     expect(none.status).toBe(401);
   });
 
+  it('answers a malformed handshake, and /ws without one, with the JSON error body', async () => {
+    const token = await mintToken(cluster, 'mallory');
+    const port = cluster.push[0]?.port ?? 0;
+    const target = `/ws?token=${token}`;
+    const handshake = (over: Record<string, string>): [string, string][] =>
+      Object.entries({
+        connection: 'Upgrade',
+        upgrade: 'websocket',
+        'sec-websocket-version': '13',
+        'sec-websocket-key': 'dGhlIHNhbXBsZSBub25jZQ==',
+        ...over,
+      }).filter(([, v]) => v !== '');
+    const cases: [string, { method?: string; headers: [string, string][] }, number, string][] = [
+      [
+        'a short key',
+        { headers: handshake({ 'sec-websocket-key': 'short' }) },
+        400,
+        'invalid_handshake',
+      ],
+      ['no key', { headers: handshake({ 'sec-websocket-key': '' }) }, 400, 'invalid_handshake'],
+      [
+        'version 7',
+        { headers: handshake({ 'sec-websocket-version': '7' }) },
+        400,
+        'invalid_handshake',
+      ],
+      ['Upgrade: h2c', { headers: handshake({ upgrade: 'h2c' }) }, 400, 'invalid_handshake'],
+      ['a POST handshake', { method: 'POST', headers: handshake({}) }, 405, 'method_not_allowed'],
+      ['no upgrade at all', { headers: [] }, 426, 'upgrade_required'],
+    ];
+    for (const [name, o, status, code] of cases) {
+      const answer = await rawRequest(port, { target, ...o });
+      expect([name, answer.status, JSON.parse(answer.body).error?.code]).toEqual([
+        name,
+        status,
+        code,
+      ]);
+    }
+    const version = await rawRequest(port, {
+      target,
+      headers: handshake({ 'sec-websocket-version': '7' }),
+    });
+    expect(version.headers['sec-websocket-version']).toBe('13, 8');
+  });
+
   it('answers binary frames with an error frame, and never acks another user’s message', async () => {
     const mallory = await TestClient.connect(
       wsUrlOf(cluster, 0),
