@@ -23,6 +23,15 @@ type DevSecretName = keyof typeof DEV_SECRETS;
 type OptionalSecretName = 'METRICS_TOKEN';
 type SecretName = DevSecretName | OptionalSecretName;
 
+/** The shortest secret production accepts (characters). HS256 needs a key of at least 256
+ *  bits (RFC 7518, 3.2), 32 bytes; `openssl rand -hex 32` gives 64 characters. */
+const MIN_SECRET_LENGTH: Record<DevSecretName, number> = {
+  AUTH_ADMIN_KEY: 16,
+  INGEST_API_KEY: 16,
+  JWT_SECRET: 32,
+  INTERNAL_SECRET: 16,
+};
+
 /** Which secrets each service cannot run without. */
 const SECRETS_NEEDED: Record<ServiceName, DevSecretName[]> = {
   auth: ['AUTH_ADMIN_KEY', 'JWT_SECRET', 'INTERNAL_SECRET'],
@@ -198,6 +207,25 @@ export function loadConfig(
       `NODE_ENV=production and ${missing.join(', ')} ${missing.length > 1 ? 'are' : 'is'} not set: ` +
         `${service} will not start with a development secret in production`,
     );
+  }
+  if (production) {
+    // The development values are in this repository, and a short secret is guessed: either
+    // lets anyone mint tokens (JWT_SECRET, AUTH_ADMIN_KEY), post messages or call hops.
+    const weak = SECRETS_NEEDED[service].filter((name) => {
+      if (name === 'JWT_SECRET' && e.JWT_ALGORITHM !== 'HS256') return false;
+      const value = secrets[name];
+      return value === DEV_SECRETS[name] || value.length < MIN_SECRET_LENGTH[name];
+    });
+    if (weak.length > 0) {
+      throw new ConfigError(
+        `NODE_ENV=production and ${weak
+          .map(
+            (name) =>
+              `${name} is the development value or shorter than ${MIN_SECRET_LENGTH[name]} characters`,
+          )
+          .join(', ')}: ` + 'use a random value, e.g. `openssl rand -hex 32`',
+      );
+    }
   }
   // Nothing accepted at the edge may be refused inside: one message must fit a public
   // body, and a socket's send buffer with room to spare.

@@ -20,8 +20,36 @@ describe('configuration', () => {
       /AUTH_ADMIN_KEY, JWT_SECRET are not set/,
     );
     expect(() => loadConfig('push', { NODE_ENV: 'production' })).toThrow(ConfigError);
-    const ok = loadConfig('push', { NODE_ENV: 'production', INTERNAL_SECRET: 's' });
+    const ok = loadConfig('push', { NODE_ENV: 'production', INTERNAL_SECRET: 's'.repeat(16) });
     expect(ok.devSecrets).toEqual([]);
+  });
+
+  it('refuses to start in production with a development value or a short secret, naming each', () => {
+    const strong = {
+      NODE_ENV: 'production',
+      AUTH_ADMIN_KEY: 'a'.repeat(16),
+      JWT_SECRET: 'j'.repeat(32),
+      INTERNAL_SECRET: 'i'.repeat(16),
+      INGEST_API_KEY: 'k'.repeat(16),
+    };
+    expect(loadConfig('auth', strong).secrets.JWT_SECRET).toBe(strong.JWT_SECRET);
+    expect(loadConfig('collect', strong).secrets.INGEST_API_KEY).toBe(strong.INGEST_API_KEY);
+    const refusals: [string, Record<string, string>, RegExp][] = [
+      ['auth', { JWT_SECRET: DEV_SECRETS.JWT_SECRET }, /JWT_SECRET is the development value/],
+      ['auth', { JWT_SECRET: 'j'.repeat(31) }, /JWT_SECRET .* shorter than 32 characters/],
+      ['auth', { AUTH_ADMIN_KEY: 'replace-me' }, /AUTH_ADMIN_KEY .* shorter than 16/],
+      ['collect', { INGEST_API_KEY: DEV_SECRETS.INGEST_API_KEY }, /INGEST_API_KEY/],
+      ['push', { INTERNAL_SECRET: 'i'.repeat(15) }, /INTERNAL_SECRET/],
+    ];
+    for (const [service, over, message] of refusals)
+      expect(() =>
+        loadConfig(service as 'auth' | 'collect' | 'push', { ...strong, ...over }),
+      ).toThrow(message);
+    // Outside production the same values are taken.
+    expect(
+      loadConfig('auth', { ...strong, NODE_ENV: 'development', JWT_SECRET: 'x' }).secrets
+        .JWT_SECRET,
+    ).toBe('x');
   });
 
   it('reports every invalid variable at once', () => {
