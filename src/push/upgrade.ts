@@ -104,7 +104,7 @@ async function upgrade(
 }
 
 /**
- * The wsServer's 'wsClientError' listener: a handshake ws finds malformed (another method, no
+ * The WebSocketServer's 'wsClientError' listener: a handshake ws finds malformed (another method, no
  * `Upgrade: websocket`, a bad key or version) gets the JSON error body like every other
  * refusal, not ws's own plain-text answer.
  */

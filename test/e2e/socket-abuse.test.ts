@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { waitFor } from '../../src/launcher/child.js';
 import { ackFrame, CloseCode } from '../../src/protocol/frames.js';
 import { startCluster, type TestCluster } from '../support/cluster.js';
-import { rawRequest } from '../support/raw-http.js';
+import { HANDSHAKE_HEADERS, rawRequest } from '../support/raw-http.js';
 import { messageStatus, mintToken, postMessages, TestClient, wsUrlOf } from '../support/clients.js';
 
 // Issue 9: a client flooding a push node with frames is cut off, and neither the node nor
@@ -162,12 +162,7 @@ describe('a push node under a flood of WebSocket frames', () => {
       const token = await mintToken(cluster, 'one-too-many');
       const answer = await rawRequest(push.port, {
         target: `/ws?token=${encodeURIComponent(token)}`,
-        headers: [
-          ['connection', 'Upgrade'],
-          ['upgrade', 'websocket'],
-          ['sec-websocket-version', '13'],
-          ['sec-websocket-key', 'dGhlIHNhbXBsZSBub25jZQ=='],
-        ],
+        headers: [...HANDSHAKE_HEADERS],
       });
       expect([answer.status, JSON.parse(answer.body).error?.code]).toEqual([503, 'full']);
       expect((await fetch(`${push.url}/health`)).status).toBe(200);

@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { waitFor } from '../../src/launcher/child.js';
 import { startCluster, type TestCluster } from '../support/cluster.js';
 import { mintToken, postMessages, TestClient, wsUrlOf } from '../support/clients.js';
-import { rawRequest } from '../support/raw-http.js';
+import { HANDSHAKE_HEADERS, rawRequest } from '../support/raw-http.js';
 
 let cluster: TestCluster;
 const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
@@ -29,12 +29,7 @@ afterAll(async () => {
 async function upgradeStatus(token: string): Promise<{ status: number; code?: string }> {
   const answer = await rawRequest(cluster.push[0]!.port, {
     target: `/ws?token=${encodeURIComponent(token)}`,
-    headers: [
-      ['connection', 'Upgrade'],
-      ['upgrade', 'websocket'],
-      ['sec-websocket-version', '13'],
-      ['sec-websocket-key', 'dGhlIHNhbXBsZSBub25jZQ=='],
-    ],
+    headers: [...HANDSHAKE_HEADERS],
   });
   if (answer.status === 101) return { status: 101 };
   const body = JSON.parse(answer.body) as { error: { code: string } };

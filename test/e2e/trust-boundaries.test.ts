@@ -14,7 +14,7 @@ import { waitFor } from '../../src/launcher/child.js';
 import { INTERNAL_SECRET_HEADER } from '../../src/protocol/hops.js';
 import { KEYS, startCluster, type ServiceProc, type TestCluster } from '../support/cluster.js';
 import { messageStatus, mintToken, postMessages, TestClient, wsUrlOf } from '../support/clients.js';
-import { rawRequest, type RawAnswer } from '../support/raw-http.js';
+import { HANDSHAKE_HEADERS, rawRequest, type RawAnswer } from '../support/raw-http.js';
 
 /** Runs per property: enough to cover every kind of spelling many times over. */
 const RUNS = 150;
@@ -717,12 +717,7 @@ describe('the WebSocket upgrade and frames', () => {
   it('upgrades only /ws, in that spelling, and only with a valid token', async () => {
     const token = await mintToken(cluster, 'mallory');
     const port = cluster.push[0]?.port ?? 0;
-    const upgradeHeaders: [string, string][] = [
-      ['connection', 'Upgrade'],
-      ['upgrade', 'websocket'],
-      ['sec-websocket-version', '13'],
-      ['sec-websocket-key', 'dGhlIHNhbXBsZSBub25jZQ=='],
-    ];
+    const upgradeHeaders = [...HANDSHAKE_HEADERS];
     await fc.assert(
       fc.asyncProperty(spellingOf('/ws'), async (path) => {
         fc.pre(path !== '/ws');
@@ -746,13 +741,9 @@ describe('the WebSocket upgrade and frames', () => {
     const port = cluster.push[0]?.port ?? 0;
     const target = `/ws?token=${token}`;
     const handshake = (over: Record<string, string>): [string, string][] =>
-      Object.entries({
-        connection: 'Upgrade',
-        upgrade: 'websocket',
-        'sec-websocket-version': '13',
-        'sec-websocket-key': 'dGhlIHNhbXBsZSBub25jZQ==',
-        ...over,
-      }).filter(([, v]) => v !== '');
+      Object.entries({ ...Object.fromEntries(HANDSHAKE_HEADERS), ...over }).filter(
+        ([, v]) => v !== '',
+      );
     const cases: [string, { method?: string; headers: [string, string][] }, number, string][] = [
       [
         'a short key',

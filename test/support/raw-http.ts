@@ -7,6 +7,14 @@ export interface RawAnswer {
   body: string;
 }
 
+/** The header lines of a valid WebSocket handshake (RFC 6455's sample key). */
+export const HANDSHAKE_HEADERS: readonly [string, string][] = [
+  ['connection', 'Upgrade'],
+  ['upgrade', 'websocket'],
+  ['sec-websocket-version', '13'],
+  ['sec-websocket-key', 'dGhlIHNhbXBsZSBub25jZQ=='],
+];
+
 /**
  * Sends one HTTP/1.1 request exactly as given — the request target, header lines and
  * body bytes untouched — and reads the answer until the server closes. fetch and
