@@ -158,7 +158,14 @@ async function expectNothingChanged(): Promise<void> {
 beforeAll(async () => {
   cluster = await startCluster({
     pushNodes: 1,
-    env: { HTTP_REQUEST_TIMEOUT: `${REQUEST_TIMEOUT_MS}ms` },
+    env: {
+      HTTP_REQUEST_TIMEOUT: `${REQUEST_TIMEOUT_MS}ms`,
+      // victor never acks: with the default 10 s his message was pushed again while this
+      // file ran (it takes longer than that on a busy machine), and the check that no
+      // attack changed what he sees failed on a redelivery no attack caused.
+      ACK_TIMEOUT: '1h',
+      ACK_RETRY_MAX: '1h',
+    },
   });
   victim = await TestClient.connect(
     wsUrlOf(cluster, 0),
