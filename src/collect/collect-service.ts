@@ -12,8 +12,10 @@ import type { MessageStore, StoredMessage } from '../store/message-store.js';
 import { LeaderLock } from '../core/leader.js';
 import {
   DELIVERED_MARK_DELAY_MS,
+  HANDOFF_BACKLOG_BATCHES,
   HANDOFF_BODY_SHARE,
   INTERNAL_BODY_FACTOR,
+  sweepBatch,
 } from '../core/tuning.js';
 import { DeliveredMarks } from './delivered-marks.js';
 import { firstPages } from './first-pages.js';
@@ -58,19 +60,24 @@ export function createCollectService(
     ackRetry: retry,
     delayMs: Math.min(DELIVERED_MARK_DELAY_MS, config.HANDOFF_GRACE / 4),
   });
+  const handoffBatchBytes = config.MAX_BODY_BYTES * INTERNAL_BODY_FACTOR * HANDOFF_BODY_SHARE;
   const handoff = new Handoff({
     dispatch,
     store,
     log,
     onDelivered: (ids, at) => deliveredMarks.add(ids, at),
     unroutedRecheckMs: config.UNROUTED_RECHECK,
-    maxBatchBytes: config.MAX_BODY_BYTES * INTERNAL_BODY_FACTOR * HANDOFF_BODY_SHARE,
+    maxBatchBytes: handoffBatchBytes,
+    maxBacklogBytes: handoffBatchBytes * HANDOFF_BACKLOG_BATCHES,
+    onDeferred: (n) => metrics.stage('deferred').inc(n),
   });
   const sweeper = new RedeliverySweeper({
     store,
     handoff,
     log,
     intervalMs: config.SWEEP_INTERVAL,
+    batchSize: sweepBatch(config.MAX_PAYLOAD_BYTES),
+    backlogBytes: handoffBatchBytes,
     maxAttempts: config.MAX_ATTEMPTS,
     onFailed: (n) => metrics.stage('failed').inc(n),
     onRedelivered: (n) => metrics.stage('redelivered').inc(n),

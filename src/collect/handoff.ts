@@ -56,6 +56,12 @@ export interface HandoffOptions {
   /** Most bytes of envelopes in one hand-off: well under what dispatch (and, for each
    *  node's share, a push node) takes in one internal body. */
   maxBatchBytes: number;
+  /** Most bytes of envelopes queued or in flight before messages just stored are left to
+   *  the sweeper instead (they are due at HANDOFF_GRACE): a backlog must not grow without
+   *  bound in memory while dispatch is slower than ingestion. */
+  maxBacklogBytes: number;
+  /** Messages just stored that were left to the sweeper, the backlog being full. */
+  onDeferred?(count: number): void;
 }
 
 /**
@@ -70,6 +76,9 @@ export interface HandoffOptions {
  */
 export class Handoff {
   private batch: Queued[] = [];
+  /** Bytes of envelopes queued or in flight, and who waits for them to fall. */
+  private backlog = 0;
+  private backlogWaiters: (() => void)[] = [];
   private scheduled: NodeJS.Immediate | undefined;
   private readonly inFlight = new Set<Promise<void>>();
   private readonly store: MessageStore;
@@ -81,9 +90,15 @@ export class Handoff {
   }
 
   enqueue(messages: StoredMessage[], origin: HandoffOrigin): void {
+    if (origin === 'ingest' && this.backlog > this.o.maxBacklogBytes) {
+      this.o.onDeferred?.(messages.length);
+      return;
+    }
     for (const m of messages) {
       const json = JSON.stringify(envelopeOf(m));
-      this.batch.push({ id: m.id, origin, json, bytes: Buffer.byteLength(json) });
+      const bytes = Buffer.byteLength(json);
+      this.batch.push({ id: m.id, origin, json, bytes });
+      this.backlog += bytes;
     }
     // Whatever arrives in the same turn of the event loop travels together: under load
     // that is a batch, and a lone message waits for nothing.
@@ -106,7 +121,11 @@ export class Handoff {
         bytes += (this.batch[end++] as Queued).bytes;
       const chunk = this.batch.slice(start, end);
       start = end;
-      const p = this.sendChunk(chunk).finally(() => this.inFlight.delete(p));
+      const p = this.sendChunk(chunk).finally(() => {
+        this.inFlight.delete(p);
+        this.backlog -= bytes;
+        for (const wake of this.backlogWaiters.splice(0)) wake();
+      });
       this.inFlight.add(p);
     }
     this.batch = [];
@@ -172,6 +191,12 @@ export class Handoff {
     } catch (err) {
       this.log.warn({ err: (err as Error).message }, 'could not record a delivery outcome');
     }
+  }
+
+  /** Resolves once the bytes queued or in flight are at most `bytes`: the sweeper waits
+   *  for it between two claims, so a backlog of any size is handed off a part at a time. */
+  async backlogBelow(bytes: number): Promise<void> {
+    while (this.backlog > bytes) await new Promise<void>((r) => this.backlogWaiters.push(r));
   }
 
   /** Sends what is queued and waits for every hand-off in flight. */

@@ -1,12 +1,16 @@
 import type { LeaderLock } from '../core/leader.js';
 import type { Logger } from '../core/logger.js';
-import { SWEEP_BATCH, SWEEP_LEASE_MS } from '../core/tuning.js';
+import { SWEEP_LEASE_MS } from '../core/tuning.js';
 import type { MessageStore, StoredMessage } from '../store/message-store.js';
 import type { Handoff } from './handoff.js';
 
 export interface SweeperOptions {
   store: MessageStore;
-  handoff: Pick<Handoff, 'enqueue'>;
+  handoff: Pick<Handoff, 'enqueue' | 'backlogBelow'>;
+  /** Due messages claimed at once (sweepBatch of MAX_PAYLOAD_BYTES). */
+  batchSize: number;
+  /** Bytes of hand-offs left queued or in flight before the next claim (one batch's). */
+  backlogBytes: number;
   log: Logger;
   /** SWEEP_INTERVAL */
   intervalMs: number;
@@ -56,7 +60,7 @@ export class RedeliverySweeper {
     try {
       for (;;) {
         const now = new Date();
-        const due = await this.store.claimDue(now, SWEEP_BATCH, SWEEP_LEASE_MS);
+        const due = await this.store.claimDue(now, this.o.batchSize, SWEEP_LEASE_MS);
         if (due.length === 0) return;
         const spent = (m: StoredMessage): boolean =>
           m.status === 'delivered' && m.attempts >= this.o.maxAttempts;
@@ -77,8 +81,12 @@ export class RedeliverySweeper {
         if (again.length > 0) {
           this.o.onRedelivered(again.filter((m) => m.status === 'delivered').length);
           this.o.handoff.enqueue(again, 'sweep');
+          // Claimed all at once, 25,631 due messages of 60 KB (1.5 GB) were held in memory
+          // together and ran collect out of heap at every start: a crash loop. One batch
+          // is handed off before the next is claimed.
+          await this.o.handoff.backlogBelow(this.o.backlogBytes);
         }
-        if (due.length < SWEEP_BATCH) return;
+        if (due.length < this.o.batchSize) return;
       }
     } catch (err) {
       this.log.warn({ err: (err as Error).message }, 'redelivery sweep failed: will retry');

@@ -10,6 +10,7 @@ export type Stage =
   | 'acked' // collect: acked by the client
   | 'ack_refused' // push: an ack collect refused for good (dropped; the message is pushed again)
   | 'redelivered' // collect: handed to dispatch again by the sweeper
+  | 'deferred' // collect: stored, its hand-off left to the sweeper (the hand-off backlog was full)
   | 'failed'; // collect: never acked after MAX_ATTEMPTS pushes
 
 export type Dependency = 'consul' | 'redis' | 'mongodb' | 'sqlite';

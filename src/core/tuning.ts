@@ -140,6 +140,19 @@ export const HANDOFF_RETRY_MS = 1000;
 /** Most due messages the redelivery sweeper claims from the store at once. */
 export const SWEEP_BATCH = 1000;
 
+/** Payload bytes the sweeper claims at once at most: with large payloads it claims fewer
+ *  messages (64 KiB payloads: 1,000; 1 MiB: 64). */
+export const SWEEP_BATCH_BYTES = 64 * 1024 * 1024;
+
+/** Messages the sweeper claims at once, for payloads of up to `maxPayloadBytes`. */
+export function sweepBatch(maxPayloadBytes: number): number {
+  return Math.max(10, Math.min(SWEEP_BATCH, Math.floor(SWEEP_BATCH_BYTES / maxPayloadBytes)));
+}
+
+/** Hand-off bytes queued or in flight (in hand-off batches) past which messages just
+ *  stored are left to the sweeper. */
+export const HANDOFF_BACKLOG_BATCHES = 8;
+
 /** A claimed message is due again after this long if the sweeper dies mid-way. */
 export const SWEEP_LEASE_MS = 10_000;
 /** How long collect holds a `delivered` mark, waiting for the ack that makes it moot

@@ -19,7 +19,12 @@ let store: SqliteStore;
 let calls: string[][];
 
 /** A hand-off to a dispatch that answers with `answer`, and 413 to a body over `peerLimit`. */
-function handoff(answer: Answer, maxBatchBytes = 16 * 1024 * 1024, peerLimit = Infinity): Handoff {
+function handoff(
+  answer: Answer,
+  maxBatchBytes = 16 * 1024 * 1024,
+  peerLimit = Infinity,
+  more: { maxBacklogBytes?: number; onDeferred?: (n: number) => void } = {},
+): Handoff {
   return new Handoff({
     dispatch: {
       call: (async (hop: Hop<unknown, unknown>, body: string | { messages: { id: string }[] }) => {
@@ -39,6 +44,8 @@ function handoff(answer: Answer, maxBatchBytes = 16 * 1024 * 1024, peerLimit = I
     onDelivered: (ids, at) => void store.markDelivered(ids, new Date(at), ACK_RETRY),
     unroutedRecheckMs: RECHECK_MS,
     maxBatchBytes,
+    maxBacklogBytes: more.maxBacklogBytes ?? Infinity,
+    ...(more.onDeferred ? { onDeferred: more.onDeferred } : {}),
   });
 }
 
@@ -131,6 +138,53 @@ describe('Handoff', () => {
     h.enqueue([m!], 'ingest');
     await h.drain();
     near((await store.get(m!.id))?.nextAttemptAt, t0 + 1000);
+  });
+
+  it('leaves messages just stored to the sweeper while its backlog is full, and says when it has fallen', async () => {
+    const held: (() => void)[] = [];
+    let deferred = 0;
+    const h = new Handoff({
+      dispatch: {
+        call: (async (_hop: unknown, body: string) => {
+          await new Promise<void>((r) => held.push(r));
+          return {
+            delivered: JSON.parse(body).messages.map((m: { id: string }) => m.id),
+            unrouted: [],
+          };
+        }) as never,
+      },
+      store,
+      log: testLog('handoff'),
+      onDelivered: () => undefined,
+      unroutedRecheckMs: RECHECK_MS,
+      maxBatchBytes: 20_000,
+      maxBacklogBytes: 30_000,
+      onDeferred: (n) => (deferred += n),
+    });
+    const big = await stored(4, 'alice', 'x'.repeat(10_000));
+    h.enqueue(big.slice(0, 2), 'ingest');
+    h.enqueue(big.slice(2, 3), 'ingest'); // ~30 KB queued or in flight: still within
+    h.enqueue(big.slice(3), 'ingest'); // past it: left to the sweeper
+    expect(deferred).toBe(1);
+    // The sweeper's own messages are queued whatever the backlog: it waits by itself.
+    h.enqueue(await stored(1), 'sweep');
+    let fallen = false;
+    const below = h.backlogBelow(0).then(() => (fallen = true));
+    await new Promise((r) => setImmediate(r));
+    expect(fallen).toBe(false);
+    while (held.length > 0 || !fallen) {
+      for (const release of held.splice(0)) release();
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    await below;
+    // With the backlog empty, messages just stored are handed off again.
+    h.enqueue(await stored(1), 'ingest');
+    expect(deferred).toBe(1);
+    const draining = h.drain();
+    await new Promise((r) => setTimeout(r, 5));
+    expect(held).toHaveLength(1);
+    held.shift()?.();
+    await draining;
   });
 
   it('sends what it is given in batches of at most 1000, in order', async () => {

@@ -3,6 +3,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { HandoffOrigin } from '../../src/collect/handoff.js';
 import { RedeliverySweeper } from '../../src/collect/redelivery-sweeper.js';
 import type { LeaderLock } from '../../src/core/leader.js';
+import { sweepBatch } from '../../src/core/tuning.js';
 import type { StoredMessage } from '../../src/store/message-store.js';
 import { SqliteStore } from '../../src/store/sqlite-store.js';
 import { testLog } from '../support/silent-log.js';
@@ -14,13 +15,18 @@ let store: SqliteStore;
 let handedOff: { ids: string[]; origin: HandoffOrigin }[];
 let counts: { failed: number; redelivered: number };
 
-function sweeper(): RedeliverySweeper {
+function sweeper(
+  o: { batchSize?: number; backlogBelow?: () => Promise<void> } = {},
+): RedeliverySweeper {
   return new RedeliverySweeper({
     store,
     handoff: {
       enqueue: (messages: StoredMessage[], origin: HandoffOrigin) =>
-        handedOff.push({ ids: messages.map((m) => m.id), origin }),
+        void handedOff.push({ ids: messages.map((m) => m.id), origin }),
+      backlogBelow: o.backlogBelow ?? (async () => undefined),
     },
+    batchSize: o.batchSize ?? 1000,
+    backlogBytes: 0,
     log: testLog('sweeper'),
     intervalMs: 60_000,
     maxAttempts: 3,
@@ -85,5 +91,39 @@ describe('RedeliverySweeper', () => {
     await s.sweep();
     await s.stop();
     expect(handedOff.flatMap((h) => h.ids).sort()).toEqual(ids.sort());
+  });
+
+  it('claims the next batch only once the hand-off backlog of the last has fallen', async () => {
+    const ids: string[] = [];
+    for (let i = 0; i < 25; i++) ids.push(await pushed(1));
+    const waits: (() => void)[] = [];
+    const s = sweeper({
+      batchSize: 10,
+      backlogBelow: () => new Promise<void>((r) => waits.push(r)),
+    });
+    s.start(lock(true));
+    const sweeping = s.sweep();
+    const settle = () => new Promise((r) => setTimeout(r, 20));
+    await settle();
+    // One claim of 10, handed off; the sweep waits for it.
+    expect(handedOff.map((h) => h.ids.length)).toEqual([10]);
+    waits.shift()?.();
+    await settle();
+    expect(handedOff.map((h) => h.ids.length)).toEqual([10, 10]);
+    waits.shift()?.();
+    await settle();
+    waits.shift()?.();
+    await sweeping;
+    await s.stop();
+    expect(handedOff.map((h) => h.ids.length)).toEqual([10, 10, 5]);
+    expect(handedOff.flatMap((h) => h.ids).sort()).toEqual(ids.sort());
+  });
+});
+
+describe('sweepBatch', () => {
+  it('claims fewer messages when payloads may be large, never fewer than 10', () => {
+    expect(sweepBatch(64 * 1024)).toBe(1000);
+    expect(sweepBatch(1024 * 1024)).toBe(64);
+    expect(sweepBatch(64 * 1024 * 1024)).toBe(10);
   });
 });
