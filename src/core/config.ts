@@ -94,6 +94,13 @@ const envSchema = z.object({
     .int()
     .positive()
     .default(1024 * 1024),
+  /** Request bodies a service's public port holds at once, by announced length: past it,
+   *  503 busy before the body is read (src/core/body-budget.ts). */
+  MAX_BODY_BYTES_IN_FLIGHT: z.coerce
+    .number()
+    .int()
+    .positive()
+    .default(128 * 1024 * 1024),
   MAX_PAYLOAD_BYTES: z.coerce
     .number()
     .int()

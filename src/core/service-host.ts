@@ -16,6 +16,7 @@ import {
   requireBearer,
   requireInternalSecret,
 } from './http.js';
+import { BodyBudget } from './body-budget.js';
 import { HEALTH_PROBE_MS, HEALTH_PROBE_TIMEOUT_MS, INTERNAL_BODY_FACTOR } from './tuning.js';
 import { validate } from './validation.js';
 import type { Logger } from './logger.js';
@@ -136,6 +137,9 @@ export class ServiceHost {
       ctx.body = await this.metrics.scrape();
     });
     this.app.use(canonicalPathOnly);
+    this.app.use(
+      new BodyBudget(o.config.MAX_BODY_BYTES_IN_FLIGHT, o.config.MAX_BODY_BYTES).middleware,
+    );
     this.server = httpServer(o.config.HTTP_REQUEST_TIMEOUT);
   }
 

@@ -22,6 +22,8 @@ const RUNS = 150;
 /** HTTP_REQUEST_TIMEOUT of this cluster: short, for the slow-request test; generous for
  *  every other request here (loopback, at most a few MB). */
 const REQUEST_TIMEOUT_MS = 5000;
+/** MAX_BODY_BYTES_IN_FLIGHT of this cluster: three bodies of 1 MB. */
+const BODIES_IN_FLIGHT = 3 * 1024 * 1024;
 
 let cluster: TestCluster;
 let victim: TestClient;
@@ -165,6 +167,7 @@ beforeAll(async () => {
       // attack changed what he sees failed on a redelivery no attack caused.
       ACK_TIMEOUT: '1h',
       ACK_RETRY_MAX: '1h',
+      MAX_BODY_BYTES_IN_FLIGHT: String(BODIES_IN_FLIGHT),
     },
   });
   victim = await TestClient.connect(
@@ -308,6 +311,55 @@ describe('public routes', () => {
       expect(answer.ms).toBeGreaterThanOrEqual(REQUEST_TIMEOUT_MS - 100);
     }
   }, 60_000);
+
+  it('answers 503 busy, before reading it, a body past MAX_BODY_BYTES_IN_FLIGHT, and takes bodies again once the others are answered', async () => {
+    // 15 messages of 60 KB: a body of about 900 KB that collect stores.
+    const body = JSON.stringify({
+      messages: Array.from({ length: 15 }, () => ({ to: 'busy', payload: 'x'.repeat(60_000) })),
+    });
+    const length = Buffer.byteLength(body);
+    // Three senders announce 1 MB each and send half: their share is held while they send.
+    const started = Date.now();
+    const slow = [0, 1, 2].map(() => {
+      const socket = connect(cluster.collect.port, '127.0.0.1');
+      socket.write(
+        'POST /v1/messages HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n' +
+          `Authorization: Bearer ${KEYS.INGEST_API_KEY}\r\nContent-Length: ${length}\r\n\r\n` +
+          body.slice(0, length / 2),
+      );
+      let text = '';
+      socket.on('data', (d) => (text += d.toString()));
+      const answered = new Promise<string>((resolve) => socket.on('close', () => resolve(text)));
+      return { socket, answered };
+    });
+    await new Promise((r) => setTimeout(r, 300));
+    const fourth = await rawRequest(cluster.collect.port, {
+      method: 'POST',
+      target: '/v1/messages',
+      headers: ingestHeaders,
+      body,
+    });
+    expect([fourth.status, JSON.parse(fourth.body).error?.code]).toEqual([503, 'busy']);
+    expect(fourth.headers['retry-after']).toBe('1');
+    // A small request still fits, and so does every other service's.
+    const small = await rawRequest(cluster.collect.port, {
+      method: 'POST',
+      target: '/v1/messages',
+      headers: ingestHeaders,
+      body: JSON.stringify({ to: 'busy', payload: 1 }),
+    });
+    expect(small.status).toBe(202);
+    for (const { socket } of slow) socket.end(body.slice(length / 2));
+    for (const { answered } of slow) expect(await answered).toMatch(/^HTTP\/1\.1 202 /);
+    expect(Date.now() - started).toBeLessThan(REQUEST_TIMEOUT_MS);
+    const again = await rawRequest(cluster.collect.port, {
+      method: 'POST',
+      target: '/v1/messages',
+      headers: ingestHeaders,
+      body,
+    });
+    expect(again.status).toBe(202);
+  });
 
   it('answers a compressed body with 415 unsupported_encoding, not as text that is not UTF-8', async () => {
     const body = gzipSync(JSON.stringify({ to: 'zipped', payload: 1 }));
