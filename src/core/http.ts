@@ -207,7 +207,8 @@ export function httpServer(requestTimeoutMs: number): Server {
               408,
               'Request Timeout',
               'request_timeout',
-              `the request did not arrive whole within ${requestTimeoutMs} ms (HTTP_REQUEST_TIMEOUT)`,
+              `the request was not received whole within ${requestTimeoutMs} ms ` +
+                '(HTTP_REQUEST_TIMEOUT): nothing was accepted, retry',
             ]
           : [400, 'Bad Request', 'bad_request', 'the request is not valid HTTP/1.1'];
     socket.end(plainResponse(status, reason, errorBody(code, message)));
