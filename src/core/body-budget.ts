@@ -22,11 +22,6 @@ export class BodyBudget {
     private readonly largestBody: number,
   ) {}
 
-  /** Bytes held now. */
-  get bytes(): number {
-    return this.held;
-  }
-
   readonly middleware = async (ctx: Context, next: Next): Promise<void> => {
     const announced = Number(ctx.get('content-length') || 0);
     const chunked = ctx.get('transfer-encoding') !== '';
