@@ -27,7 +27,7 @@ export function createAuthService(config: Config, log: Logger, consul: ConsulCli
 
   host.routes.post('/v1/tokens', async (ctx) => {
     requireBearer(ctx, config.secrets.AUTH_ADMIN_KEY, 'AUTH_ADMIN_KEY');
-    const body = validate(tokenRequest, await readJson(ctx, config.MAX_BODY_BYTES));
+    const body = validate(tokenRequest, await readJson(ctx, config.MAX_BODY_BYTES, host.bodies));
     const { token, expiresAt } = tokens.issue(body.userId, body.ttlSeconds);
     ctx.status = 201;
     ctx.body = { token, expiresAt: expiresAt.toISOString() } satisfies TokenResponse;

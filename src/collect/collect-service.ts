@@ -104,7 +104,7 @@ export function createCollectService(
 
   router.post('/v1/messages', async (ctx) => {
     requireBearer(ctx, config.secrets.INGEST_API_KEY, 'INGEST_API_KEY');
-    const items = parseIngestBody(await readJson(ctx, config.MAX_BODY_BYTES), limits);
+    const items = parseIngestBody(await readJson(ctx, config.MAX_BODY_BYTES, host.bodies), limits);
     const result = await ingest(items, new Date(), ingestOptions);
     metrics.stage('ingested').inc(result.inserted.length);
     if (log.isLevelEnabled('debug'))

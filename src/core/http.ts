@@ -4,6 +4,7 @@ import type { AddressInfo } from 'node:net';
 import { timingSafeEqual } from 'node:crypto';
 import Koa, { type Context, type Next } from 'koa';
 import getRawBody from 'raw-body';
+import type { BodyBudget } from './body-budget.js';
 import type { Logger } from './logger.js';
 import { INTERNAL_SECRET_HEADER } from '../protocol/hops.js';
 import type { ErrorBody } from '../protocol/public-api.js';
@@ -76,8 +77,13 @@ export async function canonicalPathOnly(ctx: Context, next: Next): Promise<void>
 
 const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
 
-/** Reads and parses a JSON body, with the status a client needs for each way it can be wrong. */
-export async function readJson(ctx: Context, limitBytes: number): Promise<unknown> {
+/** Reads and parses a JSON body, with the status a client needs for each way it can be wrong;
+ *  on a public port, within the service's `budget` of bodies read at once. */
+export async function readJson(
+  ctx: Context,
+  limitBytes: number,
+  budget?: BodyBudget,
+): Promise<unknown> {
   // The content type is not checked: `curl -d` sends JSON labelled as a form, and the
   // body must parse as JSON either way. A content coding is: a gzipped body is not text.
   const encoding = ctx.get('content-encoding').trim().toLowerCase();
@@ -88,6 +94,7 @@ export async function readJson(ctx: Context, limitBytes: number): Promise<unknow
       `Content-Encoding ${JSON.stringify(encoding)} is not supported: send the body uncompressed`,
     );
   }
+  budget?.reserve(ctx, limitBytes);
   let bytes: Buffer;
   try {
     bytes = await getRawBody(ctx.req, {

@@ -75,6 +75,9 @@ export class ServiceHost {
   /** Internal hops only, each behind the secret (see `handle`). */
   private readonly internalRoutes = new Router({ sensitive: true, strict: true });
   readonly metrics: Metrics;
+  /** Request bodies read at once on the public port (MAX_BODY_BYTES_IN_FLIGHT): pass it to
+   *  readJson in public routes. */
+  readonly bodies: BodyBudget;
   readonly server: Server;
   port = 0;
   /**
@@ -99,6 +102,7 @@ export class ServiceHost {
 
   constructor(private readonly o: HostOptions) {
     this.metrics = new Metrics(o.config.service);
+    this.bodies = new BodyBudget(o.config.MAX_BODY_BYTES_IN_FLIGHT);
     this.app = createApp(o.log, this.countRequest);
     const loopDelay = monitorEventLoopDelay({ resolution: 20 });
     loopDelay.enable();
@@ -137,9 +141,6 @@ export class ServiceHost {
       ctx.body = await this.metrics.scrape();
     });
     this.app.use(canonicalPathOnly);
-    this.app.use(
-      new BodyBudget(o.config.MAX_BODY_BYTES_IN_FLIGHT, o.config.MAX_BODY_BYTES).middleware,
-    );
     this.server = httpServer(o.config.HTTP_REQUEST_TIMEOUT);
   }
 
@@ -151,9 +152,13 @@ export class ServiceHost {
   handle<Req, Res>(hop: Hop<Req, Res>, fn: (request: Req) => Promise<Res> | Res): void {
     const { config } = this.o;
     const internal = hop.access === 'internal';
-    const limit = internal ? config.MAX_BODY_BYTES * INTERNAL_BODY_FACTOR : config.MAX_BODY_BYTES;
+    const limit =
+      hop.maxBodyBytes ??
+      (internal ? config.MAX_BODY_BYTES * INTERNAL_BODY_FACTOR : config.MAX_BODY_BYTES);
+    // Peers' bodies are bounded by their own batching; anyone's, by the public budget.
+    const budget = internal ? undefined : this.bodies;
     const run = async (ctx: Koa.Context): Promise<void> => {
-      const request = validate(hop.request, await readJson(ctx, limit));
+      const request = validate(hop.request, await readJson(ctx, limit, budget));
       ctx.body = await fn(request);
     };
     if (internal)

@@ -20,6 +20,9 @@ export interface Hop<Req, Res> {
   readonly access: 'internal' | 'public';
   readonly request: z.ZodType<Req>;
   readonly response: z.ZodType<Res>;
+  /** The largest body it takes, when far below the service's (MAX_BODY_BYTES, or 16 times
+   *  it for internal hops): a public hop anyone may call must not let anyone hold that much. */
+  readonly maxBodyBytes?: number;
 }
 
 function hop<Req, Res>(
@@ -27,8 +30,11 @@ function hop<Req, Res>(
   access: Hop<Req, Res>['access'],
   request: z.ZodType<Req>,
   response: z.ZodType<Res>,
+  maxBodyBytes?: number,
 ): Hop<Req, Res> {
-  return { path, access, request, response };
+  return maxBodyBytes === undefined
+    ? { path, access, request, response }
+    : { path, access, request, response, maxBodyBytes };
 }
 
 /** A message as it travels between services and to the socket. */
@@ -123,12 +129,16 @@ export const acksHop = hop(
   z.object({ acked: z.number() }),
 );
 
+/** The longest token `verifyHop` takes. */
+const MAX_TOKEN_LENGTH = 8192;
+
 /** push node → auth: who does this token belong to? Public: a token is its own proof. */
 export const verifyHop = hop(
   '/v1/verify',
   'public',
-  z.object({ token: z.string().min(1).max(8192) }),
+  z.object({ token: z.string().min(1).max(MAX_TOKEN_LENGTH) }),
   z.object({ userId: z.string(), expiresAt: z.string() }),
+  2 * MAX_TOKEN_LENGTH,
 );
 
 /** What a push node needs to check client tokens itself, as auth publishes it. */
@@ -143,7 +153,7 @@ export const tokenKeySchema = z.object({
 export type TokenKey = z.infer<typeof tokenKeySchema>;
 
 /** push node → auth: the key tokens are checked with (public: it is a public key). */
-export const tokenKeyHop = hop('/v1/token-key', 'public', z.object({}), tokenKeySchema);
+export const tokenKeyHop = hop('/v1/token-key', 'public', z.object({}), tokenKeySchema, 1024);
 
 /**
  * A request body already serialized as JSON, for a caller that builds it from parts it

@@ -361,6 +361,43 @@ describe('public routes', () => {
     expect(again.status).toBe(202);
   });
 
+  it('counts only bodies a route reads, within its own limit: senders without a key, or trickling tokens to /v1/verify, cannot make others busy', async () => {
+    const holders = [
+      ...[0, 1, 2, 3].map(() => [cluster.auth.port, '/v1/verify'] as const),
+      ...[0, 1, 2, 3].map(() => [cluster.collect.port, '/v1/messages'] as const),
+    ].map(([port, path]) => {
+      const socket = connect(port, '127.0.0.1');
+      // Chunked, so no length is announced, and never finished.
+      socket.write(
+        `POST ${path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n` +
+          'Transfer-Encoding: chunked\r\n\r\n1\r\n{\r\n',
+      );
+      socket.on('error', () => undefined);
+      return socket;
+    });
+    try {
+      await new Promise((r) => setTimeout(r, 300));
+      const token = await fetch(`${cluster.auth.url}/v1/tokens`, {
+        method: 'POST',
+        headers: {
+          authorization: `Bearer ${KEYS.AUTH_ADMIN_KEY}`,
+          'content-type': 'application/json',
+        },
+        body: JSON.stringify({ userId: 'still-served' }),
+      });
+      expect(token.status).toBe(201);
+      const posted = await rawRequest(cluster.collect.port, {
+        method: 'POST',
+        target: '/v1/messages',
+        headers: ingestHeaders,
+        body: JSON.stringify({ to: 'still-served', payload: 1 }),
+      });
+      expect(posted.status).toBe(202);
+    } finally {
+      for (const socket of holders) socket.destroy();
+    }
+  });
+
   it('answers a compressed body with 415 unsupported_encoding, not as text that is not UTF-8', async () => {
     const body = gzipSync(JSON.stringify({ to: 'zipped', payload: 1 }));
     for (const [port, target, key] of [
