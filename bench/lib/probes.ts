@@ -2,6 +2,7 @@
 // a push node's connection count as Consul has it, a gauge from a service's /metrics, and
 // CPU/RSS of processes over a window.
 import { readFile } from 'node:fs/promises';
+import { openFilesLimit } from '../../src/push/socket-capacity.js';
 import type { TestCluster } from '../../test/support/cluster.js';
 import { cpuWindow, round, type ProcUsage } from '../stats.js';
 import { log, sleep } from './harness.js';
@@ -24,8 +25,7 @@ export async function idleFootprint(
 }
 
 export async function openFiles(pid: number): Promise<number> {
-  const limits = await readFile(`/proc/${pid}/limits`, 'utf8');
-  return Number(/Max open files\s+(\d+)/.exec(limits)?.[1] ?? NaN);
+  return openFilesLimit(await readFile(`/proc/${pid}/limits`, 'utf8')) ?? NaN;
 }
 
 export async function pushConnections(cluster: TestCluster, port: number): Promise<number> {

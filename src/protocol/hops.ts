@@ -32,9 +32,7 @@ function hop<Req, Res>(
   response: z.ZodType<Res>,
   maxBodyBytes?: number,
 ): Hop<Req, Res> {
-  return maxBodyBytes === undefined
-    ? { path, access, request, response }
-    : { path, access, request, response, maxBodyBytes };
+  return { path, access, request, response, maxBodyBytes };
 }
 
 /** A message as it travels between services and to the socket. */

@@ -624,10 +624,8 @@ export class MongoStore implements MessageStore {
       const bad: Refusal[] = [];
       for (const [index, s] of slotOf[w]!.entries()) {
         const outcome = slots[s]!.outcome;
-        if (outcome && 'refused' in outcome) {
-          const { refused: reason, keyHeldBy } = outcome;
-          bad.push(keyHeldBy === undefined ? { index, reason } : { index, reason, keyHeldBy });
-        }
+        if (outcome && 'refused' in outcome)
+          bad.push({ index, reason: outcome.refused, keyHeldBy: outcome.keyHeldBy });
       }
       if (bad.length > 0) refused.set(w, bad);
     }

@@ -251,11 +251,7 @@ class NotStorable extends Error {
  * other error (disk full, I/O error, lock timeout), which fails the whole batch instead.
  */
 function refusalOf(err: unknown, index: number): Refusal | undefined {
-  if (err instanceof NotStorable) {
-    return err.keyHeldBy === undefined
-      ? { index, reason: err.message }
-      : { index, reason: err.message, keyHeldBy: err.keyHeldBy };
-  }
+  if (err instanceof NotStorable) return { index, reason: err.message, keyHeldBy: err.keyHeldBy };
   if (err instanceof Database.SqliteError && err.code === 'SQLITE_CONSTRAINT_PRIMARYKEY') {
     return { index, reason: 'a message with this id is already stored' };
   }

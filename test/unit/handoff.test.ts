@@ -45,7 +45,7 @@ function handoff(
     unroutedRecheckMs: RECHECK_MS,
     maxBatchBytes,
     maxBacklogBytes: more.maxBacklogBytes ?? Infinity,
-    ...(more.onDeferred ? { onDeferred: more.onDeferred } : {}),
+    onDeferred: more.onDeferred,
   });
 }
 
