@@ -279,6 +279,14 @@ describe('public routes', () => {
     ['content-type', 'application/json'],
     ['authorization', `Bearer ${KEYS.INGEST_API_KEY}`],
   ];
+  /** POST /v1/messages with the ingest key, the body sent exactly as given. */
+  const postIngest = (body: string | Buffer) =>
+    rawRequest(cluster.collect.port, {
+      method: 'POST',
+      target: '/v1/messages',
+      headers: ingestHeaders,
+      body,
+    });
 
   it('answers a request that trickles in past HTTP_REQUEST_TIMEOUT with 408 request_timeout, and serves others meanwhile', async () => {
     const started = Date.now();
@@ -333,31 +341,16 @@ describe('public routes', () => {
       return { socket, answered };
     });
     await new Promise((r) => setTimeout(r, 300));
-    const fourth = await rawRequest(cluster.collect.port, {
-      method: 'POST',
-      target: '/v1/messages',
-      headers: ingestHeaders,
-      body,
-    });
+    const fourth = await postIngest(body);
     expect([fourth.status, JSON.parse(fourth.body).error?.code]).toEqual([503, 'busy']);
     expect(fourth.headers['retry-after']).toBe('1');
     // A small request still fits, and so does every other service's.
-    const small = await rawRequest(cluster.collect.port, {
-      method: 'POST',
-      target: '/v1/messages',
-      headers: ingestHeaders,
-      body: JSON.stringify({ to: 'busy', payload: 1 }),
-    });
+    const small = await postIngest(JSON.stringify({ to: 'busy', payload: 1 }));
     expect(small.status).toBe(202);
     for (const { socket } of slow) socket.end(body.slice(length / 2));
     for (const { answered } of slow) expect(await answered).toMatch(/^HTTP\/1\.1 202 /);
     expect(Date.now() - started).toBeLessThan(REQUEST_TIMEOUT_MS);
-    const again = await rawRequest(cluster.collect.port, {
-      method: 'POST',
-      target: '/v1/messages',
-      headers: ingestHeaders,
-      body,
-    });
+    const again = await postIngest(body);
     expect(again.status).toBe(202);
   });
 
@@ -386,12 +379,7 @@ describe('public routes', () => {
         body: JSON.stringify({ userId: 'still-served' }),
       });
       expect(token.status).toBe(201);
-      const posted = await rawRequest(cluster.collect.port, {
-        method: 'POST',
-        target: '/v1/messages',
-        headers: ingestHeaders,
-        body: JSON.stringify({ to: 'still-served', payload: 1 }),
-      });
+      const posted = await postIngest(JSON.stringify({ to: 'still-served', payload: 1 }));
       expect(posted.status).toBe(202);
     } finally {
       for (const socket of holders) socket.destroy();
@@ -477,12 +465,7 @@ describe('public routes', () => {
     );
     await fc.assert(
       fc.asyncProperty(body.filter(notForVictims), async (text) => {
-        const answer = await rawRequest(cluster.collect.port, {
-          method: 'POST',
-          target: '/v1/messages',
-          headers: ingestHeaders,
-          body: text,
-        });
+        const answer = await postIngest(text);
         expect([202, 400], text.slice(0, 200)).toContain(answer.status);
         if (answer.status === 400) expectJsonError(answer, 'POST', text.slice(0, 200));
       }),
@@ -572,12 +555,7 @@ describe('public routes', () => {
       ['an unknown field', '{"to":"a","payload":1,"$where":"1"}', 400, 'invalid_request'],
     ];
     for (const [name, body, status, code] of cases) {
-      const answer = await rawRequest(cluster.collect.port, {
-        method: 'POST',
-        target: '/v1/messages',
-        headers: ingestHeaders,
-        body,
-      });
+      const answer = await postIngest(body);
       expect([name, answer.status, JSON.parse(answer.body).error?.code]).toEqual([
         name,
         status,
