@@ -169,7 +169,7 @@ export class ClientPool {
   async connect(
     kind: ClientKind,
     clients: ClientSpec[],
-    o: { concurrency?: number; deadlineMs?: number; sign?: boolean } = {},
+    o: { concurrency?: number; deadlineMs?: number; sign?: boolean; lean?: boolean } = {},
   ): Promise<{
     opened: number;
     failed: number;
@@ -192,6 +192,7 @@ export class ClientPool {
             concurrency: o.concurrency ?? 32,
             deadlineMs: o.deadlineMs ?? 60_000,
             sign: o.sign ? signOptions() : undefined,
+            lean: o.lean,
           },
           (o.deadlineMs ?? 60_000) + 60_000,
         ),

@@ -114,6 +114,9 @@ export async function capacityTest(
     concurrency: P.capacityConcurrency,
     deadlineMs: P.capacityDeadlineMs,
     sign: true,
+    // Bare-socket clients: a `ws` client's own CPU per connect was as much as the three
+    // nodes' together on this box (see lib/lean-websocket.ts).
+    lean: true,
   });
   const connectCpu = (await cpu.end()).map((u) => ({
     ...cpuRow(u),

@@ -3,6 +3,7 @@
 import { io, type Socket } from 'socket.io-client';
 import WebSocket from 'ws';
 import { emit, serve } from '../lib/ipc.js';
+import { LeanWebSocket } from '../lib/lean-websocket.js';
 import { signToken, type SignOptions } from '../lib/tokens.js';
 
 export type ClientKind = 'raw' | 'cluster' | 'sio';
@@ -29,6 +30,8 @@ export interface ConnectArgs {
   ack?: boolean;
   /** Attempts after a refused or failed one, per client, 200 ms apart (default 2). */
   retries?: number;
+  /** raw and cluster: bare-socket clients (lib/lean-websocket.ts) instead of `ws` ones. */
+  lean?: boolean;
 }
 
 export interface ConnectResult {
@@ -55,7 +58,7 @@ const now = (): number => performance.timeOrigin + performance.now();
 
 let kind: ClientKind = 'raw';
 let ackOn = true;
-const sockets: WebSocket[] = [];
+const sockets: (WebSocket | LeanWebSocket)[] = [];
 const sios: Socket[] = [];
 
 // ---- what arrived ---------------------------------------------------------------
@@ -117,8 +120,34 @@ setInterval(() => {
 // ---- connecting ------------------------------------------------------------------
 
 const openNow = (): number =>
-  sockets.filter((ws) => ws.readyState === WebSocket.OPEN).length +
-  sios.filter((s) => s.connected).length;
+  sockets.filter((ws) =>
+    ws instanceof LeanWebSocket ? ws.isOpen : ws.readyState === WebSocket.OPEN,
+  ).length + sios.filter((s) => s.connected).length;
+
+/** Reads a frame from the node: a message is acked and counted. */
+function onFrame(text: string, ws: { send(text: string): void }): void {
+  const at = now();
+  const frame = JSON.parse(text) as {
+    type: string;
+    id: string;
+    payload: Payload;
+    createdAt?: string;
+  };
+  if (frame.type !== 'message') return;
+  if (ackOn) ws.send(JSON.stringify({ type: 'ack', id: frame.id }));
+  onMessage(frame.id, frame.payload ?? {}, at, frame.createdAt);
+}
+
+async function openLean(spec: ClientSpec, url: string, localAddress: string): Promise<void> {
+  const ws = await LeanWebSocket.open(url, {
+    localAddress,
+    timeoutMs: 30_000,
+    onMessage: (socket, text) => onFrame(text, socket),
+  }).catch((err: Error) => {
+    throw new Error(`${spec.user}: ${err.message}`);
+  });
+  sockets.push(ws);
+}
 
 function openRaw(spec: ClientSpec, url: string, localAddress: string): Promise<void> {
   return new Promise((resolve, reject) => {
@@ -127,18 +156,7 @@ function openRaw(spec: ClientSpec, url: string, localAddress: string): Promise<v
       perMessageDeflate: false,
       handshakeTimeout: 30_000,
     });
-    ws.on('message', (data) => {
-      const at = now();
-      const frame = JSON.parse(data.toString()) as {
-        type: string;
-        id: string;
-        payload: Payload;
-        createdAt?: string;
-      };
-      if (frame.type !== 'message') return;
-      if (ackOn) ws.send(JSON.stringify({ type: 'ack', id: frame.id }));
-      onMessage(frame.id, frame.payload ?? {}, at, frame.createdAt);
-    });
+    ws.on('message', (data) => onFrame(data.toString(), ws));
     ws.once('open', () => {
       sockets.push(ws);
       resolve();
@@ -208,7 +226,7 @@ async function connect(a: ConnectArgs): Promise<ConnectResult> {
       const token = spec.token ?? signed.get(spec.user) ?? signToken(spec.user, a.sign);
       url += `?token=${encodeURIComponent(token)}`;
     } else url += `?user=${encodeURIComponent(spec.user)}`;
-    return openRaw(spec, url, localAddress);
+    return a.lean ? openLean(spec, url, localAddress) : openRaw(spec, url, localAddress);
   };
   // A bounded pool: at most `concurrency` handshakes at once, each client tried at most
   // 1 + `retries` times, never past the deadline.

@@ -1,13 +1,13 @@
-// Client worker for the reconnect storm: raw `ws` clients of distinct users that, when their
-// socket closes, connect to one of the fallbacks their /v1/connect answer named (at random),
+// Client worker for the reconnect storm: bare-socket WebSocket clients (lib/lean-websocket.ts)
+// of distinct users that, when their socket closes, connect to one of the fallbacks their /v1/connect answer named (at random),
 // or, when that fails, ask dispatch's GET /v1/connect for a push node and connect there, with
 // full jitter backoff between failed attempts — what src/client/push-client.ts does, without
 // its heartbeat and dedupe, so that one process holds thousands. Every message is acked. Once
 // armed, it records when each user is open again and when the tagged message reached them.
 import { get } from 'node:http';
-import WebSocket from 'ws';
 import { fallbacksOf, takeFallback } from '../../src/client/fallbacks.js';
 import { serve } from '../lib/ipc.js';
+import { LeanWebSocket, UpgradeRefused } from '../lib/lean-websocket.js';
 import { signToken, type SignOptions } from '../lib/tokens.js';
 
 export interface StormConnectArgs {
@@ -58,7 +58,7 @@ interface Client {
   user: string;
   token: string;
   localAddress: string;
-  ws: WebSocket | undefined;
+  ws: LeanWebSocket | undefined;
   /** The push node of its current or last socket. */
   url: string | undefined;
   failures: number;
@@ -88,47 +88,32 @@ function fail(err: unknown): void {
 }
 
 /** Opens the client's socket to `url`; resolves once open, rejects if it fails first. */
-function open(c: Client, url: string): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const ws = new WebSocket(`${url}?token=${encodeURIComponent(c.token)}`, {
-      localAddress: c.localAddress,
-      perMessageDeflate: false,
-      handshakeTimeout: 10_000,
-    });
-    let opened = false;
-    ws.on('message', (data) => {
-      const frame = JSON.parse(data.toString()) as {
-        type: string;
-        id: string;
-        payload?: { f?: string };
-      };
+async function open(c: Client, url: string): Promise<void> {
+  const ws = await LeanWebSocket.open(`${url}?token=${encodeURIComponent(c.token)}`, {
+    localAddress: c.localAddress,
+    timeoutMs: 10_000,
+    onMessage: (socket, text) => {
+      const frame = JSON.parse(text) as { type: string; id: string; payload?: { f?: string } };
       if (frame.type !== 'message') return;
-      ws.send(JSON.stringify({ type: 'ack', id: frame.id }));
+      socket.send(JSON.stringify({ type: 'ack', id: frame.id }));
       if (tag !== undefined && frame.payload?.f === tag && Number.isNaN(receivedAt[c.index]))
         receivedAt[c.index] = now();
-    });
-    ws.once('open', () => {
-      opened = true;
-      c.ws = ws;
-      c.failures = 0;
-      if (tag !== undefined && Number.isNaN(reopenedAt[c.index])) reopenedAt[c.index] = now();
-      resolve();
-    });
-    ws.on('error', (err) => {
-      if (!opened) reject(err);
-    });
-    ws.once('unexpected-response', (req, res) => {
-      reject(new Error(`upgrade refused with ${res.statusCode}`));
-      req.destroy();
-    });
-    ws.once('close', () => {
-      if (!opened) return reject(new Error('closed before open'));
-      if (c.ws === ws) c.ws = undefined;
+    },
+    onClose: (socket) => {
+      if (c.ws === socket) c.ws = undefined;
       if (tag !== undefined && Number.isNaN(lostAt[c.index])) lostAt[c.index] = now();
       c.lost = true;
       if (!stopped) void reconnect(c);
-    });
+    },
+  }).catch((err: unknown) => {
+    // Tallied by status: the bodies name users.
+    throw err instanceof UpgradeRefused ? new Error(`upgrade refused with ${err.status}`) : err;
   });
+  // Closed already (a close frame came with the 101): its onClose is reconnecting it.
+  if (!ws.isOpen) return;
+  c.ws = ws;
+  c.failures = 0;
+  if (tag !== undefined && Number.isNaN(reopenedAt[c.index])) reopenedAt[c.index] = now();
 }
 
 /** GET /v1/connect: the ws URL of the push node to go to; keeps the fallbacks it names. */
@@ -258,7 +243,7 @@ serve({
   },
   status: (): StormStatus => ({
     users: clients.length,
-    open: clients.filter((c) => c.ws?.readyState === WebSocket.OPEN).length,
+    open: clients.filter((c) => c.ws?.isOpen === true).length,
     lostAt,
     reopenedAt,
     receivedAt,
