@@ -141,7 +141,10 @@ function upgradeOlderShapes(db: Database.Database): void {
   db.exec('DROP INDEX IF EXISTS messages_unacked');
 }
 
-/** The statements, by name: also what the test checks each query plan of. */
+/** The statements, by name: also what the test checks each query plan of.
+ *  A LIMIT is bound through CAST(… AS INTEGER): bound bare, SQLite (3.53 here) marks the
+ *  statement to be prepared again whenever the value is bound, which is every run, and an
+ *  empty replay page (listUnacked, once per connect) cost 13–20 µs instead of 3–4. */
 export const SQL = {
   insert: `INSERT INTO messages (id, to_user, payload, created_at, status, attempts,
       next_attempt_at, idempotency_key, expires_at, purge_at)
@@ -177,18 +180,18 @@ export const SQL = {
   due: `SELECT * FROM messages
     WHERE next_attempt_at IS NOT NULL AND next_attempt_at <= @now
       AND status IN ('pending', 'delivered') AND expires_at > @wall
-    ORDER BY next_attempt_at, id LIMIT @limit`,
+    ORDER BY next_attempt_at, id LIMIT CAST(@limit AS INTEGER)`,
   // acked_at and failed_at are null on every pending or delivered message: that condition
   // selects messages_open; the status condition keeps the answer exact regardless.
   unacked: `SELECT * FROM messages
     WHERE to_user = @to AND acked_at IS NULL AND failed_at IS NULL
       AND status IN ('pending', 'delivered') AND expires_at > @wall
       AND (created_at, id) > (@afterCreatedAt, @afterId)
-    ORDER BY created_at, id LIMIT @limit`,
+    ORDER BY created_at, id LIMIT CAST(@limit AS INTEGER)`,
   counts: `SELECT status, n FROM status_counts`,
   countInserted: `UPDATE status_counts SET n = n + ? WHERE status = 'pending'`,
   purge: `DELETE FROM messages WHERE id IN
-    (SELECT id FROM messages WHERE purge_at <= ? ORDER BY purge_at LIMIT ?)`,
+    (SELECT id FROM messages WHERE purge_at <= ? ORDER BY purge_at LIMIT CAST(? AS INTEGER))`,
   ping: `INSERT INTO health (k, at) VALUES ('ping', ?)
     ON CONFLICT (k) DO UPDATE SET at = excluded.at`,
 } as const;
