@@ -56,10 +56,14 @@ export const CONSUL_REQUEST_TIMEOUT_MS = 2000;
 
 /** How long a push node gathers the connects' Redis binds and first replay pages before it
  *  sends them, one write for all (while one is out, the next waits for it anyway): a
- *  connect waits this much longer for its bind and its replay. In the bench's capacity runs
- *  (50,000 connects) it took the push nodes from 0.22 to 0.17–0.20 ms of CPU per connect,
- *  collect from 0.14 to 0.10–0.11 and Redis from 0.061 to 0.039–0.049. */
-export const CONNECT_BATCH_MS = 3;
+ *  connect waits this much longer for its bind and its replay (what is stored meanwhile
+ *  reaches it by that replay). In the bench's capacity runs (50,000 connects over three
+ *  nodes): 0 → 3 ms took the push nodes from 0.22 to 0.17–0.20 ms of CPU per connect each,
+ *  collect from 0.14 to 0.10–0.11 and Redis from 0.061 to 0.039–0.049; 3 → 10 ms (with the
+ *  replay query's LIMIT fixed, 2026-11-22) the nodes from 0.434 to 0.374 ms together, collect
+ *  from 0.063 to 0.042, and the connect rate from 2,347/s to 2,709/s; 20 ms gained nothing
+ *  more (0.376, 0.038, 2,610/s). */
+export const CONNECT_BATCH_MS = 10;
 
 /** Unacked messages per page of a replay (`unackedHop`): a replay pages until none is left. */
 export const REPLAY_PAGE = 500;
