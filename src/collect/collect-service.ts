@@ -2,7 +2,7 @@ import { monotonicFactory } from 'ulid';
 import type { Config } from '../core/config.js';
 import type { ConsulClient } from '../core/consul.js';
 import { ServiceView } from '../core/discovery.js';
-import { HttpError, readJson, requireBearer } from '../core/http.js';
+import { HttpError, readJsonText, requireBearer } from '../core/http.js';
 import type { Logger } from '../core/logger.js';
 import { Peers } from '../core/peers.js';
 import { acksHop, deliveredHop, unackedFirstPagesHop, unackedHop } from '../protocol/hops.js';
@@ -22,6 +22,7 @@ import { firstPages } from './first-pages.js';
 import { envelopeOf, Handoff } from './handoff.js';
 import { RedeliverySweeper } from './redelivery-sweeper.js';
 import { ingest, type IngestOptions } from './ingest.js';
+import { refuseInexactNumbers } from './exact-numbers.js';
 import { parseIngestBody } from './ingest-schema.js';
 import type { MessageLimits } from './message-limits.js';
 
@@ -104,7 +105,9 @@ export function createCollectService(
 
   router.post('/v1/messages', async (ctx) => {
     requireBearer(ctx, config.secrets.INGEST_API_KEY, 'INGEST_API_KEY');
-    const items = parseIngestBody(await readJson(ctx, config.MAX_BODY_BYTES, host.bodies), limits);
+    const body = await readJsonText(ctx, config.MAX_BODY_BYTES, host.bodies);
+    const items = parseIngestBody(body.value, limits);
+    refuseInexactNumbers(body.text);
     const result = await ingest(items, new Date(), ingestOptions);
     metrics.stage('ingested').inc(result.inserted.length);
     if (log.isLevelEnabled('debug'))

@@ -84,6 +84,15 @@ export async function readJson(
   limitBytes: number,
   budget?: BodyBudget,
 ): Promise<unknown> {
+  return (await readJsonText(ctx, limitBytes, budget)).value;
+}
+
+/** readJson, with the body's text beside its value. */
+export async function readJsonText(
+  ctx: Context,
+  limitBytes: number,
+  budget?: BodyBudget,
+): Promise<{ value: unknown; text: string }> {
   // The content type is not checked: `curl -d` sends JSON labelled as a form, and the
   // body must parse as JSON either way. A content coding is: a gzipped body is not text.
   const encoding = ctx.get('content-encoding').trim().toLowerCase();
@@ -120,7 +129,7 @@ export async function readJson(
   if (text.length === 0)
     throw new HttpError(400, 'invalid_json', 'the body is empty: send a JSON object');
   try {
-    return JSON.parse(text) as unknown;
+    return { value: JSON.parse(text) as unknown, text };
   } catch (err) {
     throw new HttpError(
       400,

@@ -256,6 +256,32 @@ describe('bad input gets a clear status and JSON error, and the cluster stays he
     }
   });
 
+  it('delivers numbers as the value sent, and refuses one that would arrive as another', async () => {
+    const dave = await connect('dave', 0);
+    // Spelt differently, the same doubles; digits inside strings are not numbers.
+    const sent =
+      '{"a":1.0,"b":1E2,"c":0.10000000000000001,"d":9007199254740992,"e":-0,' +
+      '"id":"12345678901234567890"}';
+    const ok = await ingest(`{"to":"dave","payload":${sent}}`);
+    expect(ok.status).toBe(202);
+    const [m] = await dave.waitForMessages(1);
+    // -0 arrives as 0 (JSON.stringify's spelling), equal as a number.
+    const arrived = { ...(JSON.parse(sent) as object), e: 0 };
+    expect(m?.payload).toEqual(arrived);
+    // 2^53 + 1 would arrive as 2^53 (and 1e400 as null): refused, and nothing of the request
+    // is stored, not even its valid first message.
+    for (const literal of ['9007199254740993', '1e400']) {
+      const refused = await ingest(
+        `{"messages":[{"to":"dave","payload":"first"},{"to":"dave","payload":{"n":${literal}}}]}`,
+      );
+      expect(refused).toEqual({ status: 400, body: errorShape('inexact_number') });
+      expect((refused.body as { error: { message: string } }).error.message).toContain(literal);
+    }
+    await postMessages(cluster, { to: 'dave', payload: 'marker' });
+    const next = await dave.waitForMessages(2);
+    expect(next.map((x) => x.payload)).toEqual([arrived, 'marker']);
+  });
+
   it('answers a body over the limit with 413', async () => {
     const huge = JSON.stringify({ to: 'x', payload: 'a'.repeat(1024 * 1024 + 10) });
     expect(await ingest(huge)).toEqual({ status: 413, body: errorShape('payload_too_large') });
