@@ -19,6 +19,9 @@ import {
   EVICTION_UNBIND_GRACE_MS,
 } from '../core/tuning.js';
 
+/** What every answer of /v1/connect carries for browsers (see the route). */
+const CONNECT_CORS = { 'access-control-allow-origin': '*' };
+
 /**
  * dispatch: finds each message's user in routes (Redis), the user's nodes in the
  * registry (only passing push nodes), and forwards each node its share in one call.
@@ -119,7 +122,19 @@ export function createDispatchService(
     return outcome;
   });
 
+  // Browser clients call /v1/connect from their web app's origin, never dispatch's: it is
+  // open to every origin (it takes no credentials and names only push nodes' URLs), its
+  // errors included. A request with headers of its own is preflighted first.
+  host.routes.options('/v1/connect', (ctx) => {
+    ctx.set(CONNECT_CORS);
+    ctx.set('access-control-allow-methods', 'GET, HEAD');
+    const asked = ctx.get('access-control-request-headers');
+    if (asked) ctx.set('access-control-allow-headers', asked);
+    ctx.set('access-control-max-age', '600');
+    ctx.status = 204;
+  });
   host.routes.get('/v1/connect', (ctx) => {
+    ctx.set(CONNECT_CORS);
     const url = balancer.pick();
     if (!url)
       throw new HttpError(

@@ -79,3 +79,28 @@ describe.skipIf(!CHROMIUM)('the demo page in a real browser', () => {
     await page.close();
   });
 });
+
+describe.skipIf(!CHROMIUM)('a browser page of another origin', () => {
+  it("gets a push node from dispatch's /v1/connect, preflighted or not", async () => {
+    const page = await browser.newPage();
+    // The demo's origin is not dispatch's: what a web app calling the cluster sees.
+    await page.goto(`http://127.0.0.1:${(demo.address() as AddressInfo).port}/`);
+    const connectUrl = `${cluster.dispatch.url}/v1/connect`;
+    const answers = await page.evaluate(async (url) => {
+      const ask = async (init: RequestInit): Promise<string> => {
+        try {
+          const res = await fetch(url, init);
+          return `${res.status} ${((await res.json()) as { url?: string }).url ?? ''}`;
+        } catch (err) {
+          return `failed: ${(err as Error).message}`;
+        }
+      };
+      return [
+        await ask({ cache: 'no-store' }), // what src/client/push-client.ts sends
+        await ask({ headers: { 'x-app-version': '1.2.3' } }), // preflighted
+      ];
+    }, connectUrl);
+    for (const answer of answers) expect(answer).toMatch(/^200 ws:\/\/127\.0\.0\.1:\d+\/ws$/);
+    await page.close();
+  });
+});
