@@ -96,7 +96,7 @@ describe.skipIf(!CHROMIUM)('a browser page of another origin', () => {
         }
       };
       return [
-        await ask({ cache: 'no-store' }), // what src/client/push-client.ts sends
+        await ask({ cache: 'no-store' } as RequestInit), // what src/client/push-client.ts sends
         await ask({ headers: { 'x-app-version': '1.2.3' } }), // preflighted
       ];
     }, connectUrl);
