@@ -13,7 +13,7 @@ export interface ConnectBalancerOptions {
 
 /**
  * Picks the push node a new client should connect to: the passing node with the fewest
- * connections, counting the clients still on their way. Consul's `connections` meta lags
+ * connections, counting the clients still on their way, among those below their capacity. Consul's `connections` meta lags
  * by up to a sync interval, and under load a client takes seconds from /v1/connect to an
  * open socket, so each node's load is its last report plus the URLs handed out that no
  * report has shown yet: a report that grew by n takes the n oldest hand-outs as arrived,
@@ -31,7 +31,8 @@ export interface ConnectBalancerOptions {
 export class ConnectBalancer {
   /** Per node: its last report, and when each URL handed out since was handed out, oldest
    *  first. */
-  private nodes: { url: string; reported: number; onTheirWay: Fifo<number> }[] = [];
+  private nodes: { url: string; reported: number; capacity: number; onTheirWay: Fifo<number> }[] =
+    [];
   /** When the passing set became empty while nodes were known; undefined while some pass. */
   private noneSince: number | undefined;
   private readonly clock: { now(): number };
@@ -53,11 +54,13 @@ export class ConnectBalancer {
     this.nodes = withUrl.map((i) => {
       const url = i.meta.ws_url as string;
       const reported = Number(i.meta.connections) || 0;
+      // A node of an older build reports no capacity: taken as unbounded.
+      const capacity = Number(i.meta.capacity) || Infinity;
       const before = previous.get(url);
       const onTheirWay = before?.onTheirWay ?? new Fifo<number>();
       // The connections the report gained are clients handed out before it that arrived.
       onTheirWay.drop(reported - (before?.reported ?? reported));
-      return { url, reported, onTheirWay };
+      return { url, reported, capacity, onTheirWay };
     });
   }
 
@@ -72,6 +75,8 @@ export class ConnectBalancer {
       const { onTheirWay } = n;
       while ((onTheirWay.peek() ?? Infinity) < now - this.handedOutMs) onTheirWay.shift();
       const load = n.reported + n.onTheirWay.size;
+      // A node holding (or promised) as many sockets as it accepts would refuse with 503.
+      if (load >= n.capacity) continue;
       if (load < bestLoad) {
         best = n;
         bestLoad = load;
@@ -80,6 +85,14 @@ export class ConnectBalancer {
     if (!best) return undefined;
     best.onTheirWay.push(now);
     return best.url;
+  }
+
+  /** Whether nodes pass but every one holds, or has been promised, as many sockets as it
+   *  accepts (its `capacity` meta, WS_MAX_CONNECTIONS): then pick() has nothing. */
+  get isFull(): boolean {
+    return (
+      this.nodes.length > 0 && this.nodes.every((n) => n.reported + n.onTheirWay.size >= n.capacity)
+    );
   }
 
   /**

@@ -140,7 +140,9 @@ export function createDispatchService(
       throw new HttpError(
         503,
         'no_push_node',
-        'no push node is passing its health checks right now: retry shortly',
+        balancer.isFull
+          ? 'every push node holds as many sockets as it accepts (WS_MAX_CONNECTIONS): retry shortly'
+          : 'no push node is passing its health checks right now: retry shortly',
       );
     ctx.set('cache-control', 'no-store');
     ctx.body = {

@@ -48,7 +48,12 @@ export function createPushService(config: Config, log: Logger, consul: ConsulCli
     log,
     consul,
     probes: { redis: redisProbe(redis) },
-    meta: () => ({ ws_url: wsUrl(), connections: String(hub.connectionCount) }),
+    // capacity: the sockets it accepts (WS_MAX_CONNECTIONS), so /v1/connect skips it when full.
+    meta: () => ({
+      ws_url: wsUrl(),
+      connections: String(hub.connectionCount),
+      capacity: String(maxConnections),
+    }),
   });
   // Behind a load balancer or ingress, clients need the public URL, not the pod's address.
   const wsUrl = (): string =>

@@ -149,7 +149,7 @@ describe('a push node under a flood of WebSocket frames', () => {
     });
   });
 
-  it('refuses a socket past WS_MAX_CONNECTIONS with 503 full, stays passing, and takes one again once a socket closes', async () => {
+  it('refuses a socket past WS_MAX_CONNECTIONS with 503 full, stays passing but out of /v1/connect, and takes one again once a socket closes', async () => {
     const push = cluster.push[0] as TestCluster['push'][number];
     const metrics = await (await fetch(`${push.url}/metrics`)).text();
     const held = Number(/^push_connections(?:\{[^}]*\})? (\d+)$/m.exec(metrics)?.[1]);
@@ -166,6 +166,18 @@ describe('a push node under a flood of WebSocket frames', () => {
       });
       expect([answer.status, JSON.parse(answer.body).error?.code]).toEqual([503, 'full']);
       expect((await fetch(`${push.url}/health`)).status).toBe(200);
+      // Dispatch learns it from the node's Consul meta and stops handing the node out: a
+      // client would only be refused there.
+      const askDispatch = async () => {
+        const res = await fetch(`${cluster.dispatch.url}/v1/connect`);
+        return { status: res.status, body: (await res.json()) as { error?: { message: string } } };
+      };
+      await waitFor(
+        'dispatch to see the node full',
+        async () => (await askDispatch()).status === 503,
+        15_000,
+      );
+      expect((await askDispatch()).body.error?.message).toContain('WS_MAX_CONNECTIONS');
       // The sockets it holds are served as before.
       await postMessages(cluster, { to: 'fill-59', payload: 'still here' });
       await filled.at(-1)?.waitForMessages(1);
@@ -174,6 +186,11 @@ describe('a push node under a flood of WebSocket frames', () => {
       const closed = new Promise((r) => gone.ws.once('close', r));
       gone.close();
       await closed;
+      await waitFor(
+        'dispatch to hand the node out again',
+        async () => (await askDispatch()).status === 200,
+        15_000,
+      );
       await waitFor('a place to free up', async () => {
         try {
           filled.push(await open('one-more'));

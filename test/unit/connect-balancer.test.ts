@@ -92,6 +92,24 @@ describe('ConnectBalancer', () => {
     expect(b.pick()).toBeUndefined();
   });
 
+  it('skips a node that holds, or has been promised, as many sockets as it accepts', () => {
+    const withCapacity = (n: number, connections: number, capacity: number): Instance => {
+      const i = node(n, connections);
+      return { ...i, meta: { ...i.meta, capacity: String(capacity) } };
+    };
+    const b = new ConnectBalancer({ lastKnownMs: 30_000 });
+    // Node 1 is small and already full; node 2 is busier but has room for two more.
+    b.update([withCapacity(1, 100, 100), withCapacity(2, 998, 1000)]);
+    expect(b.isFull).toBe(false);
+    expect([b.pick(), b.pick()]).toEqual(['ws://127.0.0.1:7102/ws', 'ws://127.0.0.1:7102/ws']);
+    // Both promised out: nothing to hand, and the reason is that every node is full.
+    expect(b.pick()).toBeUndefined();
+    expect(b.isFull).toBe(true);
+    // A node of an older build reports no capacity: it is taken as unbounded.
+    b.update([withCapacity(1, 100, 100), node(3, 5000)]);
+    expect(b.pick()).toBe('ws://127.0.0.1:7103/ws');
+  });
+
   it('hands out the last passing nodes for lastKnownMs once none passes, then nothing', () => {
     const clock = { t: 0, now: () => clock.t };
     const b = new ConnectBalancer({ lastKnownMs: 30_000, clock });
