@@ -73,10 +73,25 @@ export async function startRedisCluster(o: { masters?: number } = {}): Promise<R
     },
   };
   try {
-    const ports: number[] = [];
-    for (let i = 0; i < count; i++) ports.push(await freePort());
+    // Each node also listens on a cluster bus port, port + 10,000 unless told: that one was
+    // not checked, and a CI run lost a suite to it being taken (EADDRINUSE). Both are chosen
+    // free, and distinct.
+    const taken = new Set<number>();
+    const distinctFreePort = async (): Promise<number> => {
+      for (let tries = 0; tries < 100; tries++) {
+        const port = await freePort();
+        if (!taken.has(port)) {
+          taken.add(port);
+          return port;
+        }
+      }
+      throw new Error('no distinct free port after 100 tries');
+    };
+    const ports: { port: number; bus: number }[] = [];
+    for (let i = 0; i < count; i++)
+      ports.push({ port: await distinctFreePort(), bus: await distinctFreePort() });
     await Promise.all(
-      ports.map(async (port) => {
+      ports.map(async ({ port, bus }) => {
         const child = await launchUntilReady({
           name: `redis-cluster:${port}`,
           command: server,
@@ -87,6 +102,8 @@ export async function startRedisCluster(o: { masters?: number } = {}): Promise<R
             '127.0.0.1',
             '--cluster-enabled',
             'yes',
+            '--cluster-port',
+            String(bus),
             '--cluster-config-file',
             join(dir, `nodes-${port}.conf`),
             '--cluster-node-timeout',
