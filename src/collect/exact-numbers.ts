@@ -10,10 +10,11 @@ import { HttpError } from '../core/http.js';
  *   past 2^53 as its neighbour;
  * - a number out of the double's range: `1e400` would arrive as `null`, `1e-400` as `0`.
  *
- * Only a literal with 16 or more digits in a row or a three-digit exponent can be either,
- * so a body without one is passed after a single regular-expression test.
+ * Only a literal with 16 or more digits in a row or an exponent of three digits or more
+ * can be either, so a body without one is passed after a single regular-expression test;
+ * in one with, only such literals are looked at.
  */
-const MAYBE_INEXACT = /\d{16}|[eE][+-]?\d{3}/;
+const MAYBE_INEXACT = /\d{16}|[eE][+-]?0*[1-9]\d{2}/;
 
 /** The first number literal of a valid JSON text that would not arrive as it was sent. */
 export function inexactNumber(json: string): string | undefined {
@@ -37,10 +38,18 @@ export function inexactNumber(json: string): string | undefined {
     }
     if (c === 0x2d || (c >= 0x30 && c <= 0x39)) {
       const start = i;
-      i++;
-      while (i < n && isNumberChar(json.charCodeAt(i))) i++;
-      const literal = json.slice(start, i);
-      if (!arrivesAsSent(literal)) return literal;
+      let dotAt = -1;
+      let exponentAt = -1;
+      for (i++; i < n; i++) {
+        const d = json.charCodeAt(i);
+        if (d === 0x65 || d === 0x45) exponentAt = i;
+        else if (d === 0x2e) dotAt = i;
+        else if (!isNumberChar(d)) break;
+      }
+      if (mayChange(json, start, dotAt, exponentAt, i)) {
+        const literal = json.slice(start, i);
+        if (!arrivesAsSent(literal)) return literal;
+      }
       continue;
     }
     i++;
@@ -62,20 +71,41 @@ export function refuseInexactNumbers(json: string): void {
   );
 }
 
+/**
+ * Whether the number literal json[start, end) may arrive as another number: an integer of
+ * 16 characters or more (a double holds every integer of up to 15 digits), or a literal
+ * whose length before its exponent plus the exponent reaches 290 (near the ends of the
+ * double's range, 1.8e308 and 5e-324). Any other is carried exactly, or as its nearest double.
+ */
+function mayChange(
+  json: string,
+  start: number,
+  dotAt: number,
+  exponentAt: number,
+  end: number,
+): boolean {
+  const mantissa = (exponentAt < 0 ? end : exponentAt) - start;
+  if (dotAt < 0 && exponentAt < 0) return mantissa >= 16;
+  let exponent = 0;
+  for (let k = exponentAt + 1; exponentAt >= 0 && k < end && exponent < 10_000; k++) {
+    const d = json.charCodeAt(k);
+    if (d >= 0x30 && d <= 0x39) exponent = exponent * 10 + (d - 0x30);
+  }
+  return mantissa + exponent >= 290;
+}
+
+/** A digit, '.', '+' or '-' (an exponent's 'e' is looked for apart). */
 function isNumberChar(c: number): boolean {
-  // digits, '.', 'e', 'E', '+', '-'
-  return (
-    (c >= 0x30 && c <= 0x39) || c === 0x2e || c === 0x65 || c === 0x45 || c === 0x2b || c === 0x2d
-  );
+  return (c >= 0x30 && c <= 0x39) || c === 0x2e || c === 0x2b || c === 0x2d;
 }
 
 function arrivesAsSent(literal: string): boolean {
   const value = Number(literal);
   if (!Number.isFinite(value)) return false;
-  const sent = decimalOf(literal);
-  if (value === 0) return sent === '0';
-  if (/^-?\d+$/.test(literal)) return sent === decimalOf(String(value));
-  return true;
+  if (value === 0) return decimalOf(literal) === '0';
+  // A fraction or an exponent: the nearest double is what was meant.
+  if (!/^-?\d+$/.test(literal) || Number.isSafeInteger(value)) return true;
+  return decimalOf(literal) === decimalOf(String(value));
 }
 
 /** A number literal as its significant digits and the power of ten of the last one:

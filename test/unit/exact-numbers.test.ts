@@ -15,6 +15,8 @@ describe('numbers that would not arrive as sent', () => {
     ['1e-400', 'below the smallest double (would be 0)'],
     ['0.' + '0'.repeat(400) + '1', 'the same without an exponent'],
     ['1' + '0'.repeat(400), 'a 401-digit integer'],
+    ['1' + '0'.repeat(310) + '.5', 'past the double range, with a fraction'],
+    ['12345.5e305', 'past it by its digits and exponent together'],
   ])('refuses %s: %s', (literal) => {
     expect(inexactNumber(body(`{"a":[1,${literal}]}`))).toBe(literal);
     let err: unknown;
@@ -40,6 +42,8 @@ describe('numbers that would not arrive as sent', () => {
     ['-0', 'negative zero'],
     ['1.0', 'a plain number'],
     ['1E2', 'an exponent'],
+    ['1.5e-300', 'small, within the range'],
+    ['1' + '0'.repeat(300) + '.5', 'large, within the range'],
   ])('passes %s: %s', (literal) => {
     expect(inexactNumber(body(literal))).toBeUndefined();
   });
