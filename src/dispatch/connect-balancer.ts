@@ -13,10 +13,11 @@ export interface ConnectBalancerOptions {
 
 /**
  * Picks the push node a new client should connect to: the passing node with the fewest
- * connections, counting the clients still on their way, among those below their capacity. Consul's `connections` meta lags
- * by up to a sync interval, and under load a client takes seconds from /v1/connect to an
- * open socket, so each node's load is its last report plus the URLs handed out that no
- * report has shown yet: a report that grew by n takes the n oldest hand-outs as arrived,
+ * connections, counting the clients still on their way, among those below their capacity.
+ * Consul's `connections` meta lags by up to a sync interval, and under load a client takes
+ * seconds from /v1/connect to an open socket, so each node's load is its last report plus
+ * the URLs handed out that no report has shown yet: a report that grew by n takes the n
+ * oldest hand-outs as arrived,
  * and a hand-out older than `handedOutMs` is taken as given up. A burst of clients then
  * spreads instead of piling onto the node that looked emptiest. (Forgetting every hand-out
  * at the next report split a storm of 15,000 users 3,653 / 11,344 over two nodes: the node
@@ -67,14 +68,10 @@ export class ConnectBalancer {
   pick(): string | undefined {
     if (this.noneSince !== undefined && this.clock.now() - this.noneSince > this.o.lastKnownMs)
       return undefined;
-    const now = this.clock.now();
     let best: (typeof this.nodes)[number] | undefined;
     let bestLoad = Infinity;
     for (const n of this.nodes) {
-      // The clients handed out longer ago are taken to have given up.
-      const { onTheirWay } = n;
-      while ((onTheirWay.peek() ?? Infinity) < now - this.handedOutMs) onTheirWay.shift();
-      const load = n.reported + n.onTheirWay.size;
+      const load = this.loadOf(n);
       // A node holding (or promised) as many sockets as it accepts would refuse with 503.
       if (load >= n.capacity) continue;
       if (load < bestLoad) {
@@ -83,16 +80,22 @@ export class ConnectBalancer {
       }
     }
     if (!best) return undefined;
-    best.onTheirWay.push(now);
+    best.onTheirWay.push(this.clock.now());
     return best.url;
   }
 
   /** Whether nodes pass but every one holds, or has been promised, as many sockets as it
    *  accepts (its `capacity` meta, WS_MAX_CONNECTIONS): then pick() has nothing. */
   get isFull(): boolean {
-    return (
-      this.nodes.length > 0 && this.nodes.every((n) => n.reported + n.onTheirWay.size >= n.capacity)
-    );
+    return this.nodes.length > 0 && this.nodes.every((n) => this.loadOf(n) >= n.capacity);
+  }
+
+  /** A node's last report plus its clients on their way; those handed out longer than
+   *  handedOutMs ago are taken to have given up, and forgotten. */
+  private loadOf(n: (typeof this.nodes)[number]): number {
+    const since = this.clock.now() - this.handedOutMs;
+    while ((n.onTheirWay.peek() ?? Infinity) < since) n.onTheirWay.shift();
+    return n.reported + n.onTheirWay.size;
   }
 
   /**

@@ -144,7 +144,7 @@ function upgradeOlderShapes(db: Database.Database): void {
 /** The statements, by name: also what the test checks each query plan of.
  *  A LIMIT is bound through CAST(… AS INTEGER): bound bare, SQLite (3.53 here) marks the
  *  statement to be prepared again whenever the value is bound, which is every run, and an
- *  empty replay page (listUnacked, once per connect) cost 13–20 µs instead of 3–4. */
+ *  empty replay page (listUnacked, once per connect) cost 19–27 µs instead of 3.6–3.8. */
 export const SQL = {
   insert: `INSERT INTO messages (id, to_user, payload, created_at, status, attempts,
       next_attempt_at, idempotency_key, expires_at, purge_at)
