@@ -22,7 +22,6 @@ import { firstPages } from './first-pages.js';
 import { envelopeOf, Handoff } from './handoff.js';
 import { RedeliverySweeper } from './redelivery-sweeper.js';
 import { ingest, type IngestOptions } from './ingest.js';
-import { refuseInexactNumbers } from './exact-numbers.js';
 import { parseIngestBody } from './ingest-schema.js';
 import type { MessageLimits } from './message-limits.js';
 
@@ -105,9 +104,10 @@ export function createCollectService(
 
   router.post('/v1/messages', async (ctx) => {
     requireBearer(ctx, config.secrets.INGEST_API_KEY, 'INGEST_API_KEY');
-    const body = await readJsonText(ctx, config.MAX_BODY_BYTES, host.bodies);
-    const items = parseIngestBody(body.value, limits);
-    refuseInexactNumbers(body.text);
+    const items = parseIngestBody(
+      await readJsonText(ctx, config.MAX_BODY_BYTES, host.bodies),
+      limits,
+    );
     const result = await ingest(items, new Date(), ingestOptions);
     metrics.stage('ingested').inc(result.inserted.length);
     if (log.isLevelEnabled('debug'))

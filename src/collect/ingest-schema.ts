@@ -3,6 +3,7 @@ import { HttpError } from '../core/http.js';
 import { validate } from '../core/validation.js';
 import { identifierSchema } from '../protocol/identifier.js';
 import { userIdSchema } from '../protocol/user-id.js';
+import { refuseInexactNumbers } from './exact-numbers.js';
 import { checkPayload, type MessageLimits } from './message-limits.js';
 
 /** Most messages one request may create (recipients × messages). */
@@ -62,7 +63,11 @@ function refuseRenamedKey(message: unknown, where: string): void {
  * against the limits here, before anything is stored: a message the store or a later
  * hop could not carry is refused now, with the limit it breaks.
  */
-export function parseIngestBody(value: unknown, limits: MessageLimits): Recipient[] {
+export function parseIngestBody(
+  body: { value: unknown; text: string },
+  limits: MessageLimits,
+): Recipient[] {
+  const { value } = body;
   const isBatch =
     typeof value === 'object' && value !== null && !Array.isArray(value) && 'messages' in value;
   const given = isBatch ? (value as { messages?: unknown }).messages : [value];
@@ -71,9 +76,11 @@ export function parseIngestBody(value: unknown, limits: MessageLimits): Recipien
   const items = isBatch ? validate(batch, value).messages : [validate(oneMessage, value)];
   const out: Recipient[] = [];
   let requestBytes = 0;
+  let doubtfulNumbers = false;
   items.forEach((item, i) => {
     const where = isBatch ? `messages.${i}.payload` : 'payload';
-    const { json, bytes } = checkPayload(item.payload, limits, where);
+    const { json, bytes, doubtfulNumbers: doubtful } = checkPayload(item.payload, limits, where);
+    doubtfulNumbers ||= doubtful;
     const recipients = Array.isArray(item.to) ? item.to : [item.to];
     requestBytes += bytes * recipients.length;
     for (const to of recipients)
@@ -92,6 +99,8 @@ export function parseIngestBody(value: unknown, limits: MessageLimits): Recipien
         `MAX_REQUEST_PAYLOAD_BYTES (${limits.maxRequestPayloadBytes}): split it`,
     );
   }
+  // The body's text is read only when a payload holds a number that may not be its literal.
+  if (doubtfulNumbers) refuseInexactNumbers(body.text);
   if (out.length > MAX_MESSAGES_PER_REQUEST) {
     throw new HttpError(
       400,

@@ -17,6 +17,16 @@ export interface PayloadFacts {
   /** The payload as compact JSON. */
   json: string;
   bytes: number;
+  /** It holds a number that may not be the one its text said (exact-numbers.ts): zero (an
+   *  underflow reads as 0), an integer past 2^53, or one out of range. */
+  doubtfulNumbers: boolean;
+}
+
+/** Whether a parsed number may differ from its literal: only zero, an integer past 2^53 or
+ *  an infinity can (all the others are exact, or the nearest double of a fraction). */
+function isDoubtful(n: number): boolean {
+  if (n === 0 || !Number.isFinite(n)) return true;
+  return Number.isInteger(n) && !Number.isSafeInteger(n);
 }
 
 /**
@@ -26,8 +36,13 @@ export interface PayloadFacts {
  */
 export function checkPayload(payload: unknown, limits: MessageLimits, where: string): PayloadFacts {
   const stack: { value: unknown; depth: number }[] = [{ value: payload, depth: 0 }];
+  let doubtfulNumbers = false;
   while (stack.length > 0) {
     const { value, depth } = stack.pop() as { value: unknown; depth: number };
+    if (typeof value === 'number') {
+      if (!doubtfulNumbers && isDoubtful(value)) doubtfulNumbers = true;
+      continue;
+    }
     if (typeof value !== 'object' || value === null) continue;
     if (depth + 1 > limits.maxPayloadDepth)
       throw new HttpError(
@@ -57,5 +72,5 @@ export function checkPayload(payload: unknown, limits: MessageLimits, where: str
       'limit_exceeded',
       `${where} is ${bytes} bytes as JSON, more than MAX_PAYLOAD_BYTES (${limits.maxPayloadBytes})`,
     );
-  return { json, bytes };
+  return { json, bytes, doubtfulNumbers };
 }

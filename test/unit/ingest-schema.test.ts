@@ -8,7 +8,18 @@ const LIMITS: MessageLimits = {
   maxPayloadDepth: 4,
   maxRequestPayloadBytes: 10_000,
 };
-const parse = (body: unknown, limits = LIMITS) => parseIngestBody(body, limits);
+// The text as a getter: a body nested a million deep has none (JSON.stringify overflows),
+// and parseIngestBody reads it only for a payload with a doubtful number.
+const parse = (body: unknown, limits = LIMITS) =>
+  parseIngestBody(
+    {
+      value: body,
+      get text() {
+        return JSON.stringify(body);
+      },
+    },
+    limits,
+  );
 
 function refusal(body: unknown): HttpError {
   try {
@@ -168,5 +179,30 @@ describe('ingest body', () => {
         ],
       }).message,
     ).toContain('messages.1.id');
+  });
+
+  it('reads the text of a payload whose numbers may not be their literals, and only then', () => {
+    const fromText = (text: string) =>
+      parseIngestBody({ value: JSON.parse(text) as unknown, text }, LIMITS);
+    for (const literal of ['9007199254740993', '1e400', '1e-400']) {
+      let err: unknown;
+      try {
+        fromText(`{"messages":[{"to":"u","payload":1},{"to":"u","payload":{"n":[0,${literal}]}}]}`);
+      } catch (e) {
+        err = e;
+      }
+      expect((err as HttpError).code, literal).toBe('inexact_number');
+    }
+    expect(
+      fromText('{"to":"u","payload":{"zero":0,"max":9007199254740991,"f":-0.5e-300}}'),
+    ).toHaveLength(1);
+    // A value that gives no cause is passed without its text: a text that says otherwise is
+    // not read (what parseIngestBody is given always matches, as readJsonText returns both).
+    expect(
+      parseIngestBody(
+        { value: { to: 'u', payload: 1 }, text: '{"to":"u","payload":1e400}' },
+        LIMITS,
+      ),
+    ).toHaveLength(1);
   });
 });
