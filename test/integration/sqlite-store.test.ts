@@ -387,6 +387,24 @@ describe('SqliteStore', () => {
     expect(await store.claimDue(new Date(now), 10, 1000)).toEqual([]);
   }, 60_000);
 
+  it('six processes opening one new file at the same moment all open it', async () => {
+    // Two collect processes on one host start together (the Consul-cluster suite has them):
+    // a CI run lost one to "database is locked" while it created the schema.
+    const answers: string[] = [];
+    for (let round = 0; round < 3; round++) {
+      const file = join(dir, `race-${round}.sqlite`);
+      const at = Date.now() + 3000;
+      const openers = await Promise.all(
+        Array.from({ length: 6 }, () => child(['open', file, String(at)])),
+      );
+      for (const o of openers) {
+        answers.push(String((await o.lines.next()).value));
+        expect(await exited(o.proc), o.stderr()).toBe(0);
+      }
+    }
+    expect(answers).toEqual(Array(18).fill('opened'));
+  }, 60_000);
+
   it('a process killed with SIGKILL mid-ingest loses no insert that resolved', async () => {
     const c = await child(['insert', path]);
     const resolved: string[] = [];

@@ -2,12 +2,29 @@
 //   insert <path>          inserts until killed, printing each id once its insert resolved
 //   claim <path> <now ms>  claims due messages in pages of 100 until none is left, then prints
 //                          the ids it got as one JSON line
+//   open <path> <at ms>    opens the store at that wall-clock time and prints "opened" or the
+//                          error
 import { monotonicFactory } from 'ulid';
 import { SqliteStore } from '../../src/store/sqlite-store.js';
 
 const [mode, path, nowArg] = process.argv.slice(2);
-if (!path || (mode !== 'insert' && mode !== 'claim')) {
-  throw new Error('usage: sqlite-child insert|claim <path> [now ms]');
+if (!path || (mode !== 'insert' && mode !== 'claim' && mode !== 'open')) {
+  throw new Error('usage: sqlite-child insert|claim|open <path> [now ms]');
+}
+if (mode === 'open') {
+  // Opens the file at the wall-clock time given, with the other children: prints "opened" or
+  // the error. Sleeps to 20 ms before it, then spins, so that the opens coincide.
+  process.stdout.write('ready\n');
+  const at = Number(nowArg);
+  await new Promise((resolve) => setTimeout(resolve, Math.max(0, at - Date.now() - 20)));
+  while (Date.now() < at);
+  try {
+    await SqliteStore.open({ path, purgeIntervalMs: 0 }).close();
+    process.stdout.write('opened\n');
+  } catch (err) {
+    process.stdout.write(`${(err as Error).message}\n`);
+  }
+  process.exit(0);
 }
 const store = SqliteStore.open({ path, purgeIntervalMs: 0 });
 
