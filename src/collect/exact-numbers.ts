@@ -12,7 +12,8 @@ import { HttpError } from '../core/http.js';
  *
  * Only a literal with 16 or more digits in a row or an exponent of three digits or more
  * can be either, so a body without one is passed after a single regular-expression test;
- * in one with, only such literals are looked at.
+ * in one with, only such literals are looked at. Ingestion calls this only for a body whose
+ * parsed payloads hold a zero, an integer past 2^53 or an infinity (checkPayload).
  */
 const MAYBE_INEXACT = /\d{16}|[eE][+-]?0*[1-9]\d{2}/;
 

@@ -61,7 +61,8 @@ function refuseRenamedKey(message: unknown, where: string): void {
  * order. The form is chosen by the `messages` field, so that a 400 names the field
  * that is wrong rather than saying that neither form matched. Every payload is checked
  * against the limits here, before anything is stored: a message the store or a later
- * hop could not carry is refused now, with the limit it breaks.
+ * hop could not carry is refused now, with the limit it breaks. `body` is the parsed value
+ * with its text (readJsonText); the text is read only to check numbers (exact-numbers.ts).
  */
 export function parseIngestBody(
   body: { value: unknown; text: string },
