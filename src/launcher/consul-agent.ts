@@ -10,6 +10,8 @@ export interface ConsulAgentOptions {
   configDirs?: string[];
   nodeName?: string;
   ui?: boolean;
+  /** The agent's -log-level (default warn). */
+  logLevel?: 'warn' | 'info' | 'debug';
   echo?: (line: string) => void;
   /** See `ChildOptions.tiedToLauncher`. */
   tiedToLauncher?: boolean;
@@ -47,7 +49,7 @@ export async function startConsulAgent(o: ConsulAgentOptions = {}): Promise<Cons
     '-dns-port=-1',
     '-grpc-port=-1',
     `-node=${o.nodeName ?? `push-cluster-${httpPort}`}`,
-    '-log-level=warn',
+    `-log-level=${o.logLevel ?? 'warn'}`,
     ...(o.ui ? ['-ui'] : []),
     ...(o.configDirs ?? []).map((d) => `-config-dir=${d}`),
   ];

@@ -164,7 +164,15 @@ export async function startCluster(
             .join('\n'),
         )
         .catch((e: Error) => `(agent did not answer: ${e.message})`);
-      const consulLog = deps.consul.child.recentOutput().trim();
+      // Its last 200 lines: those about this instance or a sync, then the last 30.
+      const all = deps.consul.child.recentOutput(200).split('\n');
+      const consulLog = [
+        ...all.filter((line) => line.includes(proc.id) || /sync/i.test(line)),
+        '…',
+        ...all.slice(-30),
+      ]
+        .join('\n')
+        .trim();
       throw new Error(
         `${err.message}\nthe agent's checks of ${proc.id}:\n${agentChecks || '(none)'}\n` +
           `consul's recent output:\n${consulLog || '(none)'}`,
