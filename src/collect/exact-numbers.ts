@@ -17,6 +17,14 @@ import { HttpError } from '../core/http.js';
  */
 const MAYBE_INEXACT = /\d{16}|[eE][+-]?0*[1-9]\d{2}/;
 
+/** Whether a parsed number may differ from its literal: only zero (an underflow reads as 0),
+ *  an integer past 2^53 or an infinity can; every other is exact, or the nearest double of a
+ *  fraction. A payload holding none needs no look at its text. */
+export function mayDifferFromItsLiteral(n: number): boolean {
+  if (n === 0 || !Number.isFinite(n)) return true;
+  return Number.isInteger(n) && !Number.isSafeInteger(n);
+}
+
 /** The first number literal of a valid JSON text that would not arrive as it was sent. */
 export function inexactNumber(json: string): string | undefined {
   if (!MAYBE_INEXACT.test(json)) return undefined;

@@ -1,4 +1,5 @@
 import { HttpError } from '../core/http.js';
+import { mayDifferFromItsLiteral } from './exact-numbers.js';
 
 /** The limits every message is checked against at ingestion, before the store sees it.
  *  Each is named after its setting, so a refusal tells the sender what to change. */
@@ -22,13 +23,6 @@ export interface PayloadFacts {
   doubtfulNumbers: boolean;
 }
 
-/** Whether a parsed number may differ from its literal: only zero, an integer past 2^53 or
- *  an infinity can (all the others are exact, or the nearest double of a fraction). */
-function isDoubtful(n: number): boolean {
-  if (n === 0 || !Number.isFinite(n)) return true;
-  return Number.isInteger(n) && !Number.isSafeInteger(n);
-}
-
 /**
  * Checks one payload: nesting depth and object keys first (iteratively: a payload nested
  * a million deep must not overflow the stack), then its size as JSON. Throws a 400 that
@@ -40,7 +34,7 @@ export function checkPayload(payload: unknown, limits: MessageLimits, where: str
   while (stack.length > 0) {
     const { value, depth } = stack.pop() as { value: unknown; depth: number };
     if (typeof value === 'number') {
-      if (!doubtfulNumbers && isDoubtful(value)) doubtfulNumbers = true;
+      if (!doubtfulNumbers && mayDifferFromItsLiteral(value)) doubtfulNumbers = true;
       continue;
     }
     if (typeof value !== 'object' || value === null) continue;
