@@ -47,6 +47,11 @@ const duration = z
 
 const seconds = z.coerce.number().int().positive();
 
+/** The smallest WS_MAX_PAYLOAD: room for any frame a client sends (acks, pings). */
+export const MIN_WS_MAX_PAYLOAD = 256;
+/** The shortest WS_PING_INTERVAL. */
+export const MIN_WS_PING_INTERVAL_MS = 1000;
+
 const envSchema = z.object({
   NODE_ENV: z.string().default('development'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
@@ -121,14 +126,25 @@ const envSchema = z.object({
   WS_MAX_PAYLOAD: z.coerce
     .number()
     .int()
-    .positive()
+    .min(
+      MIN_WS_MAX_PAYLOAD,
+      `at least ${MIN_WS_MAX_PAYLOAD} bytes: every client frame must fit, and a socket is ` +
+        'closed (1009) on the first ack that does not (an ack is about 50 bytes)',
+    )
     .default(64 * 1024),
   WS_MAX_BUFFERED_BYTES: z.coerce
     .number()
     .int()
     .positive()
     .default(4 * 1024 * 1024),
-  WS_PING_INTERVAL: duration.default(20_000),
+  WS_PING_INTERVAL: duration
+    .refine(
+      (ms) => ms >= MIN_WS_PING_INTERVAL_MS,
+      `at least ${MIN_WS_PING_INTERVAL_MS / 1000}s: a socket that has not answered its ping an ` +
+        'interval later is cut, so a shorter one cuts sockets whenever a node or a network ' +
+        'stalls for that long',
+    )
+    .default(20_000),
   WS_MAX_FRAMES_PER_SECOND: z.coerce.number().int().positive().default(2000),
   WS_MAX_INVALID_FRAMES: z.coerce.number().int().positive().default(20),
   /** Sockets one user may hold on one push node: a leaked token or a client that opens a

@@ -52,6 +52,20 @@ describe('configuration', () => {
     ).toBe('x');
   });
 
+  it('refuses a WS_MAX_PAYLOAD too small for an ack, and a WS_PING_INTERVAL under 1 s', () => {
+    // Below 256 bytes a client's ack could be larger than the frames the node accepts: the
+    // socket would be closed (1009) at its first ack, and no message ever acked.
+    expect(() => loadConfig('push', { WS_MAX_PAYLOAD: '255' })).toThrow(
+      /WS_MAX_PAYLOAD: at least 256/,
+    );
+    expect(loadConfig('push', { WS_MAX_PAYLOAD: '256' }).WS_MAX_PAYLOAD).toBe(256);
+    expect(() => loadConfig('push', { WS_PING_INTERVAL: '999ms' })).toThrow(
+      /WS_PING_INTERVAL: at least 1s/,
+    );
+    expect(loadConfig('push', { WS_PING_INTERVAL: '1s' }).WS_PING_INTERVAL).toBe(1000);
+    expect(loadConfig('push', {}).WS_PING_INTERVAL).toBe(20_000);
+  });
+
   it('reports every invalid variable at once', () => {
     const attempt = () =>
       loadConfig('push', { PORT: 'x', CONSUL_CHECK_INTERVAL: 'soon', LOG_LEVEL: 'loud' });
