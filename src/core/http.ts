@@ -97,6 +97,8 @@ export async function readJsonText(
   // body must parse as JSON either way. A content coding is: a gzipped body is not text.
   const encoding = ctx.get('content-encoding').trim().toLowerCase();
   if (encoding !== '' && encoding !== 'identity') {
+    // RFC 9110 § 15.5.16: a 415 for a content coding says which codings would do.
+    ctx.set('Accept-Encoding', 'identity');
     throw new HttpError(
       415,
       'unsupported_encoding',
@@ -224,7 +226,8 @@ export function httpServer(requestTimeoutMs: number): Server {
               'Request Timeout',
               'request_timeout',
               `the request was not received whole within ${requestTimeoutMs} ms ` +
-                '(HTTP_REQUEST_TIMEOUT): nothing was accepted, retry',
+                '(HTTP_REQUEST_TIMEOUT): it came too slowly, or this service was too busy to ' +
+                'read it; nothing was accepted, retry',
             ]
           : [400, 'Bad Request', 'bad_request', 'the request is not valid HTTP/1.1'];
     socket.end(plainResponse(status, reason, errorBody(code, message)));

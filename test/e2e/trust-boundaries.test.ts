@@ -386,7 +386,7 @@ describe('public routes', () => {
     }
   });
 
-  it('answers a compressed body with 415 unsupported_encoding, not as text that is not UTF-8', async () => {
+  it('answers a compressed body with 415 unsupported_encoding and Accept-Encoding: identity, not as text that is not UTF-8', async () => {
     const body = gzipSync(JSON.stringify({ to: 'zipped', payload: 1 }));
     for (const [port, target, key] of [
       [cluster.collect.port, '/v1/messages', KEYS.INGEST_API_KEY],
@@ -409,6 +409,8 @@ describe('public routes', () => {
           415,
           'unsupported_encoding',
         ]);
+        // Which coding would do (RFC 9110 § 15.5.16).
+        expect(answer.headers['accept-encoding']).toBe('identity');
       }
     }
     const plain = await rawRequest(cluster.collect.port, {
