@@ -95,12 +95,12 @@ const MAX_BODY_BYTES = 64 * 1024;
 const errorOf = (code: string, message: string) => ({ error: { code, message } });
 const notFound = (path: string) => errorOf('not_found', `no ${path} here`);
 
-/** `Host` must name this server as the page's own address does: 127.0.0.1, localhost or
- *  [::1], on the port it listens on. */
+/** `Host` must name this server as the page's own address does: 127.0.0.1 or localhost, on
+ *  the port it listens on. */
 function checkHost(req: IncomingMessage, server: Server): void {
   const { port } = server.address() as AddressInfo;
   const host = (req.headers.host ?? '').toLowerCase();
-  if (['127.0.0.1', 'localhost', '[::1]'].some((name) => host === `${name}:${port}`)) return;
+  if (['127.0.0.1', 'localhost'].some((name) => host === `${name}:${port}`)) return;
   throw new DemoRefusal(
     403,
     'forbidden_host',
@@ -156,17 +156,18 @@ async function relay(res: ServerResponse, url: string, init?: RequestInit): Prom
   res.end(text);
 }
 
-function post(bodyText: string, key: string): RequestInit {
+function post(bodyBytes: Buffer, key: string): RequestInit {
   return {
     method: 'POST',
     headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
-    body: bodyText,
+    body: bodyBytes,
   };
 }
 
-/** The body as text: decoded once whole, so a character split between two reads stays whole.
- *  Past MAX_BODY_BYTES it stops reading (the refusal closes the connection). */
-function body(req: IncomingMessage): Promise<string> {
+/** The body's bytes, passed on as they came (collect checks their UTF-8): a character
+ *  split between two reads stays whole. Past MAX_BODY_BYTES it stops reading (the refusal
+ *  closes the connection). */
+function body(req: IncomingMessage): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let bytes = 0;
@@ -183,7 +184,7 @@ function body(req: IncomingMessage): Promise<string> {
       );
     };
     req.on('data', onData);
-    req.once('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
+    req.once('end', () => resolve(Buffer.concat(chunks)));
     req.once('error', reject);
   });
 }

@@ -175,7 +175,7 @@ describe('the demo server', () => {
     expect(at.status).toBe(202);
   });
 
-  it('keeps a character whose bytes arrive in two reads whole', async () => {
+  it('keeps a character whose bytes arrive in two reads whole, and passes bytes that are not UTF-8 on to be refused', async () => {
     const body = send('demo-utf8', 'prix: 5 €, café');
     // The pause falls inside the euro sign's three bytes.
     const inside = body.indexOf(Buffer.from('€')) + 1;
@@ -183,6 +183,12 @@ describe('the demo server', () => {
     expect(res.status).toBe(202);
     const [id] = (res.body as { ids: string[] }).ids;
     expect(await storedPayload(id as string)).toBe('prix: 5 €, café');
+    // Bytes that are not UTF-8 are passed on as they came, and collect refuses them: they
+    // are not stored as U+FFFD.
+    const broken = Buffer.concat([body.subarray(0, inside), body.subarray(inside + 1)]);
+    const refused = await raw(port(), 'POST', '/send', { ...own(), ...JSON_TYPE }, broken);
+    expect(refused.status).toBe(400);
+    expect(refused.body.error?.code).toBe('invalid_body');
   });
 
   it('answers a target it cannot parse with 404, not 500', async () => {
