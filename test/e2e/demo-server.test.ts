@@ -1,10 +1,10 @@
 import type { Server } from 'node:http';
-import { request } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createDemoServer } from '../../src/demo/demo-server.js';
 import { freePort } from '../../src/launcher/child.js';
 import { KEYS, startCluster, type TestCluster } from '../support/cluster.js';
+import { rawRequest } from '../support/raw-http.js';
 
 // The demo server `npm start` runs on loopback, for the browser of the developer who runs
 // it: other sites that browser visits must not mint tokens or send messages through it.
@@ -36,39 +36,24 @@ async function listening(server: Server): Promise<Server> {
 
 type Answer = { status: number; body: { error?: { code: string; message: string } } & object };
 
-/** One request with exactly these headers (Host included: fetch sets its own) and body
- *  bytes; `pauseAfter`: the body is written in two parts, with a pause after that many
- *  bytes. Resolves with the status and the parsed JSON body. */
-function raw(
+/** One request with exactly these headers (Host included) and body bytes; `splitBodyAt`:
+ *  the body is written in two parts. The status and the parsed JSON body. */
+async function raw(
   port: number,
   method: 'GET' | 'POST',
-  path: string,
+  target: string,
   headers: Record<string, string>,
-  bodyBytes: Buffer = Buffer.alloc(0),
-  pauseAfter?: number,
+  body: Buffer = Buffer.alloc(0),
+  splitBodyAt?: number,
 ): Promise<Answer> {
-  return new Promise((resolve, reject) => {
-    const req = request(
-      { host: '127.0.0.1', port, method, path, setHost: false, headers, agent: false },
-      (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => {
-          try {
-            const text = Buffer.concat(chunks).toString('utf8');
-            resolve({ status: res.statusCode ?? 0, body: JSON.parse(text) as Answer['body'] });
-          } catch (err) {
-            reject(err as Error);
-          }
-        });
-      },
-    );
-    req.on('error', reject);
-    req.setHeader('content-length', bodyBytes.length);
-    if (pauseAfter === undefined) return void req.end(bodyBytes);
-    req.write(bodyBytes.subarray(0, pauseAfter));
-    setTimeout(() => req.end(bodyBytes.subarray(pauseAfter)), 100);
+  const answer = await rawRequest(port, {
+    method,
+    target,
+    headers: Object.entries(headers),
+    body,
+    splitBodyAt,
   });
+  return { status: answer.status, body: JSON.parse(answer.body) as Answer['body'] };
 }
 
 const port = (): number => (demo.address() as AddressInfo).port;

@@ -28,6 +28,9 @@ export function rawRequest(
     /** Header lines as [name, value] pairs, repeats allowed, in this order. */
     headers?: [string, string][];
     body?: Buffer | string;
+    /** The body is written in two parts, the second 100 ms after the first: a character or
+     *  a token split between two reads. */
+    splitBodyAt?: number;
     timeoutMs?: number;
   },
 ): Promise<RawAnswer> {
@@ -35,7 +38,7 @@ export function rawRequest(
   const given = o.headers ?? [];
   const has = (name: string): boolean => given.some(([n]) => n.toLowerCase() === name);
   const headers: [string, string][] = [
-    ['host', `127.0.0.1:${port}`],
+    ...(has('host') ? [] : ([['host', `127.0.0.1:${port}`]] as [string, string][])),
     ...(has('connection') ? [] : ([['connection', 'close']] as [string, string][])),
     ...given,
   ];
@@ -73,7 +76,11 @@ export function rawRequest(
         reject(err as Error);
       }
     });
-    socket.write(Buffer.concat([Buffer.from(head, 'latin1'), body]));
+    const whole = Buffer.concat([Buffer.from(head, 'latin1'), body]);
+    if (o.splitBodyAt === undefined) return void socket.write(whole);
+    const at = head.length + o.splitBodyAt;
+    socket.write(whole.subarray(0, at));
+    setTimeout(() => socket.write(whole.subarray(at)), 100);
   });
 }
 
