@@ -48,9 +48,9 @@ const duration = z
 const seconds = z.coerce.number().int().positive();
 
 /** The smallest WS_MAX_PAYLOAD: room for any frame a client sends (acks, pings). */
-export const MIN_WS_MAX_PAYLOAD = 256;
+const MIN_WS_MAX_PAYLOAD = 256;
 /** The shortest WS_PING_INTERVAL. */
-export const MIN_WS_PING_INTERVAL_MS = 1000;
+const MIN_WS_PING_INTERVAL_MS = 1000;
 
 const envSchema = z.object({
   NODE_ENV: z.string().default('development'),
