@@ -3,8 +3,8 @@
 // /v1/connect answer named (at random), or, when that fails, ask dispatch's GET /v1/connect
 // for a push node and connect there, with full jitter backoff between failed attempts — what
 // src/client/push-client.ts does, without its heartbeat and dedupe, so that one process holds
-// thousands. Every message is acked. Once
-// armed, it records when each user is open again and when the tagged message reached them.
+// thousands. Every message is acked. Once armed, it records when each user is open again and
+// when the tagged message reached them.
 import { get } from 'node:http';
 import { fallbacksOf, takeFallback } from '../../src/client/fallbacks.js';
 import { serve } from '../lib/ipc.js';

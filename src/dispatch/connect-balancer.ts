@@ -17,11 +17,11 @@ export interface ConnectBalancerOptions {
  * Consul's `connections` meta lags by up to a sync interval, and under load a client takes
  * seconds from /v1/connect to an open socket, so each node's load is its last report plus
  * the URLs handed out that no report has shown yet: a report that grew by n takes the n
- * oldest hand-outs as arrived,
- * and a hand-out older than `handedOutMs` is taken as given up. A burst of clients then
- * spreads instead of piling onto the node that looked emptiest. (Forgetting every hand-out
- * at the next report split a storm of 15,000 users 3,653 / 11,344 over two nodes: the node
- * that connected its clients more slowly reported fewer, and got every new one.)
+ * oldest hand-outs as arrived, and a hand-out older than `handedOutMs` is taken as given up.
+ * A burst of clients then spreads instead of piling onto the node that looked emptiest.
+ * (Forgetting every hand-out at the next report split a storm of 15,000 users 3,653 /
+ * 11,344 over two nodes: the node that connected its clients more slowly reported fewer,
+ * and got every new one.)
  *
  * When no node passes, the last ones that did are handed out for `lastKnownMs` more: under
  * a reconnect storm every live node may miss a health check at once, and answering 503
