@@ -40,17 +40,38 @@ const SECRETS_NEEDED: Record<ServiceName, DevSecretName[]> = {
   push: ['INTERNAL_SECRET'],
 };
 
-const duration = z
+/** Node runs a timer set for longer than this many ms after 1 ms instead (a
+ *  TimeoutOverflowWarning): an interval of 1000h would fire every millisecond. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+const TIMER_LIMIT = `at most ${MAX_TIMER_MS}ms (about 24.8 days): Node runs a longer timer after 1 ms`;
+/** The longest a message, a token or an acked message may be kept: 10 years, so that every
+ *  date computed from it stays a valid one. */
+const MAX_LIFETIME_SECONDS = 10 * 365 * 24 * 3600;
+const LIFETIME_LIMIT = `at most ${MAX_LIFETIME_SECONDS} seconds (10 years)`;
+
+/** A duration: 500ms, 2s, 1m or 1h, in ms. */
+const durationText = z
   .string()
   .regex(/^\d+(ms|s|m|h)$/, 'a duration such as 500ms, 2s, 1m or 1h')
   .transform(parseDurationMs);
 
-const seconds = z.coerce.number().int().positive();
+/**
+ * A duration that sets a timer or a Consul setting: at least `atLeast` (`why` says what a
+ * shorter one breaks) and within Node's timers. Unbounded, 1000h fired every millisecond
+ * and 1ms timed out every call.
+ */
+function duration(atLeast: string, why: string) {
+  const minMs = parseDurationMs(atLeast);
+  return durationText
+    .refine((ms) => ms >= minMs, `at least ${atLeast}: ${why}`)
+    .refine((ms) => ms <= MAX_TIMER_MS, TIMER_LIMIT);
+}
+
+/** A whole number of seconds, 1 or more: a lifetime. */
+const seconds = z.coerce.number().int().positive().max(MAX_LIFETIME_SECONDS, LIFETIME_LIMIT);
 
 /** The smallest WS_MAX_PAYLOAD: room for any frame a client sends (acks, pings). */
 const MIN_WS_MAX_PAYLOAD = 256;
-/** The shortest WS_PING_INTERVAL. */
-const MIN_WS_PING_INTERVAL_MS = 1000;
 
 const envSchema = z.object({
   NODE_ENV: z.string().default('development'),
@@ -65,12 +86,25 @@ const envSchema = z.object({
 
   CONSUL_HTTP_ADDR: z.string().default('127.0.0.1:8500'),
   CONSUL_HTTP_TOKEN: z.string().optional(),
-  CONSUL_CHECK_INTERVAL: duration.default(1000),
-  CONSUL_CHECK_TIMEOUT: duration.default(1000),
+  CONSUL_CHECK_INTERVAL: duration(
+    '1s',
+    'Consul checks no more often, and raises a shorter interval to 1s with a warning in its own log only',
+  ).default(1000),
+  CONSUL_CHECK_TIMEOUT: duration(
+    '100ms',
+    'a check that must answer sooner fails whenever the instance pauses (a garbage collection), ' +
+      'and the instance drops out of routing',
+  ).default(1000),
   /** Consecutive failed checks before an instance turns critical (FailuresBeforeCritical). */
   CONSUL_CHECK_FAILURES: z.coerce.number().int().min(1).max(10).default(1),
-  CONSUL_DEREGISTER_AFTER: duration.default(60_000),
-  CONSUL_SYNC_INTERVAL: duration.default(5000),
+  CONSUL_DEREGISTER_AFTER: duration(
+    '1m',
+    'Consul raises a shorter one to 1m with a warning in its own log only',
+  ).default(60_000),
+  CONSUL_SYNC_INTERVAL: duration(
+    '100ms',
+    'each sync calls the local Consul agent, which more often only loads it',
+  ).default(5000),
 
   REDIS_URL: z.string().default('redis://127.0.0.1:6379'),
   /** Seeds of a Redis Cluster; when set, the services use it rather than REDIS_URL. */
@@ -118,7 +152,16 @@ const envSchema = z.object({
     .positive()
     .default(16 * 1024 * 1024),
   MESSAGE_TTL_SECONDS: seconds.default(7 * 24 * 3600),
-  ROUTE_TTL_SECONDS: seconds.default(30),
+  ROUTE_TTL_SECONDS: z.coerce
+    .number()
+    .int()
+    .min(
+      3,
+      'at least 3: a binding is renewed every third of it, and one renewal late by more ' +
+        "than two thirds of it loses the user's route",
+    )
+    .max(3 * Math.floor(MAX_TIMER_MS / 1000), TIMER_LIMIT + ' (renewed every third of it)')
+    .default(30),
   WS_PUBLIC_URL: z
     .string()
     .regex(/^wss?:\/\//, 'a ws:// or wss:// URL')
@@ -137,14 +180,11 @@ const envSchema = z.object({
     .int()
     .positive()
     .default(4 * 1024 * 1024),
-  WS_PING_INTERVAL: duration
-    .refine(
-      (ms) => ms >= MIN_WS_PING_INTERVAL_MS,
-      `at least ${MIN_WS_PING_INTERVAL_MS / 1000}s: a socket that has not answered its ping an ` +
-        'interval later is cut, so a shorter one cuts sockets whenever a node or a network ' +
-        'stalls for that long',
-    )
-    .default(20_000),
+  WS_PING_INTERVAL: duration(
+    '1s',
+    'a socket that has not answered its ping an interval later is cut, so a shorter one cuts ' +
+      'sockets whenever a node or a network stalls for that long',
+  ).default(20_000),
   WS_MAX_FRAMES_PER_SECOND: z.coerce.number().int().positive().default(2000),
   WS_MAX_INVALID_FRAMES: z.coerce.number().int().positive().default(20),
   /** Sockets one user may hold on one push node: a leaked token or a client that opens a
@@ -153,25 +193,51 @@ const envSchema = z.object({
   /** Sockets one push node accepts at most; unset: its open-files limit less a reserve
    *  (src/push/socket-capacity.ts). */
   WS_MAX_CONNECTIONS: z.coerce.number().int().positive().optional(),
-  TOKEN_CACHE_SECONDS: z.coerce.number().int().min(0).default(30),
+  TOKEN_CACHE_SECONDS: z.coerce
+    .number()
+    .int()
+    .min(0)
+    .max(MAX_LIFETIME_SECONDS, LIFETIME_LIMIT)
+    .default(30),
   /** node: push nodes check tokens with the public key auth publishes (RS256, ES256), and
    *  ask auth only when they hold none (HS256); auth: they ask auth for every token. */
   TOKEN_VERIFY: z.enum(['node', 'auth']).default('node'),
-  PEER_TIMEOUT: duration.default(5000),
+  PEER_TIMEOUT: duration(
+    '100ms',
+    'a call between services that must answer sooner fails whenever a peer pauses, and every ' +
+      'message waits for the sweeper',
+  ).default(5000),
   /** Longest a client may take to send a whole request (headers and body) to any service:
    *  past it, 408 request_timeout. Node's default of 5 minutes let a body sent a byte at a
    *  time hold a connection that long. */
-  HTTP_REQUEST_TIMEOUT: duration.default(30_000),
-  ACK_TIMEOUT: duration.default(10_000),
-  ACK_RETRY_MAX: duration.default(60_000),
+  HTTP_REQUEST_TIMEOUT: duration(
+    '1s',
+    'a client on a slow network could not send even a small request in time',
+  ).default(30_000),
+  ACK_TIMEOUT: duration(
+    '100ms',
+    'a client could not ack in time, and every message would be pushed again',
+  ).default(10_000),
+  ACK_RETRY_MAX: duration(
+    '100ms',
+    'a client could not ack in time, and every message would be pushed again',
+  ).default(60_000),
   MAX_ATTEMPTS: z.coerce.number().int().min(1).default(5),
-  SWEEP_INTERVAL: duration.default(1000),
-  HANDOFF_GRACE: duration.default(5000),
-  UNROUTED_RECHECK: duration.default(15_000),
+  SWEEP_INTERVAL: duration('10ms', 'each sweep queries the store').default(1000),
+  HANDOFF_GRACE: duration(
+    '100ms',
+    'the sweeper would push a message again while its hand-off is still under way',
+  ).default(5000),
+  UNROUTED_RECHECK: duration(
+    '100ms',
+    'each recheck looks the user up in Redis and the store again',
+  ).default(15_000),
   /** The SQLite message store's file, used when MONGODB_URL is unset (':memory:' for tests). */
   SQLITE_PATH: z.string().min(1).default('.data/messages.sqlite'),
   /** How long an acked message is kept after its ack (MESSAGE_TTL_SECONDS still caps it). */
-  ACKED_RETENTION: duration.default(3_600_000),
+  ACKED_RETENTION: durationText
+    .refine((ms) => ms <= MAX_LIFETIME_SECONDS * 1000, LIFETIME_LIMIT)
+    .default(3_600_000),
 });
 
 export type Env = z.infer<typeof envSchema>;
@@ -261,6 +327,19 @@ export function loadConfig(
       `MAX_PAYLOAD_BYTES (${e.MAX_PAYLOAD_BYTES}) must be at most MAX_BODY_BYTES ` +
         `(${e.MAX_BODY_BYTES}), at most MAX_REQUEST_PAYLOAD_BYTES (${e.MAX_REQUEST_PAYLOAD_BYTES}) ` +
         `and at most half of WS_MAX_BUFFERED_BYTES (${e.WS_MAX_BUFFERED_BYTES})`,
+    );
+  }
+  if (e.ACK_RETRY_MAX < e.ACK_TIMEOUT) {
+    throw new ConfigError(
+      `ACK_RETRY_MAX (${e.ACK_RETRY_MAX} ms) must be at least ACK_TIMEOUT (${e.ACK_TIMEOUT} ms): ` +
+        'it is the longest wait between two pushes of an unacked message, ACK_TIMEOUT the first',
+    );
+  }
+  if (e.TOKEN_TTL_SECONDS > e.TOKEN_MAX_TTL_SECONDS) {
+    throw new ConfigError(
+      `TOKEN_TTL_SECONDS (${e.TOKEN_TTL_SECONDS}) must be at most TOKEN_MAX_TTL_SECONDS ` +
+        `(${e.TOKEN_MAX_TTL_SECONDS}): a token asked for without ttlSeconds would outlive the ` +
+        'longest one may ask for',
     );
   }
   const port = overrides.port ?? e.PORT ?? DEFAULT_PORTS[service];

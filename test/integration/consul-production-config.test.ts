@@ -184,7 +184,7 @@ describe('the policies against a real Consul agent with ACLs (default deny)', ()
       CONSUL_HTTP_ADDR: agent.addr,
       CONSUL_HTTP_TOKEN: tokenOf(svc),
       PORT: '0',
-      CONSUL_CHECK_INTERVAL: '500ms',
+      CONSUL_CHECK_INTERVAL: '1s',
       CONSUL_SYNC_INTERVAL: '1s',
       INSTANCE_ID: `${svc}-acl-test`,
     });

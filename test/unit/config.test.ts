@@ -66,6 +66,92 @@ describe('configuration', () => {
     expect(loadConfig('push', {}).WS_PING_INTERVAL).toBe(20_000);
   });
 
+  it('refuses each duration below its floor, and past what a Node timer can wait, naming it', () => {
+    // Below the floor a setting breaks something (see config.ts); past 2^31 - 1 ms Node ran
+    // the timer after 1 ms: WS_PING_INTERVAL=1000h pinged, and cut sockets, every millisecond.
+    const floors: Record<string, number> = {
+      CONSUL_CHECK_INTERVAL: 1000,
+      CONSUL_CHECK_TIMEOUT: 100,
+      CONSUL_DEREGISTER_AFTER: 60_000,
+      CONSUL_SYNC_INTERVAL: 100,
+      WS_PING_INTERVAL: 1000,
+      PEER_TIMEOUT: 100,
+      HTTP_REQUEST_TIMEOUT: 1000,
+      ACK_TIMEOUT: 100,
+      ACK_RETRY_MAX: 100,
+      SWEEP_INTERVAL: 10,
+      HANDOFF_GRACE: 100,
+      UNROUTED_RECHECK: 100,
+    };
+    const maxTimerMs = 2 ** 31 - 1;
+    for (const [name, floorMs] of Object.entries(floors)) {
+      // ACK_RETRY_MAX may not be below ACK_TIMEOUT: both move together here.
+      const env = (ms: number | string) => {
+        const value = typeof ms === 'number' ? `${ms}ms` : ms;
+        return name.startsWith('ACK_')
+          ? { ACK_TIMEOUT: value, ACK_RETRY_MAX: value }
+          : { [name]: value };
+      };
+      const read = (ms: number | string) => loadConfig('push', env(ms))[name as 'ACK_TIMEOUT'];
+      expect(read(floorMs), name).toBe(floorMs);
+      expect(() => read(floorMs - 1), name).toThrow(new RegExp(`${name}: at least`));
+      expect(read(maxTimerMs), name).toBe(maxTimerMs);
+      expect(() => read(maxTimerMs + 1), name).toThrow(new RegExp(`${name}: at most 2147483647ms`));
+      expect(() => read('1000h'), name).toThrow(/Node runs a longer timer after 1 ms/);
+      // A number too large for a double is refused too, not taken as Infinity.
+      expect(() => read(`${'9'.repeat(400)}h`), name).toThrow(new RegExp(`${name}: at most`));
+    }
+    expect(loadConfig('push', {}).CONSUL_CHECK_INTERVAL).toBe(1000);
+  });
+
+  it('bounds the lifetimes in seconds, the route expiry and the acked retention', () => {
+    const tenYears = 10 * 365 * 24 * 3600;
+    for (const name of ['MESSAGE_TTL_SECONDS', 'TOKEN_MAX_TTL_SECONDS', 'TOKEN_CACHE_SECONDS']) {
+      expect(loadConfig('auth', { [name]: String(tenYears) })[name as 'MESSAGE_TTL_SECONDS']).toBe(
+        tenYears,
+      );
+      expect(() => loadConfig('auth', { [name]: String(tenYears + 1) }), name).toThrow(
+        new RegExp(`${name}: at most ${tenYears} seconds`),
+      );
+    }
+    expect(() => loadConfig('collect', { MESSAGE_TTL_SECONDS: '1e22' })).toThrow(
+      /MESSAGE_TTL_SECONDS: at most/,
+    );
+    expect(loadConfig('collect', { ACKED_RETENTION: '0ms' }).ACKED_RETENTION).toBe(0);
+    expect(loadConfig('collect', { ACKED_RETENTION: '87600h' }).ACKED_RETENTION).toBe(
+      tenYears * 1000,
+    );
+    expect(() => loadConfig('collect', { ACKED_RETENTION: '87601h' })).toThrow(
+      /ACKED_RETENTION: at most/,
+    );
+    // Renewed every third of it: at most 3 × the longest timer, at least 3 s.
+    const maxRouteTtl = 3 * Math.floor((2 ** 31 - 1) / 1000);
+    expect(loadConfig('push', { ROUTE_TTL_SECONDS: '3' }).ROUTE_TTL_SECONDS).toBe(3);
+    expect(() => loadConfig('push', { ROUTE_TTL_SECONDS: '2' })).toThrow(
+      /ROUTE_TTL_SECONDS: at least 3/,
+    );
+    expect(loadConfig('push', { ROUTE_TTL_SECONDS: String(maxRouteTtl) }).ROUTE_TTL_SECONDS).toBe(
+      maxRouteTtl,
+    );
+    expect(() => loadConfig('push', { ROUTE_TTL_SECONDS: String(maxRouteTtl + 1) })).toThrow(
+      /ROUTE_TTL_SECONDS: at most/,
+    );
+  });
+
+  it('refuses an ACK_RETRY_MAX below ACK_TIMEOUT and a TOKEN_TTL_SECONDS above TOKEN_MAX_TTL_SECONDS', () => {
+    expect(() => loadConfig('collect', { ACK_TIMEOUT: '2m' })).toThrow(
+      /ACK_RETRY_MAX \(60000 ms\) must be at least ACK_TIMEOUT \(120000 ms\)/,
+    );
+    expect(loadConfig('collect', { ACK_TIMEOUT: '1m' }).ACK_TIMEOUT).toBe(60_000);
+    expect(() =>
+      loadConfig('auth', { TOKEN_TTL_SECONDS: '7200', TOKEN_MAX_TTL_SECONDS: '3600' }),
+    ).toThrow(/TOKEN_TTL_SECONDS \(7200\) must be at most TOKEN_MAX_TTL_SECONDS \(3600\)/);
+    expect(
+      loadConfig('auth', { TOKEN_TTL_SECONDS: '3600', TOKEN_MAX_TTL_SECONDS: '3600' })
+        .TOKEN_TTL_SECONDS,
+    ).toBe(3600);
+  });
+
   it('reports every invalid variable at once', () => {
     const attempt = () =>
       loadConfig('push', { PORT: 'x', CONSUL_CHECK_INTERVAL: 'soon', LOG_LEVEL: 'loud' });
