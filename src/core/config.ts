@@ -11,6 +11,9 @@ export const DEFAULT_PORTS: Record<ServiceName, number> = {
   push: 7101,
 };
 
+/** The SQLite message store's file when SQLITE_PATH is unset. */
+export const DEFAULT_SQLITE_PATH = '.data/messages.sqlite';
+
 /** Development values for secrets left unset outside production. Printed at start-up. */
 export const DEV_SECRETS = {
   AUTH_ADMIN_KEY: 'dev-admin-key',
@@ -233,7 +236,7 @@ const envSchema = z.object({
     'each recheck looks the user up in Redis and the store again',
   ).default(15_000),
   /** The SQLite message store's file, used when MONGODB_URL is unset (':memory:' for tests). */
-  SQLITE_PATH: z.string().min(1).default('.data/messages.sqlite'),
+  SQLITE_PATH: z.string().min(1).default(DEFAULT_SQLITE_PATH),
   /** How long an acked message is kept after its ack (MESSAGE_TTL_SECONDS still caps it). */
   ACKED_RETENTION: durationText
     .refine((ms) => ms <= MAX_LIFETIME_SECONDS * 1000, LIFETIME_LIMIT)

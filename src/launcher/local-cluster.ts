@@ -1,7 +1,12 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import getPort from 'get-port';
-import { DEFAULT_PORTS, DEV_SECRETS, type ServiceName } from '../core/config.js';
+import {
+  DEFAULT_PORTS,
+  DEFAULT_SQLITE_PATH,
+  DEV_SECRETS,
+  type ServiceName,
+} from '../core/config.js';
 import { createDemoServer } from '../demo/demo-server.js';
 import { PROJECT_ROOT } from './binaries.js';
 import { Child, TIED_TO_LAUNCHER, waitFor } from './child.js';
@@ -231,7 +236,7 @@ push-cluster is up: ${services.length} services, all passing in Consul.
     .filter((s) => s.service === 'push')
     .map((s) => `ws://127.0.0.1:${s.port}/ws`)
     .join('  ')}
-  message store  ${env.MONGODB_URL ? 'MongoDB' : `SQLite, ${env.SQLITE_PATH ?? '.data/messages.sqlite'} (set MONGODB_URL for replicated storage)`}
+  message store  ${env.MONGODB_URL ? 'MongoDB' : `SQLite, ${env.SQLITE_PATH ?? DEFAULT_SQLITE_PATH} (set MONGODB_URL for replicated storage)`}
   processes      ${processes}
 
   AUTH_ADMIN_KEY ${env.AUTH_ADMIN_KEY ? '***' : adminKey} ${secretNote('AUTH_ADMIN_KEY')}
