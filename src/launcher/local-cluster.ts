@@ -10,6 +10,7 @@ import {
 import { createDemoServer } from '../demo/demo-server.js';
 import { PROJECT_ROOT } from './binaries.js';
 import { Child, TIED_TO_LAUNCHER, waitFor } from './child.js';
+import { assertNoClusterIn, claimStore } from './cluster-exclusivity.js';
 import { serviceNodeOptions } from './node-options.js';
 import { startConsulAgent } from './consul-agent.js';
 import { startRedisServer } from './redis-server.js';
@@ -97,8 +98,10 @@ export async function runLocalCluster(env: NodeJS.ProcessEnv = process.env): Pro
     void stopAll().then(() => process.exit(0));
   }, 500).unref();
 
+  const sqlitePath = env.SQLITE_PATH ?? DEFAULT_SQLITE_PATH;
   try {
-    // ---- Consul and Redis ----------------------------------------------------
+    // ---- the store, Consul and Redis: none shared with another cluster ------------
+    if (!env.MONGODB_URL && sqlitePath !== ':memory:') process.on('exit', claimStore(sqlitePath));
     let consulAddr = env.CONSUL_HTTP_ADDR ?? '127.0.0.1:8500';
     const backing = async (): Promise<void> => {
       if (redisUrl) await registerBackingService(consulAddr, 'redis', new URL(redisUrl));
@@ -109,6 +112,7 @@ export async function runLocalCluster(env: NodeJS.ProcessEnv = process.env): Pro
       }
     };
     if ((env.CONSUL_HTTP_ADDR || portsMode === 'default') && (await consulAnswers(consulAddr))) {
+      await assertNoClusterIn(consulAddr);
       say(`using the Consul agent at ${consulAddr}`);
     } else if (env.CONSUL_HTTP_ADDR) {
       throw new Error(`CONSUL_HTTP_ADDR=${env.CONSUL_HTTP_ADDR} does not answer`);
@@ -236,7 +240,7 @@ push-cluster is up: ${services.length} services, all passing in Consul.
     .filter((s) => s.service === 'push')
     .map((s) => `ws://127.0.0.1:${s.port}/ws`)
     .join('  ')}
-  message store  ${env.MONGODB_URL ? 'MongoDB' : `SQLite, ${env.SQLITE_PATH ?? DEFAULT_SQLITE_PATH} (set MONGODB_URL for replicated storage)`}
+  message store  ${env.MONGODB_URL ? 'MongoDB' : `SQLite, ${sqlitePath} (set MONGODB_URL for replicated storage)`}
   processes      ${processes}
 
   AUTH_ADMIN_KEY ${env.AUTH_ADMIN_KEY ? '***' : adminKey} ${secretNote('AUTH_ADMIN_KEY')}

@@ -241,6 +241,32 @@ describe('npm start (restarts on, keys from the environment)', () => {
     }
   }, 45_000);
 
+  it('refuses to start a second cluster in its Consul agent or on its store, and the first one carries on', async () => {
+    const consulAddr = new URL(launcher.field('Consul UI')).host;
+    const store = /^SQLite, (\S+) /.exec(launcher.field('message store'))![1]!;
+    const collect = new URL(launcher.field('ingest API')).origin;
+    // Joined, the first cluster's collect handed messages to the second one's dispatch, which
+    // knew none of its routes: they waited for their user's next connect.
+    const inConsul = new Launcher({ ...KEYS, CONSUL_HTTP_ADDR: consulAddr });
+    expect(await inConsul.exited).toBe(1);
+    expect(inConsul.output).toContain(
+      `npm start failed: the Consul agent at ${consulAddr} already has a push-cluster (`,
+    );
+    expect(inConsul.output).toContain('LAUNCHER_PORTS=free SQLITE_PATH=');
+    // With its own Consul and Redis but the same SQLite file, the sweepers would share it.
+    const onStore = new Launcher({ ...KEYS, SQLITE_PATH: store });
+    expect(await onStore.exited).toBe(1);
+    expect(onStore.output).toContain(
+      `npm start failed: the message store ${store} is in use by the cluster of launcher pid ${launcher.pid}`,
+    );
+    // Each refused before it started anything, and left the first one's claim alone.
+    for (const refused of [inConsul, onStore]) {
+      expect(refused.output).not.toMatch(/started (redis-server|a Consul dev agent)/);
+    }
+    expect(readFileSync(`${store}.launcher-pid`, 'utf8').trim()).toBe(String(launcher.pid));
+    expect(await healthStatus(collect)).toBe(200);
+  }, 90_000);
+
   it('stops every process it started on SIGTERM, services before Redis and Consul', async () => {
     const started = launcher.descendants();
     const pids = launcher.pids();
