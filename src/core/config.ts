@@ -59,9 +59,9 @@ const durationText = z
   .transform(parseDurationMs);
 
 /**
- * A duration that sets a timer or a Consul setting: at least `atLeast` (`why` says what a
- * shorter one breaks) and within Node's timers. Unbounded, 1000h fired every millisecond
- * and 1ms timed out every call.
+ * A duration of a timer, a timeout, a Consul setting or a retry delay: at least `atLeast`
+ * (`why` says what a shorter one breaks) and within Node's timers. Unbounded, 1000h fired
+ * every millisecond and 1ms timed out every call.
  */
 function duration(atLeast: string, why: string) {
   const minMs = parseDurationMs(atLeast);
@@ -72,6 +72,9 @@ function duration(atLeast: string, why: string) {
 
 /** A whole number of seconds, 1 or more: a lifetime. */
 const seconds = z.coerce.number().int().positive().max(MAX_LIFETIME_SECONDS, LIFETIME_LIMIT);
+
+/** What an ACK_TIMEOUT or ACK_RETRY_MAX under its floor breaks. */
+const ACK_TOO_SOON = 'a client could not ack in time, and every message would be pushed again';
 
 /** The smallest WS_MAX_PAYLOAD: room for any frame a client sends (acks, pings). */
 const MIN_WS_MAX_PAYLOAD = 256;
@@ -217,14 +220,8 @@ const envSchema = z.object({
     '1s',
     'a client on a slow network could not send even a small request in time',
   ).default(30_000),
-  ACK_TIMEOUT: duration(
-    '100ms',
-    'a client could not ack in time, and every message would be pushed again',
-  ).default(10_000),
-  ACK_RETRY_MAX: duration(
-    '100ms',
-    'a client could not ack in time, and every message would be pushed again',
-  ).default(60_000),
+  ACK_TIMEOUT: duration('100ms', ACK_TOO_SOON).default(10_000),
+  ACK_RETRY_MAX: duration('100ms', ACK_TOO_SOON).default(60_000),
   MAX_ATTEMPTS: z.coerce.number().int().min(1).default(5),
   SWEEP_INTERVAL: duration('10ms', 'each sweep queries the store').default(1000),
   HANDOFF_GRACE: duration(
