@@ -73,6 +73,9 @@ function duration(atLeast: string, why: string) {
 /** A whole number of seconds, 1 or more: a lifetime. */
 const seconds = z.coerce.number().int().positive().max(MAX_LIFETIME_SECONDS, LIFETIME_LIMIT);
 
+/** Three times the longest timer, in seconds: a binding is renewed every third of it. */
+const MAX_ROUTE_TTL_SECONDS = 3 * Math.floor(MAX_TIMER_MS / 1000);
+
 /** What an ACK_TIMEOUT or ACK_RETRY_MAX under its floor breaks. */
 const ACK_TOO_SOON = 'a client could not ack in time, and every message would be pushed again';
 
@@ -166,7 +169,11 @@ const envSchema = z.object({
       'at least 3: a binding is renewed every third of it, and one renewal late by more ' +
         "than two thirds of it loses the user's route",
     )
-    .max(3 * Math.floor(MAX_TIMER_MS / 1000), TIMER_LIMIT + ' (renewed every third of it)')
+    .max(
+      MAX_ROUTE_TTL_SECONDS,
+      `at most ${MAX_ROUTE_TTL_SECONDS} (about 74 days): it is renewed every third of it, by a ` +
+        `timer, and Node runs a timer longer than ${MAX_TIMER_MS}ms after 1 ms`,
+    )
     .default(30),
   WS_PUBLIC_URL: z
     .string()

@@ -134,7 +134,7 @@ describe('configuration', () => {
       maxRouteTtl,
     );
     expect(() => loadConfig('push', { ROUTE_TTL_SECONDS: String(maxRouteTtl + 1) })).toThrow(
-      /ROUTE_TTL_SECONDS: at most/,
+      `ROUTE_TTL_SECONDS: at most ${maxRouteTtl} (about 74 days)`,
     );
   });
 
