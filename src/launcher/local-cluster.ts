@@ -180,12 +180,15 @@ export async function runLocalCluster(env: NodeJS.ProcessEnv = process.env): Pro
       };
       services.push({ ...p, port, sup: new Supervised(p.name, target, { restart, say: note }) });
     }
+    // A service that exits before it passes (a configuration error: exit 78) ends the wait
+    // at once: nothing restarts it yet, so waiting out the timeout only hid the reason.
+    let exited: string | undefined;
     await waitFor(
       'every service registered and passing in Consul',
       async () => {
-        for (const { name, sup } of services)
-          if (!sup.target.child.running)
-            throw new Error(`${name} exited:\n${sup.target.child.recentOutput()}`);
+        const gone = services.find(({ sup }) => !sup.target.child.running);
+        if (gone) exited = `${gone.name} exited:\n${gone.sup.target.child.recentOutput()}`;
+        if (exited) return true;
         const res = await fetch(`http://${consulAddr}/v1/health/state/passing`);
         const passing = new Set(
           ((await res.json()) as { ServiceID: string }[]).map((c) => c.ServiceID),
@@ -195,6 +198,7 @@ export async function runLocalCluster(env: NodeJS.ProcessEnv = process.env): Pro
       30_000,
       200,
     );
+    if (exited) throw new Error(exited);
 
     const port = (svc: ServiceName): number => services.find((s) => s.service === svc)?.port ?? 0;
     const ingest = `http://127.0.0.1:${port('collect')}`;

@@ -267,6 +267,16 @@ describe('npm start (restarts on, keys from the environment)', () => {
     expect(await healthStatus(collect)).toBe(200);
   }, 90_000);
 
+  it('stops with the reason when a service refuses its configuration, not after waiting for it', async () => {
+    const refused = new Launcher({ ...KEYS, ACK_TIMEOUT: '2m' });
+    expect(await refused.exited).toBe(1);
+    expect(refused.output).toMatch(
+      /npm start failed: \S+ exited:\n.*ACK_RETRY_MAX \(60000 ms\) must be at least ACK_TIMEOUT/,
+    );
+    // Before, it waited 30 s for the services to pass and then blamed the wait.
+    expect(refused.output).not.toContain('timed out after');
+  }, 90_000);
+
   it('stops every process it started on SIGTERM, services before Redis and Consul', async () => {
     const started = launcher.descendants();
     const pids = launcher.pids();
