@@ -1,4 +1,4 @@
-import { mkdirSync, openSync, readFileSync, unlinkSync, writeSync, closeSync } from 'node:fs';
+import { linkSync, mkdirSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { SERVICES } from '../core/config.js';
 
@@ -34,39 +34,77 @@ export async function assertNoClusterIn(consulAddr: string): Promise<void> {
 }
 
 /**
- * Claims the SQLite file for this launcher: a file beside it holds the launcher's pid until
- * it exits. Throws when a running launcher holds it; a claim left by one that was killed
- * (its pid gone, or now another program's) is taken over. Returns the release.
+ * Claims the SQLite file for this launcher: a file beside it names the launcher (its pid and
+ * start time) until it exits. Throws when a running launcher holds it; a claim left by one
+ * that was killed (its pid gone, or now another process's) is taken over. Returns the
+ * release.
+ *
+ * The claim is written whole before it appears (a file linked into place), so another
+ * launcher never reads it empty and takes it for one left behind.
  */
 export function claimStore(sqlitePath: string): () => void {
   const store = resolve(sqlitePath);
   const claim = `${store}.launcher-pid`;
+  const mine = holderLine(process.pid);
   mkdirSync(dirname(claim), { recursive: true });
-  for (let attempt = 0; ; attempt++) {
-    try {
-      const fd = openSync(claim, 'wx');
-      writeSync(fd, `${process.pid}\n`);
-      closeSync(fd);
-      break;
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-      const holder = Number(readText(claim).trim());
-      if (attempt === 0 && !isLauncher(holder)) {
-        unlinkQuietly(claim);
+  const draft = `${claim}.${process.pid}`;
+  writeFileSync(draft, mine);
+  try {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        linkSync(draft, claim);
+        break;
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      }
+      const held = readText(claim);
+      if (attempt < 3 && !isRunning(held)) {
+        // Gone since it was read: another newcomer took it over first, and holds it now.
+        if (readText(claim) === held) unlinkQuietly(claim);
         continue;
       }
       throw new Error(
-        `the message store ${sqlitePath} is in use by the cluster of launcher pid ${holder}: ` +
-          `stop that one, or start this one apart from it: ${APART}`,
+        `the message store ${sqlitePath} is in use by the cluster of launcher pid ` +
+          `${held.split(' ')[0]?.trim() || '?'}: stop that one, or start this one apart ` +
+          `from it: ${APART}`,
       );
     }
+  } finally {
+    unlinkQuietly(draft);
   }
   let released = false;
   return () => {
     if (released) return;
     released = true;
-    if (readText(claim).trim() === String(process.pid)) unlinkQuietly(claim);
+    if (readText(claim) === mine) unlinkQuietly(claim);
   };
+}
+
+/** "<pid> <start time>": the start time (clock ticks after boot, from /proc) tells the
+ *  process from a later one given the same pid; empty where there is no /proc. */
+function holderLine(pid: number): string {
+  return `${pid} ${startTimeOf(pid) ?? ''}\n`;
+}
+
+function startTimeOf(pid: number): string | undefined {
+  const stat = readText(`/proc/${pid}/stat`);
+  // Field 22; the fields are counted after the command name, which may hold spaces.
+  return stat ? stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19] : undefined;
+}
+
+/** Whether the claim names a process that still runs: its pid, started when it says. */
+function isRunning(held: string): boolean {
+  const [pidText = '', started = ''] = held.trim().split(' ');
+  const pid = Number(pidText);
+  if (!Number.isInteger(pid) || pid <= 0) return false;
+  try {
+    process.kill(pid, 0);
+  } catch (err) {
+    // EPERM: it runs, as another user.
+    if ((err as NodeJS.ErrnoException).code !== 'EPERM') return false;
+  }
+  const now = startTimeOf(pid);
+  return started === '' || now === undefined || now === started;
 }
 
 function readText(path: string): string {
@@ -83,23 +121,4 @@ function unlinkQuietly(path: string): void {
   } catch {
     // gone already
   }
-}
-
-/** Whether `pid` is a running launcher (`cli.js cluster`). Without /proc, whether it runs. */
-function isLauncher(pid: number): boolean {
-  if (!Number.isInteger(pid) || pid <= 0) return false;
-  try {
-    process.kill(pid, 0);
-  } catch (err) {
-    // EPERM: it runs, as another user.
-    if ((err as NodeJS.ErrnoException).code !== 'EPERM') return false;
-  }
-  let cmdline: string;
-  try {
-    cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
-  } catch {
-    return true;
-  }
-  const args = cmdline.split('\0');
-  return args.includes('cluster') && args.some((a) => a.endsWith('cli.js'));
 }

@@ -1,31 +1,48 @@
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { PROJECT_ROOT } from '../../src/launcher/binaries.js';
 import { claimStore } from '../../src/launcher/cluster-exclusivity.js';
 
-// A claim held by a running launcher is refused: test/e2e/launcher.test.ts starts one.
+// test/e2e/launcher.test.ts has a running launcher refuse a second one on its store.
 const dir = mkdtempSync(join(tmpdir(), 'claim-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
+/** Field 22 of /proc/<pid>/stat: when the process started. */
+const startTimeOf = (pid: number): string => {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]!;
+};
+
 describe('the launcher claim on a SQLite store', () => {
-  it('is a file beside the store with the pid, created with its folder and gone at release', () => {
+  it('is a file beside the store naming this process, created with its folder and gone at release', () => {
     const store = join(dir, 'new', 'messages.sqlite');
     const release = claimStore(store);
-    expect(readFileSync(`${store}.launcher-pid`, 'utf8')).toBe(`${process.pid}\n`);
+    expect(readFileSync(`${store}.launcher-pid`, 'utf8')).toBe(
+      `${process.pid} ${startTimeOf(process.pid)}\n`,
+    );
     release();
     expect(existsSync(`${store}.launcher-pid`)).toBe(false);
     release(); // twice is harmless
   });
 
-  it('takes over a claim left by a launcher that was killed, or whose pid is now another program', () => {
+  it('takes over a claim left by a launcher that was killed, or whose pid is now another process', () => {
     const dead = spawnSync(process.execPath, ['-e', '0']).pid!;
-    for (const holder of [String(dead), String(process.pid), 'garbage', '']) {
-      const store = join(dir, `left-${holder || 'empty'}.sqlite`);
+    const reused = `${process.pid} ${Number(startTimeOf(process.pid)) - 1}`;
+    for (const [name, holder] of [
+      ['dead', String(dead)],
+      ['reused', reused],
+      ['garbage', 'garbage'],
+      ['empty', ''],
+    ]) {
+      const store = join(dir, `left-${name}.sqlite`);
       writeFileSync(`${store}.launcher-pid`, `${holder}\n`);
       const release = claimStore(store);
-      expect(readFileSync(`${store}.launcher-pid`, 'utf8')).toBe(`${process.pid}\n`);
+      expect(readFileSync(`${store}.launcher-pid`, 'utf8'), name).toMatch(
+        new RegExp(`^${process.pid} `),
+      );
       release();
     }
   });
@@ -37,4 +54,46 @@ describe('the launcher claim on a SQLite store', () => {
     release();
     expect(readFileSync(`${store}.launcher-pid`, 'utf8')).toBe('12345\n');
   });
+
+  it('goes to exactly one of six launchers claiming at the same instant, three rounds', async () => {
+    for (let round = 0; round < 3; round++) {
+      const store = join(dir, `race-${round}.sqlite`);
+      const at = Date.now() + 2000;
+      const claimers = Array.from({ length: 6 }, () =>
+        spawn(
+          process.execPath,
+          ['--import', 'tsx', 'test/support/fixtures/store-claimer.ts', store, String(at)],
+          { cwd: PROJECT_ROOT, stdio: ['pipe', 'pipe', 'inherit'] },
+        ),
+      );
+      const answers = await Promise.all(
+        claimers.map(
+          (c) =>
+            new Promise<string>((resolve) => {
+              let out = '';
+              c.stdout!.on('data', (chunk: Buffer) => {
+                out += chunk.toString();
+                if (out.includes('\n')) resolve(out.trim());
+              });
+              c.once('exit', () => resolve(out.trim() || 'exited'));
+            }),
+        ),
+      );
+      for (const c of claimers) c.stdin!.end();
+      await Promise.all(
+        claimers.map((c) =>
+          c.exitCode !== null ? undefined : new Promise((r) => c.once('exit', r)),
+        ),
+      );
+      expect(answers.sort(), `round ${round}`).toEqual([
+        'claimed',
+        'refused',
+        'refused',
+        'refused',
+        'refused',
+        'refused',
+      ]);
+      expect(existsSync(`${store}.launcher-pid`)).toBe(false);
+    }
+  }, 60_000);
 });
