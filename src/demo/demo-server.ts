@@ -3,7 +3,8 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { join, normalize } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { isCanonicalTarget } from '../core/http.js';
+import getRawBody from 'raw-body';
+import { errorBody, HttpError, isCanonicalTarget } from '../core/http.js';
 import { PROJECT_ROOT } from '../launcher/binaries.js';
 
 /** The compiled client library is served from dist/, whether this runs from src or dist. */
@@ -32,8 +33,8 @@ export interface DemoServerOptions {
 export function createDemoServer(o: DemoServerOptions): Server {
   const server = createServer((req, res) => {
     handle(req, res).catch((err: unknown) => {
-      if (err instanceof DemoRefusal) return json(res, err.status, errorOf(err.code, err.message));
-      json(res, 500, errorOf('internal', String(err)));
+      if (err instanceof HttpError) return json(res, err.status, errorBody(err.code, err.message));
+      json(res, 500, errorBody('internal', String(err)));
     });
   });
   return server;
@@ -78,22 +79,10 @@ export function createDemoServer(o: DemoServerOptions): Server {
   }
 }
 
-/** A request the demo server refuses, with its status and error code. */
-class DemoRefusal extends Error {
-  constructor(
-    readonly status: number,
-    readonly code: string,
-    message: string,
-  ) {
-    super(message);
-  }
-}
-
 /** The most a POST body may hold (a token request or a message from the page). */
 const MAX_BODY_BYTES = 64 * 1024;
 
-const errorOf = (code: string, message: string) => ({ error: { code, message } });
-const notFound = (path: string) => errorOf('not_found', `no ${path} here`);
+const notFound = (path: string) => errorBody('not_found', `no ${path} here`);
 
 /** `Host` must name this server as the page's own address does: 127.0.0.1 or localhost, on
  *  the port it listens on. */
@@ -101,7 +90,7 @@ function checkHost(req: IncomingMessage, server: Server): void {
   const { port } = server.address() as AddressInfo;
   const host = (req.headers.host ?? '').toLowerCase();
   if (['127.0.0.1', 'localhost'].some((name) => host === `${name}:${port}`)) return;
-  throw new DemoRefusal(
+  throw new HttpError(
     403,
     'forbidden_host',
     `Host ${JSON.stringify(req.headers.host ?? '')} is not this demo server: open it at ` +
@@ -119,14 +108,14 @@ function checkSameOrigin(req: IncomingMessage): void {
     (origin !== undefined && origin !== `http://${req.headers.host ?? ''}`) ||
     (site !== undefined && site !== 'same-origin' && site !== 'none')
   )
-    throw new DemoRefusal(
+    throw new HttpError(
       403,
       'cross_origin',
       `a POST from ${origin ?? `a ${site} page`} is refused: only the demo page may post here`,
     );
   const type = (req.headers['content-type'] ?? '').split(';')[0]?.trim().toLowerCase();
   if (type !== 'application/json')
-    throw new DemoRefusal(415, 'unsupported_media_type', 'send the body as application/json');
+    throw new HttpError(415, 'unsupported_media_type', 'send the body as application/json');
 }
 
 function json(res: ServerResponse, status: number, value: unknown): void {
@@ -146,7 +135,7 @@ async function relay(res: ServerResponse, url: string, init?: RequestInit): Prom
     status = upstream.status;
     text = await upstream.text();
   } catch (err) {
-    throw new DemoRefusal(
+    throw new HttpError(
       502,
       'upstream_unavailable',
       `${new URL(url).origin} did not answer (${(err as Error).message}): is the cluster running?`,
@@ -167,24 +156,15 @@ function post(bodyBytes: Buffer, key: string): RequestInit {
 /** The body's bytes, passed on as they came (collect checks their UTF-8): a character
  *  split between two reads stays whole. Past MAX_BODY_BYTES it stops reading (the refusal
  *  closes the connection). */
-function body(req: IncomingMessage): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let bytes = 0;
-    const onData = (chunk: Buffer): void => {
-      bytes += chunk.length;
-      if (bytes <= MAX_BODY_BYTES) return void chunks.push(chunk);
-      req.off('data', onData).pause();
-      reject(
-        new DemoRefusal(
-          413,
-          'payload_too_large',
-          `the body is larger than ${MAX_BODY_BYTES} bytes`,
-        ),
-      );
-    };
-    req.on('data', onData);
-    req.once('end', () => resolve(Buffer.concat(chunks)));
-    req.once('error', reject);
-  });
+async function body(req: IncomingMessage): Promise<Buffer> {
+  try {
+    return await getRawBody(req, { limit: MAX_BODY_BYTES });
+  } catch (err) {
+    if ((err as { type?: string }).type !== 'entity.too.large') throw err;
+    throw new HttpError(
+      413,
+      'payload_too_large',
+      `the body is larger than ${MAX_BODY_BYTES} bytes`,
+    );
+  }
 }
