@@ -34,7 +34,7 @@ export function checkPayload(payload: unknown, limits: MessageLimits, where: str
   while (stack.length > 0) {
     const { value, depth } = stack.pop() as { value: unknown; depth: number };
     if (typeof value === 'number') {
-      if (!doubtfulNumbers && mayDifferFromItsLiteral(value)) doubtfulNumbers = true;
+      doubtfulNumbers ||= mayDifferFromItsLiteral(value);
       continue;
     }
     if (typeof value !== 'object' || value === null) continue;

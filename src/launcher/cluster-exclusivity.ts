@@ -1,6 +1,7 @@
 import { linkSync, mkdirSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { SERVICES } from '../core/config.js';
+import { passingInstances } from './consul-agent.js';
 
 /**
  * One local cluster per Consul agent and per message store. A second `npm start` used to
@@ -16,14 +17,10 @@ const APART = 'LAUNCHER_PORTS=free SQLITE_PATH=.data/second.sqlite npm start';
 
 /** Refuses a Consul agent in which instances of our services already pass their checks. */
 export async function assertNoClusterIn(consulAddr: string): Promise<void> {
-  const res = await fetch(`http://${consulAddr}/v1/health/state/passing`, {
-    signal: AbortSignal.timeout(5000),
-  });
-  if (!res.ok) throw new Error(`the Consul agent at ${consulAddr} answered ${res.status}`);
   const ours = new Set<string>(SERVICES);
-  const instances = ((await res.json()) as { ServiceName: string; ServiceID: string }[])
-    .filter((check) => ours.has(check.ServiceName))
-    .map((check) => check.ServiceID);
+  const instances = (await passingInstances(consulAddr))
+    .filter((instance) => ours.has(instance.service))
+    .map((instance) => instance.id);
   if (instances.length === 0) return;
   throw new Error(
     `the Consul agent at ${consulAddr} already has a push-cluster (${[...new Set(instances)]

@@ -104,3 +104,15 @@ export async function startConsulAgent(o: ConsulAgentOptions = {}): Promise<Cons
     return child;
   }
 }
+
+/** The service instances with a passing check, as the agent at `addr` (host:port) sees
+ *  them (an instance with two such checks comes twice): service names and instance ids. */
+export async function passingInstances(addr: string): Promise<{ service: string; id: string }[]> {
+  const res = await fetch(`http://${addr}/v1/health/state/passing`, {
+    signal: AbortSignal.timeout(5000),
+  });
+  if (!res.ok) throw new Error(`the Consul agent at ${addr} answered ${res.status}`);
+  return ((await res.json()) as { ServiceName: string; ServiceID: string }[])
+    .filter((check) => check.ServiceID !== '')
+    .map((check) => ({ service: check.ServiceName, id: check.ServiceID }));
+}

@@ -12,7 +12,7 @@ import { PROJECT_ROOT } from './binaries.js';
 import { Child, TIED_TO_LAUNCHER, waitFor } from './child.js';
 import { assertNoClusterIn, claimStore } from './cluster-exclusivity.js';
 import { serviceNodeOptions } from './node-options.js';
-import { startConsulAgent } from './consul-agent.js';
+import { passingInstances, startConsulAgent } from './consul-agent.js';
 import { startRedisServer } from './redis-server.js';
 import { Supervised } from './supervisor.js';
 
@@ -182,23 +182,20 @@ export async function runLocalCluster(env: NodeJS.ProcessEnv = process.env): Pro
     }
     // A service that exits before it passes (a configuration error: exit 78) ends the wait
     // at once: nothing restarts it yet, so waiting out the timeout only hid the reason.
-    let exited: string | undefined;
+    const exited = (): ServiceProcess | undefined =>
+      services.find(({ sup }) => !sup.target.child.running);
     await waitFor(
       'every service registered and passing in Consul',
       async () => {
-        const gone = services.find(({ sup }) => !sup.target.child.running);
-        if (gone) exited = `${gone.name} exited:\n${gone.sup.target.child.recentOutput()}`;
-        if (exited) return true;
-        const res = await fetch(`http://${consulAddr}/v1/health/state/passing`);
-        const passing = new Set(
-          ((await res.json()) as { ServiceID: string }[]).map((c) => c.ServiceID),
-        );
+        if (exited()) return true;
+        const passing = new Set((await passingInstances(consulAddr)).map((i) => i.id));
         return services.every((s) => passing.has(`${s.name}-${s.port}`));
       },
       30_000,
       200,
     );
-    if (exited) throw new Error(exited);
+    const gone = exited();
+    if (gone) throw new Error(`${gone.name} exited:\n${gone.sup.target.child.recentOutput()}`);
 
     const port = (svc: ServiceName): number => services.find((s) => s.service === svc)?.port ?? 0;
     const ingest = `http://127.0.0.1:${port('collect')}`;
