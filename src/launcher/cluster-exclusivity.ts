@@ -57,7 +57,7 @@ export function claimStore(sqlitePath: string): () => void {
       const held = readText(claim);
       if (attempt < 3 && !isRunning(held)) {
         // Gone since it was read: another newcomer took it over first, and holds it now.
-        if (readText(claim) === held) unlinkQuietly(claim);
+        if (readText(claim) === held) removeStale(claim);
         continue;
       }
       throw new Error(
@@ -109,6 +109,19 @@ function readText(path: string): string {
     return readFileSync(path, 'utf8');
   } catch {
     return '';
+  }
+}
+
+/** Removes a claim left behind; says so when it cannot (a folder in its place, say). */
+function removeStale(claim: string): void {
+  try {
+    unlinkSync(claim);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+    throw new Error(
+      `${claim} is left from a launcher that is gone, but cannot be removed ` +
+        `(${(err as Error).message}): remove it`,
+    );
   }
 }
 

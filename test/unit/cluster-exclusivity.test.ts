@@ -1,4 +1,4 @@
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { spawn, spawnSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -45,6 +45,14 @@ describe('the launcher claim on a SQLite store', () => {
       );
       release();
     }
+  });
+
+  it('says which file to remove when a claim left behind cannot be removed', () => {
+    const store = join(dir, 'folder-in-the-way.sqlite');
+    mkdirSync(`${store}.launcher-pid`);
+    expect(() => claimStore(store)).toThrow(
+      `${store}.launcher-pid is left from a launcher that is gone, but cannot be removed`,
+    );
   });
 
   it('leaves a claim that is not its own at release', () => {
